@@ -1,0 +1,171 @@
+"""Geometry shared by readers, the synthetic benchmark and evaluation.
+
+Pose conventions are those of :mod:`liftgs.types`: ``viewmat`` maps world to camera (OpenCV
+axes: x right, y down, z forward), pixel centres at ``(x + 0.5, y + 0.5)``. The paper builds
+its inputs exactly this way (appendix A.1): RGB-D frames are unprojected with their depth,
+fused, and voxel-downsampled to 5 cm.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from liftgs.types import Frame
+
+__all__ = [
+    "invert_pose",
+    "look_at",
+    "project_points",
+    "unproject_depth",
+    "fuse_frames",
+    "voxel_downsample",
+    "box_from_points",
+    "box_iou",
+]
+
+
+def invert_pose(T: np.ndarray) -> np.ndarray:
+    """Inverse of a rigid 4x4 transform (camera->world <-> world->camera)."""
+    T = np.asarray(T, dtype=np.float64)
+    R, t = T[:3, :3], T[:3, 3]
+    out = np.eye(4)
+    out[:3, :3] = R.T
+    out[:3, 3] = -R.T @ t
+    return out
+
+
+def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] = (0, 0, 1)) -> np.ndarray:
+    """World->camera ``viewmat`` [4, 4] of a camera at ``eye`` looking at ``target`` (OpenCV axes)."""
+    eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
+    z = target - eye
+    z /= np.linalg.norm(z)
+    x = np.cross(z, up)
+    if np.linalg.norm(x) < 1e-8:  # looking straight along `up`: pick any perpendicular axis
+        x = np.cross(z, np.array([1.0, 0.0, 0.0]) if abs(z[0]) < 0.9 else np.array([0.0, 1.0, 0.0]))
+    x /= np.linalg.norm(x)
+    y = np.cross(z, x)
+    c2w = np.eye(4)
+    c2w[:3, 0], c2w[:3, 1], c2w[:3, 2], c2w[:3, 3] = x, y, z, eye
+    return invert_pose(c2w)
+
+
+def project_points(points: np.ndarray, K: np.ndarray, viewmat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Project world points [P, 3] to pixel coordinates [P, 2] (continuous) and camera depth [P]."""
+    pts = np.asarray(points, dtype=np.float64)
+    cam = pts @ viewmat[:3, :3].T + viewmat[:3, 3]
+    z = cam[:, 2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        uv = (cam @ np.asarray(K, dtype=np.float64).T)[:, :2] / z[:, None]
+    return uv, z
+
+
+def unproject_depth(
+    depth: np.ndarray, K: np.ndarray, viewmat: np.ndarray, stride: int = 1, max_depth: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """World points of the valid depth pixels.
+
+    Returns ``points`` [M, 3] float64 and ``pix`` [M, 2] int (row, col) of each point's pixel.
+    A pixel is valid when its depth is finite, > 0 and <= ``max_depth``.
+    """
+    H, W = depth.shape
+    rows, cols = np.mgrid[0:H:stride, 0:W:stride]
+    d = depth[rows, cols].astype(np.float64)
+    valid = np.isfinite(d) & (d > 0) & (d <= max_depth)
+    rows, cols, d = rows[valid], cols[valid], d[valid]
+    K = np.asarray(K, dtype=np.float64)
+    x = (cols + 0.5 - K[0, 2]) / K[0, 0] * d
+    y = (rows + 0.5 - K[1, 2]) / K[1, 1] * d
+    cam = np.stack([x, y, d], axis=1)
+    c2w = invert_pose(viewmat)
+    world = cam @ c2w[:3, :3].T + c2w[:3, 3]
+    return world, np.stack([rows, cols], axis=1)
+
+
+def fuse_frames(
+    frames: Sequence[Frame],
+    voxel_size: float = 0.05,
+    stride: int = 1,
+    max_depth: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Fuse RGB-D frames into a sensor point cloud (unproject every frame, then voxelise).
+
+    Returns ``points`` [P, 3] float32, ``colors`` [P, 3] float32 in [0, 1] and, when every
+    frame carries ``instance_ids``, per-point instance ids [P] int32 by majority vote.
+    """
+    pts, cols, ids = [], [], []
+    with_ids = len(frames) > 0 and all(f.instance_ids is not None for f in frames)
+    for f in frames:
+        if f.depth is None:
+            raise ValueError(f"frame {f.name!r} has no depth: cannot fuse it into a point cloud")
+        p, pix = unproject_depth(f.depth, f.camera.K, f.camera.viewmat, stride=stride, max_depth=max_depth)
+        pts.append(p)
+        cols.append(f.rgb[pix[:, 0], pix[:, 1]].astype(np.float32) / 255.0)
+        if with_ids:
+            ids.append(f.instance_ids[pix[:, 0], pix[:, 1]].astype(np.int32))
+    if not pts or sum(len(p) for p in pts) == 0:
+        raise ValueError("no valid depth in any frame: the fused point cloud would be empty")
+    points = np.concatenate(pts)
+    colors = np.concatenate(cols)
+    inst = np.concatenate(ids) if with_ids else None
+    points, colors, inst, _ = voxel_downsample(points, voxel_size, colors, inst)
+    return points, colors, inst
+
+
+def voxel_downsample(
+    points: np.ndarray,
+    voxel_size: float = 0.05,
+    colors: np.ndarray | None = None,
+    instance_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """One point per occupied voxel: the mean position and mean colour of its points.
+
+    Instance ids are decided by majority vote inside the voxel (ties go to the smaller id;
+    -1 votes like any other id). Returns ``(points [V, 3] float32, colors [V, 3] | None,
+    instance_ids [V] int32 | None, inverse [P])`` where ``inverse`` maps each input point to
+    its voxel. Voxels are ordered by their integer coordinates, so the output is deterministic.
+    """
+    if voxel_size <= 0:
+        raise ValueError(f"voxel_size must be > 0, got {voxel_size}")
+    points = np.asarray(points, dtype=np.float64)
+    if points.shape[0] == 0:
+        raise ValueError("voxel_downsample: the point cloud is empty")
+    keys = np.floor(points / voxel_size).astype(np.int64)
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    V = counts.shape[0]
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        out = np.zeros((V, values.shape[1]), dtype=np.float64)
+        np.add.at(out, inverse, values)
+        return out / counts[:, None]
+
+    out_pts = mean(points).astype(np.float32)
+    out_cols = mean(np.asarray(colors, dtype=np.float64)).astype(np.float32) if colors is not None else None
+    out_ids = None
+    if instance_ids is not None:
+        ids = np.asarray(instance_ids, dtype=np.int64)
+        uniq, id_idx = np.unique(ids, return_inverse=True)
+        votes = np.zeros((V, len(uniq)), dtype=np.int64)
+        np.add.at(votes, (inverse, id_idx.reshape(-1)), 1)
+        out_ids = uniq[np.argmax(votes, axis=1)].astype(np.int32)  # argmax: first (smallest id) on ties
+    return out_pts, out_cols, out_ids, inverse
+
+
+def box_from_points(points: np.ndarray) -> np.ndarray:
+    """Axis-aligned box [6] = (xmin, ymin, zmin, xmax, ymax, zmax) of points [P, 3]."""
+    points = np.asarray(points)
+    if points.shape[0] == 0:
+        raise ValueError("box_from_points: no points")
+    return np.concatenate([points.min(axis=0), points.max(axis=0)]).astype(np.float64)
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two axis-aligned boxes in (min, max) form."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    inter = np.clip(np.minimum(a[3:], b[3:]) - np.maximum(a[:3], b[:3]), 0, None).prod()
+    vol_a = np.clip(a[3:] - a[:3], 0, None).prod()
+    vol_b = np.clip(b[3:] - b[:3], 0, None).prod()
+    union = vol_a + vol_b - inter
+    return float(inter / union) if union > 0 else 0.0
