@@ -116,6 +116,7 @@ class Expression:
     source: str = ""  # "synthetic", "scanrefer", "sr3d", "nr3d", "caption", ...
     ann_id: str = ""
     relation: str = ""  # e.g. "next to", "closest"; empty when unknown
+    meta: dict[str, Any] = field(default_factory=dict)  # source-specific, JSON-ready (e.g. ScanRefer "unique"/"multiple")
 
     def __post_init__(self) -> None:
         self.target_ids = [int(t) for t in self.target_ids]
