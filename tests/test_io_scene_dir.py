@@ -36,7 +36,8 @@ def make_scene(scene_id: str = "room0", num_frames: int = 2, with_ids: bool = Tr
         objects={0: ObjectInfo("chair", {"color": "red", "size": "large", "caption": "a red chair"}),
                  3: ObjectInfo("table", {"color": "blue"})},
         expressions=[Expression("the red chair next to the table", [0], spans=[(8, 13)], anchor_ids=[3],
-                                source="synthetic", ann_id="a1", relation="next to")],
+                                source="synthetic", ann_id="a1", relation="next to",
+                                meta={"eval_type": "unique"})],
         meta={"source": "test", "seed": seed, "nested": {"a": [1, 2.5]}},
     )
 

@@ -86,7 +86,8 @@ def _scene_json(scene: Scene, entries: list[dict[str, Any]]) -> dict[str, Any]:
                     for k, o in sorted(scene.objects.items())],
         "expressions": [
             {"text": e.text, "target_ids": e.target_ids, "spans": [list(s) for s in e.spans],
-             "anchor_ids": e.anchor_ids, "source": e.source, "ann_id": e.ann_id, "relation": e.relation}
+             "anchor_ids": e.anchor_ids, "source": e.source, "ann_id": e.ann_id, "relation": e.relation,
+             "meta": e.meta}
             for e in scene.expressions
         ],
         "meta": scene.meta,
@@ -226,7 +227,8 @@ def read_scene(scene_path: str | Path, load_frames: bool = True) -> Scene:
         expressions = [Expression(text=e["text"], target_ids=e["target_ids"],
                                   spans=[tuple(s) for s in e.get("spans", [])],
                                   anchor_ids=e.get("anchor_ids", []), source=e.get("source", ""),
-                                  ann_id=e.get("ann_id", ""), relation=e.get("relation", ""))
+                                  ann_id=e.get("ann_id", ""), relation=e.get("relation", ""),
+                                  meta=dict(e.get("meta", {})))
                        for e in doc["expressions"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise data_error(json_path, "bad objects / expressions entry", exc) from exc
