@@ -1,0 +1,160 @@
+"""The generic training loop both recipes (pretrain, finetune) drive.
+
+A recipe supplies a model and a ``step_fn(model, positions, step) -> (loss, scalars)`` that
+builds this rank's samples for the given stream positions (a pure function of the seed and
+the position, see ``sampler.py``), runs forward and the losses, and returns the loss to
+back-propagate. The loop owns everything else: seeding, AdamW + schedule, gradient clipping,
+DDP wrapping, logging on rank 0, periodic atomic checkpoints and exact resume.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from liftgs.train import checkpoint as ckpt
+from liftgs.train.distributed import DistInfo, barrier, current_info, reduce_scalars, shard_positions, wrap_ddp
+from liftgs.train.logging import TrainLogger
+from liftgs.train.optim import OptimConfig, build_optimizer
+
+StepFn = Callable[[nn.Module, list[int], int], tuple[Tensor, dict[str, float]]]
+Hook = Callable[[int, dict[str, float]], None]
+
+
+@dataclass
+class LoopConfig:
+    """Length, batch, seed and bookkeeping of a run."""
+
+    steps: int = 1000
+    """total optimiser steps of the run (a resumed run continues to this number)"""
+    batch_size: int = 2
+    """samples (scenes) per process per step; the global batch is batch_size * processes"""
+    seed: int = 0
+    log_every: int = 1
+    ckpt_every: int = 200
+    """write a checkpoint every this many steps (and always after the last step)"""
+    keep_last: int = 3
+    """keep only the newest K checkpoints (0 keeps all)"""
+    tensorboard: bool = True
+    progress: bool = True
+    """show a tqdm progress bar with the live loss"""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "log_every", "ckpt_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.keep_last < 0:
+            raise ValueError(f"keep_last must be >= 0 (0 keeps every checkpoint), got {self.keep_last}")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    step: int
+    start_step: int
+    last_scalars: dict[str, float] = field(default_factory=dict)
+    checkpoint: Path | None = None
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch; ranks get different streams (dropout differs per rank)."""
+    s = int(seed) * 1000 + int(rank)
+    random.seed(s)
+    np.random.seed(s % (2**32))
+    torch.manual_seed(s)
+
+
+def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: OptimConfig,
+                 run_dir: str | Path, config: dict[str, Any] | None = None,
+                 resume: bool | str | Path = False, info: DistInfo | None = None,
+                 on_step_end: Hook | None = None, desc: str = "train",
+                 find_unused_parameters: bool = True) -> TrainResult:
+    """Train ``model`` for ``loop.steps`` steps; see the module docstring.
+
+    ``resume``: False (fresh run; refuses a run dir that already has checkpoints), True (the
+    latest checkpoint of ``run_dir``; fresh when there is none) or a checkpoint path.
+    ``on_step_end(step, scalars)`` runs after every step (tests use it to simulate a kill).
+    Call ``seed_everything`` before building the model so every rank starts identical.
+    """
+    info = info or current_info()
+    run_dir = Path(run_dir)
+    optimizer, scheduler = build_optimizer(model, optim, loop.steps)
+    start_step = _maybe_resume(model, optimizer, scheduler, run_dir, resume, info)
+    train_model = wrap_ddp(model, info, find_unused_parameters=find_unused_parameters)
+    logger = TrainLogger(run_dir, loop.steps, start_step, enabled=info.is_main,
+                         tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress)
+    result = TrainResult(run_dir=run_dir, step=start_step, start_step=start_step)
+    try:
+        for step in range(start_step, loop.steps):
+            scalars = _one_step(train_model, model, step_fn, optimizer, scheduler, loop, optim,
+                                step, info)
+            done = step + 1
+            result.step, result.last_scalars = done, scalars
+            if done % loop.log_every == 0 or done == loop.steps:
+                logger.log(done, reduce_scalars(scalars))
+            logger.advance()
+            if done % loop.ckpt_every == 0 or done == loop.steps:
+                result.checkpoint = ckpt.save_checkpoint(
+                    run_dir, done, model, optimizer, scheduler, config=config,
+                    meta={"loss": scalars.get("loss")}, keep_last=loop.keep_last,
+                    rank=info.rank, world_size=info.world_size,
+                    barrier=barrier if info.enabled else None)
+            if on_step_end is not None:
+                on_step_end(done, scalars)
+    finally:
+        logger.close()
+    return result
+
+
+def _one_step(train_model: nn.Module, model: nn.Module, step_fn: StepFn,
+              optimizer: torch.optim.Optimizer, scheduler: Any, loop: LoopConfig,
+              optim: OptimConfig, step: int, info: DistInfo) -> dict[str, float]:
+    t0 = time.perf_counter()
+    positions = shard_positions(step, loop.batch_size, info.rank, info.world_size)
+    train_model.train()
+    optimizer.zero_grad(set_to_none=True)
+    loss, scalars = step_fn(train_model, positions, step)
+    if not torch.isfinite(loss.detach()).all():
+        raise FloatingPointError(
+            f"step {step + 1}: the loss is {loss.item()} ({scalars}); lower --optim.lr or "
+            "enable --optim.grad-clip, and check the data for empty or degenerate samples")
+    loss.backward()
+    params = [p for p in model.parameters() if p.grad is not None]
+    if optim.grad_clip > 0 and params:
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, optim.grad_clip))
+    else:
+        grad_norm = float(torch.linalg.vector_norm(
+            torch.stack([p.grad.detach().norm() for p in params]))) if params else 0.0
+    optimizer.step()
+    lr = float(optimizer.param_groups[0]["lr"])
+    scheduler.step()
+    out = {k: float(v) for k, v in scalars.items()}
+    out.update(loss=float(loss.detach()), grad_norm=grad_norm, lr=lr,
+               step_time=time.perf_counter() - t0)
+    return out
+
+
+def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
+                  run_dir: Path, resume: bool | str | Path, info: DistInfo) -> int:
+    if resume is False or resume is None:
+        existing = ckpt.latest_checkpoint(run_dir)
+        if existing is not None:
+            raise ckpt.CheckpointError(
+                f"{run_dir} already holds checkpoints (latest {existing.name}); pass --resume to "
+                "continue that run or choose a new --out directory")
+        return 0
+    if resume is True:
+        path = ckpt.latest_checkpoint(run_dir)
+        if path is None:
+            return 0
+    else:
+        path = ckpt.resolve_checkpoint(resume)
+    state = ckpt.load_checkpoint(path, model, optimizer, scheduler, rank=info.rank)
+    return state.step
