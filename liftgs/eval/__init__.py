@@ -1,1 +1,41 @@
-"""liftgs.eval"""
+"""liftgs.eval: the field's metrics and benchmark runners.
+
+* :mod:`liftgs.eval.instance_ap` - instance-segmentation AP exactly as ScanNet's benchmark script;
+* :mod:`liftgs.eval.scannet_format` - the benchmark's prediction / GT text formats;
+* :mod:`liftgs.eval.open_vocab` - the open-vocabulary protocol (category names -> scored masks);
+* :mod:`liftgs.eval.grounding` - ScanRefer Acc@IoU and Multi3DRefer F1@IoU;
+* :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``.
+"""
+
+from liftgs.eval.grounding import (
+    MultiReferQuery,
+    ReferQuery,
+    f1_one_query,
+    grounding_accuracy,
+    is_unique_target,
+    mask_box,
+    multi3drefer_f1,
+)
+from liftgs.eval.instance_ap import ClassSet, InstanceAPResult, InstancePrediction, evaluate_instances
+from liftgs.eval.open_vocab import predict_instances, scene_gt_ids, vocabulary_of
+from liftgs.eval.scannet_format import evaluate_prediction_dir, read_predictions, write_predictions
+
+__all__ = [
+    "ClassSet",
+    "InstanceAPResult",
+    "InstancePrediction",
+    "evaluate_instances",
+    "evaluate_prediction_dir",
+    "read_predictions",
+    "write_predictions",
+    "predict_instances",
+    "scene_gt_ids",
+    "vocabulary_of",
+    "ReferQuery",
+    "MultiReferQuery",
+    "grounding_accuracy",
+    "multi3drefer_f1",
+    "f1_one_query",
+    "is_unique_target",
+    "mask_box",
+]
