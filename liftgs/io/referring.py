@@ -1,0 +1,159 @@
+"""Referring-expression annotations: ScanRefer JSON and ReferIt3D (Sr3d / Nr3d) CSV.
+
+Both index objects by the ScanNet aggregation ``objectId``, which is the instance id the
+ScanNet reader assigns, so expressions attach to converted scenes directly. The target span
+(the tokens the target mask must match, paper Fig. 2 / Sec 3.3) is the first mention of the
+target's category name in the text when one is found, else no span.
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import json
+import re
+from collections import defaultdict
+from pathlib import Path
+
+from liftgs.io.errors import DataError, data_error
+from liftgs.types import Expression, Scene
+
+__all__ = ["read_scanrefer", "read_referit3d", "find_mention", "attach_expressions"]
+
+SCANREFER_KEYS = ("scene_id", "object_id", "object_name", "ann_id", "description")
+SR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id", "reference_type", "anchor_ids")
+NR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id")
+
+
+def find_mention(text: str, name: str) -> tuple[int, int] | None:
+    """Char span of the first whole-word mention of ``name`` (underscores = spaces, any case,
+    an optional plural ``s``/``es`` not included); None when the text never names it."""
+    words = name.replace("_", " ").strip().split()
+    if not words:
+        return None
+    pattern = r"\b" + r"\s+".join(re.escape(w) for w in words) + r"(?=(?:e?s)?\b)"
+    m = re.search(pattern, text, flags=re.IGNORECASE)
+    return (m.start(), m.end()) if m else None
+
+
+def _spans(text: str, name: str) -> list[tuple[int, int]]:
+    span = find_mention(text, name)
+    return [span] if span is not None else []
+
+
+def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
+    """ScanRefer ``ScanRefer_filtered_*.json`` -> {scene_id: [Expression(source="scanrefer")]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("ScanRefer file is missing", path)
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise data_error(path, "cannot parse ScanRefer JSON (truncated or corrupt?)", exc) from exc
+    if not isinstance(rows, list):
+        raise DataError("ScanRefer JSON must be a list of annotations", path)
+    out: dict[str, list[Expression]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        missing = [k for k in SCANREFER_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise DataError(f"annotation {i} lacks {missing}", path)
+        text = str(row["description"]).strip()
+        name = str(row["object_name"])
+        try:
+            target = int(row["object_id"])
+        except (TypeError, ValueError) as exc:
+            raise data_error(path, f"annotation {i}: object_id is not an integer", exc) from exc
+        meta = {"object_name": name.replace("_", " ")}
+        if "token" in row:
+            meta["tokens"] = list(row["token"])
+        out[str(row["scene_id"])].append(Expression(
+            text=text, target_ids=[target], spans=_spans(text, name), source="scanrefer",
+            ann_id=f"{row['object_id']}_{row['ann_id']}", meta=meta))
+    return dict(out)
+
+
+def _literal_list(value: str, path: Path, row: int, key: str) -> list:
+    try:
+        parsed = ast.literal_eval(value) if value.strip() else []
+    except (ValueError, SyntaxError) as exc:
+        raise data_error(path, f"row {row}: column {key!r} is not a list literal", exc) from exc
+    return list(parsed) if isinstance(parsed, (list, tuple)) else [parsed]
+
+
+def _flag(value: str) -> bool | str:
+    v = str(value).strip()
+    return {"true": True, "false": False}.get(v.lower(), v)
+
+
+def read_referit3d(path: str | Path, source: str | None = None) -> dict[str, list[Expression]]:
+    """ReferIt3D ``sr3d*.csv`` / ``nr3d*.csv`` -> {scan_id: [Expression]}. ``source`` ("sr3d" /
+    "nr3d") is detected from the columns (Sr3d has ``reference_type`` and ``anchor_ids``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("ReferIt3D CSV is missing", path)
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        columns = set(reader.fieldnames or ())
+        rows = list(reader)
+    if source is None:
+        source = "sr3d" if {"reference_type", "anchor_ids"} <= columns else "nr3d"
+    if source not in ("sr3d", "nr3d"):
+        raise ValueError(f"source must be 'sr3d' or 'nr3d', got {source!r}")
+    need = SR3D_KEYS if source == "sr3d" else NR3D_KEYS
+    missing = [k for k in need if k not in columns]
+    if missing:
+        raise DataError(f"{source} CSV lacks columns {missing} (has {sorted(columns)})", path)
+    out: dict[str, list[Expression]] = defaultdict(list)
+    for i, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
+        if None in row or any(row.get(k) is None for k in need):
+            raise DataError(f"row {i} has the wrong number of fields (truncated file?)", path)
+        text = row["utterance"].strip()
+        try:
+            target = int(row["target_id"])
+        except ValueError as exc:
+            raise data_error(path, f"row {i}: target_id is not an integer", exc) from exc
+        name = row.get("instance_type", "")
+        meta: dict[str, object] = {"stimulus_id": row["stimulus_id"], "instance_type": name}
+        anchors: list[int] = []
+        relation = ""
+        if source == "sr3d":
+            anchors = [int(a) for a in _literal_list(row["anchor_ids"], path, i, "anchor_ids")]
+            relation = row["reference_type"]
+            if "coarse_reference_type" in row:
+                meta["coarse_reference_type"] = row["coarse_reference_type"]
+            if row.get("distractor_ids"):
+                meta["distractor_ids"] = [int(a) for a in _literal_list(row["distractor_ids"], path, i,
+                                                                          "distractor_ids")]
+        for key in ("mentions_target_class", "correct_guess", "uses_object_lang", "uses_spatial_lang",
+                    "uses_color_lang", "uses_shape_lang"):
+            if row.get(key) not in (None, ""):
+                meta[key] = _flag(row[key])
+        ann_id = row.get("assignmentid") or f"{source}-{i}"
+        out[row["scan_id"]].append(Expression(
+            text=text, target_ids=[target], spans=_spans(text, name) if name else [],
+            anchor_ids=anchors, source=source, ann_id=str(ann_id), relation=relation, meta=meta))
+    return dict(out)
+
+
+def attach_expressions(scene: Scene, expressions: list[Expression], where: str | Path = "") -> Scene:
+    """Append ``expressions`` to ``scene`` after checking their object ids exist.
+
+    ScanRefer's evaluation split "unique" / "multiple" (is the target the only object of its
+    class in the scene?) is stored in ``Expression.meta["eval_type"]``; the class is the
+    NYU40 id when the scene carries the label map, else the category.
+    """
+    if scene.objects:
+        for e in expressions:
+            unknown = [t for t in e.target_ids + e.anchor_ids if t not in scene.objects]
+            if unknown:
+                raise DataError(f"{e.source} expression {e.ann_id!r} names objects {unknown} that scene "
+                                f"{scene.scene_id} does not have (wrong scan or annotation version?)", where)
+        key = {oid: o.attributes.get("nyu40_id", o.category) for oid, o in scene.objects.items()}
+        counts: dict[object, int] = defaultdict(int)
+        for k in key.values():
+            counts[k] += 1
+        for e in expressions:
+            if e.source == "scanrefer":
+                e.meta["eval_type"] = "unique" if counts[key[e.target_ids[0]]] == 1 else "multiple"
+    scene.expressions.extend(expressions)
+    return scene
