@@ -1,0 +1,163 @@
+"""``liftgs eval``: score a checkpoint on a dataset split, or score benchmark files.
+
+    liftgs eval --checkpoint C --data DIR --split val --tasks instseg,grounding --out DIR
+    liftgs eval --predictions DIR --gt DIR --benchmark scannet200 --out DIR
+
+The first form runs the open-vocabulary protocol (every category name as a query) and grounds
+every referring expression of each scene; the second scores ScanNet-format prediction files of
+any method. Both print the tables and write ``<out>/metrics.md`` and ``<out>/metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from liftgs.config import parse_cli, to_dict
+from liftgs.eval.instance_ap import ClassSet
+from liftgs.eval.report import Table, grounding_tables, instance_tables, to_markdown, write_report
+from liftgs.eval.runner import TASKS, EvalResults, Grounder, ModelGrounder, evaluate_scenes
+from liftgs.eval.scannet_format import evaluate_prediction_dir
+
+__all__ = ["EvalConfig", "main", "run_checkpoint", "run_prediction_dir", "load_class_set", "results_report"]
+
+
+@dataclass
+class EvalConfig:
+    """Options of ``liftgs eval`` (give --checkpoint and --data, or --predictions and --gt)."""
+
+    checkpoint: Path | None = None  # model folder written by LiftGS.save_pretrained
+    data: Path | None = None  # dataset root (scene folders + splits.json)
+    split: str = "val"
+    tasks: str = "instseg,grounding"  # comma-separated subset of: instseg, grounding
+    out: Path = Path("eval_out")
+    text_encoder: str = "minilm"  # preset name or folder for liftgs.text.load_text_encoder
+    vocabulary: Literal["all", "scene"] = "all"  # query every class name, or only the scene's categories
+    classes: str = "auto"  # "data" (categories of the split), "scannet20", "scannet200", a JSON file;
+    # "auto" = "data" for a checkpoint, "scannet20" (the official script's 18 classes) for files
+    top_k: int = 10  # masks kept per query
+    score_threshold: float = 0.5  # masks scoring >= this form the predicted set for F1@IoU
+    max_scenes: int | None = None  # evaluate only the first N scenes of the split
+    write_predictions: bool = False  # also write ScanNet-format predictions + GT under <out>/benchmark
+    predictions: Path | None = None  # folder of <scene>.txt prediction files (official format)
+    gt: Path | None = None  # folder of <scene>.txt GT files (label*1000+instance per vertex)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        files_mode = self.predictions is not None or self.gt is not None
+        model_mode = self.checkpoint is not None or self.data is not None
+        if files_mode == model_mode:
+            raise ValueError("give either --checkpoint and --data (evaluate a model) or --predictions and --gt "
+                             "(score benchmark files)")
+        if files_mode and (self.predictions is None or self.gt is None):
+            raise ValueError("scoring files needs both --predictions DIR and --gt DIR")
+        if model_mode and (self.checkpoint is None or self.data is None):
+            raise ValueError("evaluating a model needs both --checkpoint DIR and --data DIR")
+        bad = set(self.task_list) - set(TASKS)
+        if bad or not self.task_list:
+            raise ValueError(f"--tasks must be a comma-separated subset of {','.join(TASKS)}, got {self.tasks!r}")
+        if self.top_k < 1:
+            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
+        if self.max_scenes is not None and self.max_scenes < 1:
+            raise ValueError(f"--max-scenes must be >= 1, got {self.max_scenes}")
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()]
+
+
+def load_class_set(spec: str, scene_paths=None) -> ClassSet:
+    """"scannet20" | "scannet200" | "data" (sorted categories of the scenes at ``scene_paths``)
+    | a JSON file ``{"ids": [...], "names": [...], "groups": {name: [class names]}}``."""
+    if spec == "scannet20":
+        return ClassSet.scannet20()
+    if spec == "scannet200":
+        return ClassSet.scannet200()
+    if spec == "data":
+        from liftgs.io.scene_dir import read_scene_json
+
+        if scene_paths is None:
+            raise ValueError("--classes data needs scenes; with --predictions give scannet20, scannet200 or a JSON")
+        cats = sorted({o["category"] for p in scene_paths for o in read_scene_json(p)["objects"]})
+        if not cats:
+            raise ValueError("no object categories in the evaluated scenes: nothing to score for instseg")
+        return ClassSet.from_names(cats)
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"--classes {spec!r}: not a preset (data, scannet20, scannet200) nor a JSON file")
+    try:
+        doc = json.loads(path.read_text())
+        groups = {k: tuple(v) for k, v in doc.get("groups", {}).items()}
+        return ClassSet(ids=tuple(doc["ids"]), names=tuple(doc["names"]), groups=groups)
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"class file {path}: expected JSON with 'ids' and 'names' lists ({exc})") from exc
+
+
+def results_report(results: EvalResults, heading: str) -> tuple[list[Table], dict]:
+    tables, data = [], {"info": results.info}
+    if results.instseg is not None:
+        tables += instance_tables(results.instseg)
+        data["instseg"] = {"summary": results.instseg.summary(), "per_class": results.instseg.per_class(),
+                           "overlaps": results.instseg.overlaps, "ap_per_overlap": results.instseg.ap,
+                           "classes": {"ids": results.instseg.classes.ids, "names": results.instseg.classes.names}}
+    if results.accuracy is not None or results.f1 is not None:
+        tables += grounding_tables(results.accuracy, results.f1)
+        data["grounding"] = {"accuracy": results.accuracy, "f1": results.f1}
+    return tables, data
+
+
+def run_prediction_dir(cfg: EvalConfig) -> EvalResults:
+    classes = load_class_set("scannet20" if cfg.classes == "auto" else cfg.classes)
+    result = evaluate_prediction_dir(cfg.predictions, cfg.gt, classes)
+    return EvalResults(instseg=result, info={"predictions": str(cfg.predictions), "gt": str(cfg.gt)})
+
+
+def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalResults:
+    """Evaluate ``cfg.checkpoint`` on ``cfg.data``/``cfg.split`` (``grounder`` overrides the model,
+    for tests and for other methods)."""
+    from liftgs.io import list_scenes, read_scene
+
+    paths = list_scenes(cfg.data, cfg.split)
+    if cfg.max_scenes is not None:
+        paths = paths[: cfg.max_scenes]
+    if not paths:
+        raise ValueError(f"split {cfg.split!r} of {cfg.data} has no scenes")
+    classes = None
+    if "instseg" in cfg.task_list:
+        classes = load_class_set("data" if cfg.classes == "auto" else cfg.classes, paths)
+    if grounder is None:
+        grounder = _load_model_grounder(cfg)
+    scenes = (read_scene(p, load_frames=False) for p in paths)
+    pred_dir = cfg.out / "benchmark" if cfg.write_predictions else None
+    results = evaluate_scenes(scenes, grounder, classes, cfg.task_list, cfg.vocabulary, cfg.score_threshold,
+                              pred_dir=pred_dir, num_scenes=len(paths))
+    results.info.update({"checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split})
+    return results
+
+
+def _load_model_grounder(cfg: EvalConfig) -> ModelGrounder:
+    from liftgs.model import LiftGS
+    from liftgs.text import load_text_encoder
+
+    t0 = time.perf_counter()
+    model = LiftGS.from_pretrained(cfg.checkpoint, map_location=cfg.device).eval()
+    encoder = load_text_encoder(cfg.text_encoder, device=cfg.device)
+    print(f"loaded {cfg.checkpoint} and text encoder {cfg.text_encoder!r} in {time.perf_counter() - t0:.1f} s")
+    return ModelGrounder(model, encoder, top_k=cfg.top_k)
+
+
+def main(argv: list[str]) -> int:
+    cfg = parse_cli(EvalConfig, argv, prog="liftgs eval", description=__doc__)
+    if cfg.predictions is not None:
+        results, heading = run_prediction_dir(cfg), f"Benchmark files: {cfg.predictions}"
+    else:
+        results, heading = run_checkpoint(cfg), f"{cfg.checkpoint} on {cfg.data} ({cfg.split})"
+    tables, data = results_report(results, heading)
+    data["config"] = to_dict(cfg)
+    md, js = write_report(cfg.out, tables, data, heading=heading)
+    print(to_markdown(tables, heading))
+    print(f"wrote {md} and {js}")
+    return 0
