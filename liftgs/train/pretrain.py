@@ -1,0 +1,238 @@
+"""Render-supervised pre-training from 2D pseudo-labels (paper Sec 3.2, appendix A.1).
+
+No 3D labels: the model predicts Gaussians and 3D masks from the point cloud and pseudo
+queries (segment embeddings); masks, colours and features are rendered into the view and
+supervised by the segments (Hungarian-matched focal + dice + soft token CE, eq. 3-5), the
+image (L1 + SSIM, eq. 6) and the segment embeddings (contrastive, eq. 7). ``--losses``
+reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+feat``.
+
+    liftgs pretrain --data DIR --labels DIR --preset tiny --out runs/pre --steps 2000
+    torchrun --nproc_per_node 2 -m liftgs.cli pretrain ...   # data-parallel
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from liftgs.config import parse_cli, save_json_atomic, to_dict
+from liftgs.train.batching import collate_points, one_hot_tokens
+from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
+from liftgs.train.loop import LoopConfig, TrainResult, run_training, seed_everything
+from liftgs.train.optim import OptimConfig
+from liftgs.train.pretrain_data import PretrainDataset, PretrainSample
+from liftgs.train.render_targets import render_view
+
+LOSS_SETS = {"ground": (False, False), "ground+rgb": (True, False), "ground+rgb+feat": (True, True)}
+
+
+@dataclass
+class PretrainConfig:
+    """Pre-training run. Presets (``--preset``) fill model size and recipe numbers."""
+
+    data: Path | None = None
+    """dataset root of scene directories (``liftgs synth`` / ``liftgs convert`` output)"""
+    labels: Path | None = None
+    """pseudo-label cache written by ``liftgs pseudolabel``"""
+    out: Path = Path("runs/pretrain")
+    """run directory: config.json, log.jsonl, tensorboard/, checkpoints/, model/ (final weights)"""
+    preset: Literal["tiny", "paper"] = "tiny"
+    losses: Literal["ground", "ground+rgb", "ground+rgb+feat"] = "ground+rgb+feat"
+    """loss set (paper Table 4): grounding only, + photometric, + feature"""
+    split: str | None = "train"
+    """scenes of this split of splits.json (all scenes when the root has no splits.json)"""
+    steps: int = 2000
+    batch_size: int = 2
+    """scenes per process per step"""
+    seed: int = 0
+    resume: bool = False
+    """continue from the latest checkpoint in --out (bitwise the same result as no interruption)"""
+    ckpt_every: int = 200
+    keep_last: int = 3
+    log_every: int = 10
+    image_size: int = 128
+    """working render resolution (longer image side, pixels); paper: 512"""
+    max_segments: int = 8
+    """pseudo queries per sample (appendix A.1: up to 8)"""
+    min_segment_area: int = 1024
+    """segments smaller than this many pixels at 512x512 are dropped (scaled to image_size)"""
+    num_pixels: int = 4096
+    """pixels sampled per view for the mask and feature losses"""
+    rgb_weight: float = 1.0
+    feature_weight: float = 0.1
+    device: str = "auto"
+    tensorboard: bool = True
+    progress: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        if self.losses not in LOSS_SETS:
+            raise ValueError(f"losses must be one of {sorted(LOSS_SETS)}, got {self.losses!r}")
+        for name in ("image_size", "max_segments", "num_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.rgb_weight < 0 or self.feature_weight < 0:
+            raise ValueError("loss weights must be >= 0")
+        self.loop_config()  # validates steps / batch / checkpoint numbers
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, batch_size=self.batch_size, seed=self.seed,
+                          log_every=self.log_every, ckpt_every=self.ckpt_every,
+                          keep_last=self.keep_last, tensorboard=self.tensorboard,
+                          progress=self.progress)
+
+
+PRESETS: dict[str, PretrainConfig] = {
+    "tiny": PretrainConfig(),
+    # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
+    "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
+                            num_pixels=16384, ckpt_every=2000, log_every=50),
+}
+
+
+def build_model(preset: str, text_dim: int):
+    """The LIFT-GS model of a preset with query width ``text_dim``."""
+    from liftgs.model import ModelConfig, build_liftgs
+
+    config = ModelConfig.paper(text_dim=text_dim) if preset == "paper" else ModelConfig.tiny(text_dim=text_dim)
+    return build_liftgs(config)
+
+
+def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, criterion,
+                  use_rgb: bool, use_feat: bool, rgb_weight: float = 1.0,
+                  feature_weight: float = 0.1) -> tuple[Tensor, dict[str, float]]:
+    """Total loss of a batch: grounding (+ RGB, + feature), averaged over scenes."""
+    from liftgs.losses import feature_contrastive_loss, photometric_loss
+
+    B = len(samples)
+    norm = normaliser(sum(s.target_masks.shape[0] for s in samples) / B)
+    total = 0.0
+    scalars: dict[str, float] = {}
+    for (gauss, grounding), s in zip(outputs, samples):
+        H, W = s.view.segments.shape
+        dev = gauss.means.device
+        view = render_view(gauss, grounding, s.view.viewmat.to(dev), s.view.K.to(dev), W, H,
+                           s.pixels.to(dev), want_rgb=use_rgb, want_features=use_feat)
+        layers = [(probs, g.token_logits) for probs, g in
+                  zip(view.mask_probs, [*grounding.aux, grounding])]
+        K = s.target_masks.shape[0]
+        tokens = one_hot_tokens(K, num_tokens).to(dev)
+        ground, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
+        scene_loss = ground
+        _accumulate(scalars, {"ground": float(ground.detach()), **_floats(parts)}, B)
+        if use_rgb:
+            rgb, rgb_parts = photometric_loss(view.rgb, s.view.rgb.to(dev))
+            scene_loss = scene_loss + rgb_weight * rgb
+            _accumulate(scalars, {"rgb": float(rgb.detach()), **_floats(rgb_parts, "rgb_")}, B)
+        if use_feat:
+            feat = feature_contrastive_loss(view.features, s.pixel_segments.to(dev),
+                                            s.view.embeddings.to(dev))
+            scene_loss = scene_loss + feature_weight * feat
+            _accumulate(scalars, {"feat": float(feat.detach())}, B)
+        total = total + scene_loss / B
+    return total, scalars
+
+
+def _floats(parts: dict, prefix: str = "") -> dict[str, float]:
+    out = {}
+    for k, v in (parts or {}).items():
+        key = k if k.startswith(prefix) else prefix + k
+        if isinstance(v, Tensor) and v.numel() == 1:
+            out[key] = float(v.detach())
+        elif isinstance(v, (int, float)):
+            out[key] = float(v)
+    return out
+
+
+def _accumulate(into: dict[str, float], values: dict[str, float], count: int) -> None:
+    for k, v in values.items():
+        into[k] = into.get(k, 0.0) + v / count
+
+
+def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, device: torch.device,
+                 query_dim: int):
+    """The recipe's ``step_fn(model, positions, step)`` for :func:`run_training`."""
+    use_rgb, use_feat = LOSS_SETS[config.losses]
+
+    def step_fn(model: nn.Module, positions: list[int], step: int):
+        samples = [dataset.sample(p) for p in positions]
+        batch = collate_points([s.points for s in samples], [s.colors for s in samples],
+                               [s.queries for s in samples], query_dim).to(device)
+        outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask)
+        return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
+                             use_feat, config.rgb_weight, config.feature_weight)
+
+    return step_fn
+
+
+def scene_paths(data: Path, split: str | None) -> list[Path]:
+    """Scenes of ``split`` when the root has a splits.json, else every scene."""
+    from liftgs.io.scene_dir import SPLITS_JSON, list_scenes
+
+    if split and (Path(data) / SPLITS_JSON).is_file():
+        return list_scenes(data, split)
+    return list_scenes(data)
+
+
+def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_end=None) -> TrainResult:
+    """Build data, model and criterion from ``config`` and train; returns the loop's result."""
+    from liftgs.losses import GroundingCriterion
+
+    if config.data is None or config.labels is None:
+        raise ValueError("pretrain needs --data DIR (scene directories) and --labels DIR (pseudo-labels)")
+    info = info or init_distributed(config.device)
+    dataset = PretrainDataset(scene_paths(config.data, config.split), Path(config.labels),
+                              seed=config.seed, image_size=config.image_size,
+                              max_segments=config.max_segments,
+                              min_area_512=config.min_segment_area, num_pixels=config.num_pixels)
+    text_dim = dataset.embedding_dim
+    seed_everything(config.seed)  # identical initial weights on every rank
+    model = build_model(config.preset, text_dim).to(info.device)
+    seed_everything(config.seed, info.rank)
+    run_config = {"recipe": "pretrain", "pretrain": to_dict(config), "model": to_dict(model.config),
+                  "num_scenes": len(dataset), "world_size": info.world_size}
+    if info.is_main:
+        save_json_atomic(Path(config.out) / "config.json", run_config)
+    step_fn = make_step_fn(dataset, GroundingCriterion(), config, info.device, text_dim)
+    result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
+                          config=run_config, resume=config.resume, info=info,
+                          on_step_end=on_step_end, desc="pretrain")
+    if info.is_main:
+        model.save_pretrained(Path(config.out) / "model")
+    return result
+
+
+def preset_from_argv(argv: list[str], presets: dict) -> str:
+    """The ``--preset`` value in ``argv`` (default "tiny"); picks the defaults tyro shows."""
+    for i, arg in enumerate(argv):
+        if arg.startswith("--preset="):
+            name = arg.split("=", 1)[1]
+        elif arg == "--preset" and i + 1 < len(argv):
+            name = argv[i + 1]
+        else:
+            continue
+        if name not in presets:
+            raise SystemExit(f"unknown --preset {name!r}; choose one of {sorted(presets)}")
+        return name
+    return "tiny"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    default = PRESETS[preset_from_argv(argv, PRESETS)]
+    config = parse_cli(PretrainConfig, argv, prog="liftgs pretrain", description=__doc__,
+                       default=replace(default))
+    try:
+        result = run_pretrain(config)
+        if current_info().is_main:
+            print(f"pretrain: {result.step} steps, final loss "
+                  f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
+                  f"{Path(config.out) / 'model'}")
+    finally:
+        cleanup_distributed()
+    return 0

@@ -1,0 +1,178 @@
+"""Pre-training samples: a scene's point cloud + one posed view + up to 8 pseudo-label segments.
+
+Paper appendix A.1: each sample is a sparse point cloud and one posed image with its
+SAM-CLIP pseudo-labels; up to 8 unique segments are drawn at random (drawing a few, not all,
+keeps the model from simply reconstructing the whole image from every embedding), their
+embeddings become the pseudo language queries Q (one token per segment) and their masks the
+2D targets; masks under 1024 pixels at 512x512 are filtered out. Here every random choice of
+a sample comes from a generator seeded by (seed, stream position), so a sample is a pure
+function of where it sits in the stream (exact resume, see ``sampler.py``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from liftgs.io.errors import DataError
+from liftgs.train.sampler import EpochSampler, sample_rng
+
+REFERENCE_SIZE = 512  # the paper's render / area-filter resolution (appendix A.1)
+
+
+@dataclass
+class ViewData:
+    """One frame at the working resolution, with its pseudo-labels."""
+
+    K: Tensor  # [3, 3] float32 scaled to the working size
+    viewmat: Tensor  # [4, 4] float32 world -> camera
+    rgb: Tensor  # [H, W, 3] float32 in [0, 1]
+    segments: Tensor  # [H, W] int64 segment index, -1 = none
+    embeddings: Tensor  # [S, F] float32
+    areas: np.ndarray  # [S] pixel count of each segment at the working size
+
+
+@dataclass
+class PretrainSample:
+    points: Tensor  # [P, 3]
+    colors: Tensor  # [P, 3]
+    view: ViewData
+    queries: Tensor  # [K, F] embeddings of the chosen segments (one token each)
+    target_masks: Tensor  # [K, Np] {0, 1} chosen segment k at each sampled pixel
+    pixels: Tensor  # [Np] long flat pixel ids y * W + x
+    pixel_segments: Tensor  # [Np] long any segment at the pixel, -1 none (feature loss, eq. 7)
+    scene_id: str = ""
+
+
+@dataclass
+class _SceneEntry:
+    path: Path
+    scene_id: str
+    points: Tensor
+    colors: Tensor
+    frames: list[tuple[int, str]]  # (frame index, label key) of labelled frames
+
+
+def min_area_at(width: int, height: int, min_area_512: int) -> float:
+    """The appendix's 1024 px at 512x512, scaled to a ``width`` x ``height`` render."""
+    return min_area_512 * (width * height) / float(REFERENCE_SIZE * REFERENCE_SIZE)
+
+
+def working_size(width: int, height: int, image_size: int) -> tuple[int, int]:
+    """Scale so the longer side is ``image_size`` (aspect kept, at least 1 px)."""
+    s = image_size / max(width, height)
+    return max(1, round(width * s)), max(1, round(height * s))
+
+
+def resize_nearest(arr: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Nearest-neighbour resize sampling at pixel centres (keeps segment ids intact)."""
+    H, W = arr.shape[:2]
+    ys = np.minimum(((np.arange(height) + 0.5) * H / height).astype(np.int64), H - 1)
+    xs = np.minimum(((np.arange(width) + 0.5) * W / width).astype(np.int64), W - 1)
+    return arr[ys][:, xs]
+
+
+def resize_area(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Box-filtered resize of an image (PIL), float32 in [0, 1]."""
+    from PIL import Image
+
+    if rgb.shape[:2] != (height, width):
+        rgb = np.asarray(Image.fromarray(rgb).resize((width, height), Image.BOX))
+    return rgb.astype(np.float32) / 255.0
+
+
+class PretrainDataset:
+    """Scenes + cached pseudo-labels -> :class:`PretrainSample` by stream position."""
+
+    def __init__(self, scene_paths: list[Path], label_root: Path, seed: int, image_size: int = 128,
+                 max_segments: int = 8, min_area_512: int = 1024, num_pixels: int = 4096,
+                 cache_views: int = 256):
+        from liftgs.io.scene_dir import read_scene, read_scene_json
+        from liftgs.teachers.store import PseudoLabelStore
+
+        self.store = PseudoLabelStore(label_root)
+        self.seed, self.image_size = int(seed), int(image_size)
+        self.max_segments, self.min_area_512 = int(max_segments), int(min_area_512)
+        self.num_pixels = int(num_pixels)
+        self.scenes: list[_SceneEntry] = []
+        for path in scene_paths:
+            doc = read_scene_json(path)
+            keys = [(i, e.get("name") or f"{i:06d}") for i, e in enumerate(doc["frames"])]
+            labelled = [(i, k) for i, k in keys if self.store.has(doc["scene_id"], k)]
+            if not labelled:
+                continue
+            scene = read_scene(path, load_frames=False)
+            self.scenes.append(_SceneEntry(path, scene.scene_id, torch.from_numpy(scene.points),
+                                           torch.from_numpy(scene.colors), labelled))
+        if not self.scenes:
+            raise DataError(f"no scene among {len(scene_paths)} has cached pseudo-labels under "
+                            f"{label_root}; run `liftgs pseudolabel` on the same data first",
+                            label_root)
+        self.sampler = EpochSampler(len(self.scenes), seed)
+        self._views: OrderedDict[tuple[int, int], ViewData] = OrderedDict()
+        self._cache_views = int(cache_views)
+
+    def __len__(self) -> int:
+        return len(self.scenes)
+
+    @property
+    def embedding_dim(self) -> int:
+        entry = self.scenes[0]
+        return int(self.view(0, entry.frames[0]).embeddings.shape[1])
+
+    def view(self, scene_index: int, frame: tuple[int, str]) -> ViewData:
+        """A labelled frame at the working size (LRU-cached: training revisits views)."""
+        key = (scene_index, frame[0])
+        if key in self._views:
+            self._views.move_to_end(key)
+            return self._views[key]
+        data = self._load_view(self.scenes[scene_index], frame)
+        self._views[key] = data
+        if len(self._views) > self._cache_views:
+            self._views.popitem(last=False)
+        return data
+
+    def _load_view(self, entry: _SceneEntry, frame: tuple[int, str]) -> ViewData:
+        from liftgs.io.scene_dir import read_frame
+
+        index, label_key = frame
+        fr = read_frame(entry.path, index)
+        labels = self.store.get(entry.scene_id, label_key)
+        W, H = working_size(fr.camera.width, fr.camera.height, self.image_size)
+        cam = fr.camera.scaled(W, H)
+        segments = resize_nearest(labels.segments, W, H).astype(np.int64)
+        S = labels.num_segments
+        areas = np.bincount(segments[segments >= 0], minlength=S)[:S] if S else np.zeros(0, np.int64)
+        return ViewData(K=torch.from_numpy(cam.K).float(), viewmat=torch.from_numpy(cam.viewmat).float(),
+                        rgb=torch.from_numpy(resize_area(fr.rgb, W, H)),
+                        segments=torch.from_numpy(segments),
+                        embeddings=torch.from_numpy(np.asarray(labels.embeddings, dtype=np.float32)),
+                        areas=areas)
+
+    def sample(self, position: int) -> PretrainSample:
+        """The sample at stream ``position``: scene from the epoch permutation, then a view
+        with at least one segment above the area threshold (a few tries), then segments and
+        pixels, every choice drawn from the (seed, position) generator."""
+        rng = sample_rng(self.seed, position)
+        si = self.sampler.item(position)
+        entry = self.scenes[si]
+        for _ in range(8):
+            view = self.view(si, entry.frames[int(rng.integers(len(entry.frames)))])
+            H, W = view.segments.shape
+            valid = np.flatnonzero(view.areas >= min_area_at(W, H, self.min_area_512))
+            if valid.size:
+                break
+        chosen = rng.permutation(valid)[: self.max_segments] if valid.size else valid
+        npx = min(self.num_pixels, H * W)
+        pixels = torch.from_numpy(np.sort(rng.choice(H * W, size=npx, replace=False)))
+        seg_at = view.segments.reshape(-1)[pixels]  # [Np]
+        chosen_t = torch.from_numpy(chosen.astype(np.int64))
+        target_masks = (seg_at[None, :] == chosen_t[:, None]).float()  # [K, Np]
+        return PretrainSample(points=entry.points, colors=entry.colors, view=view,
+                              queries=view.embeddings[chosen_t], target_masks=target_masks,
+                              pixels=pixels, pixel_segments=seg_at, scene_id=entry.scene_id)
