@@ -160,13 +160,14 @@ def referring_expressions(objects: list[PlacedObject], rng: np.random.Generator,
     for t in objects:
         if t.id not in eligible:
             continue
-        has_peers = sum(o.category == t.category for o in objects) > 1
+        n_peers = sum(o.category == t.category for o in objects) - 1
+        has_peers = n_peers > 0
         for rel, anchors in candidate_relations(t, objects, eligible):
             names = {k: anchor_phrase(a, objects) for k, a in zip("AB", anchors)}
             template = TEMPLATES[rel][int(rng.integers(len(TEMPLATES[rel])))]
             text, span = _compose(template, t.category, names)
             expr = Expression(text=text, target_ids=[t.id], spans=[span], anchor_ids=[a.id for a in anchors],
-                              source="synthetic", relation=rel)
+                              source="synthetic", relation=rel, meta={"num_distractors": n_peers})
             by_relation.setdefault(rel, []).append((0 if has_peers else 1, expr))
     queues = []
     for rel in sorted(by_relation):

@@ -10,6 +10,8 @@ see nothing (above the walls) have depth 0 (invalid) and instance -1.
 
 from __future__ import annotations
 
+import ctypes
+import os
 from collections.abc import Sequence
 from contextlib import contextmanager
 
@@ -22,10 +24,30 @@ from liftgs.types import Camera, Frame
 WALL_THICKNESS = 0.1
 
 
+def _import_pybullet():
+    """Import pybullet without its "pybullet build time" banner on stdout (it would pollute CLI output)."""
+    import sys
+
+    if "pybullet" in sys.modules:
+        return sys.modules["pybullet"]
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 1)
+            import pybullet
+
+            ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffer when stdout is a pipe
+    finally:
+        os.dup2(saved, 1)
+        os.close(saved)
+    return pybullet
+
+
 @contextmanager
 def pybullet_client():
     """A private DIRECT (headless) pybullet connection, closed on exit."""
-    import pybullet as pb
+    pb = _import_pybullet()
 
     cid = pb.connect(pb.DIRECT)
     if cid < 0:
