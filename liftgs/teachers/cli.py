@@ -1,0 +1,99 @@
+"""``liftgs pseudolabel``: compute and cache 2D pseudo-labels for every frame of a set of scenes.
+
+Examples::
+
+    liftgs pseudolabel --scenes data/synth --teacher synthetic --out data/synth_labels
+    liftgs pseudolabel --scenes data/synth --teacher synthetic --noise.merge 0.05 --noise.synonym 0.3 --out ...
+    liftgs pseudolabel --scenes data/scannet --teacher samclip --sam-model facebook/sam-vit-huge \\
+        --clip-model openai/clip-vit-large-patch14 --out data/scannet_labels
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from liftgs.teachers.sam import AutoMaskConfig
+from liftgs.teachers.synthetic import SyntheticNoise
+
+
+@dataclass
+class PseudolabelConfig:
+    """Settings of a pseudo-labelling run (all recorded as provenance in every cache file)."""
+
+    scenes: Path  # dataset root (folders with scene.json) or a single scene folder
+    out: Path  # cache root: <out>/<scene_id>/<frame>.safetensors
+    teacher: Literal["synthetic", "samclip", "caption"] = "synthetic"
+    split: str | None = None  # only the scenes of this split (splits.json); default all
+    text_encoder: str = "minilm"  # "minilm", "clip", a folder, or a repo id in the HF cache
+    sam_model: str = "facebook/sam-vit-huge"  # folder or HF-cache repo id (samclip / caption)
+    clip_model: str = "openai/clip-vit-large-patch14"  # folder or HF-cache repo id (samclip)
+    captioner: str = ""  # folder of an image-text-to-text model (caption teacher)
+    noise: SyntheticNoise = field(default_factory=SyntheticNoise)  # synthetic teacher imperfections
+    sam: AutoMaskConfig = field(default_factory=AutoMaskConfig)  # automatic mask generation
+    min_area: int = 1024  # segments below this many pixels at min_area_resolution^2 are dropped
+    min_area_resolution: int = 512  # (paper appendix A.1: 1024 px at 512 x 512, scaled by pixel count)
+    on_mismatch: Literal["error", "redo"] = "error"  # cached frames made with other settings
+    batch_frames: int = 8  # frames labelled together (one text-encoder call)
+    device: str = "cpu"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.min_area < 0:
+            raise ValueError(f"--min-area must be >= 0 (0 keeps every segment), got {self.min_area}")
+        if self.min_area_resolution <= 0:
+            raise ValueError(f"--min-area-resolution must be > 0, got {self.min_area_resolution}")
+        if self.batch_frames < 1:
+            raise ValueError(f"--batch-frames must be >= 1, got {self.batch_frames}")
+        if self.teacher == "caption" and not self.captioner:
+            raise ValueError("--teacher caption needs --captioner PATH (a local image-text-to-text model folder)")
+
+
+def build_teacher(cfg: PseudolabelConfig):
+    """The teacher a config asks for, loaded from local files only."""
+    from liftgs.text import load_text_encoder
+
+    if cfg.teacher == "synthetic":
+        from liftgs.teachers.synthetic import SyntheticTeacher
+
+        return SyntheticTeacher(load_text_encoder(cfg.text_encoder, device=cfg.device), cfg.noise)
+    if cfg.teacher == "samclip":
+        from liftgs.teachers.samclip import build_samclip_teacher
+
+        return build_samclip_teacher(cfg.sam_model, cfg.clip_model, cfg.sam, device=cfg.device)
+    from liftgs.teachers.caption import CaptionTeacher, HFCaptioner
+    from liftgs.teachers.sam import SamAutoMaskGenerator
+    from liftgs.text import _resolve
+
+    sam_dir, sam_name = _resolve(cfg.sam_model)
+    segmenter = SamAutoMaskGenerator.from_dir(sam_dir, cfg.sam, device=cfg.device, name=sam_name)
+    return CaptionTeacher(segmenter, HFCaptioner.from_dir(cfg.captioner, device=cfg.device),
+                          load_text_encoder(cfg.text_encoder, device=cfg.device))
+
+
+def run(cfg: PseudolabelConfig):
+    from liftgs.teachers.pipeline import jobs_from_root, pseudolabel
+    from liftgs.teachers.store import PseudoLabelStore
+
+    jobs = jobs_from_root(cfg.scenes, split=cfg.split)
+    teacher = build_teacher(cfg)
+    return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,
+                       base_resolution=cfg.min_area_resolution, on_mismatch=cfg.on_mismatch,
+                       batch_frames=cfg.batch_frames, progress=cfg.progress)
+
+
+def main(argv: list[str]) -> int:
+    from liftgs.config import parse_cli
+
+    cfg = parse_cli(PseudolabelConfig, argv, prog="liftgs pseudolabel", description=__doc__.split("\n\n")[0])
+    try:
+        summary = run(cfg)
+    except (RuntimeError, ValueError, OSError) as err:
+        import sys
+
+        print(f"liftgs pseudolabel: {err}", file=sys.stderr)
+        return 1
+    print(f"pseudo-labels in {cfg.out} (teacher {cfg.teacher})")
+    print(summary.table())
+    return 0
