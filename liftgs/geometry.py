@@ -40,6 +40,8 @@ def look_at(eye: Sequence[float], target: Sequence[float], up: Sequence[float] =
     """World->camera ``viewmat`` [4, 4] of a camera at ``eye`` looking at ``target`` (OpenCV axes)."""
     eye, target, up = (np.asarray(v, dtype=np.float64) for v in (eye, target, up))
     z = target - eye
+    if np.linalg.norm(z) < 1e-12:
+        raise ValueError(f"look_at: eye and target coincide at {eye.tolist()}; the view direction is undefined")
     z /= np.linalg.norm(z)
     x = np.cross(z, up)
     if np.linalg.norm(x) < 1e-8:  # looking straight along `up`: pick any perpendicular axis
