@@ -25,22 +25,26 @@ WALL_THICKNESS = 0.1
 
 
 def _import_pybullet():
-    """Import pybullet without its "pybullet build time" banner on stdout (it would pollute CLI output)."""
+    """Import pybullet without its "pybullet build time" banner (it would pollute CLI output)."""
     import sys
 
     if "pybullet" in sys.modules:
         return sys.modules["pybullet"]
     sys.stdout.flush()
-    saved = os.dup(1)
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
     try:
         with open(os.devnull, "w") as devnull:
             os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
             import pybullet
 
-            ctypes.CDLL(None).fflush(None)  # the banner sits in C's stdio buffer when stdout is a pipe
+            ctypes.CDLL(None).fflush(None)  # flush C stdio buffers while they still point at devnull
     finally:
-        os.dup2(saved, 1)
-        os.close(saved)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in saved:
+            os.close(fd)
     return pybullet
 
 
