@@ -1,7 +1,7 @@
 """``liftgs eval``: score a checkpoint on a dataset split, or score benchmark files.
 
     liftgs eval --checkpoint C --data DIR --split val --tasks instseg,grounding --out DIR
-    liftgs eval --predictions DIR --gt DIR --benchmark scannet200 --out DIR
+    liftgs eval --predictions DIR --gt DIR --classes scannet200 --out DIR
 
 The first form runs the open-vocabulary protocol (every category name as a query) and grounds
 every referring expression of each scene; the second scores ScanNet-format prediction files of
@@ -36,8 +36,8 @@ class EvalConfig:
     out: Path = Path("eval_out")
     text_encoder: str = "minilm"  # preset name or folder for liftgs.text.load_text_encoder
     vocabulary: Literal["all", "scene"] = "all"  # query every class name, or only the scene's categories
-    classes: str = "auto"  # "data" (categories of the split), "scannet20", "scannet200", a JSON file;
-    # "auto" = "data" for a checkpoint, "scannet20" (the official script's 18 classes) for files
+    # auto | data | scannet20 | scannet200 | a JSON file; auto = data (categories of the split) for a checkpoint, scannet20 for files
+    classes: str = "auto"
     top_k: int = 10  # masks kept per query
     score_threshold: float = 0.5  # masks scoring >= this form the predicted set for F1@IoU
     max_scenes: int | None = None  # evaluate only the first N scenes of the split

@@ -49,8 +49,9 @@ class Grounder(Protocol):
 
 
 class ModelGrounder:
-    """A :class:`Grounder` backed by ``liftgs.model.inference.ground`` (category names) and its
-    span variant (referring expressions: the target mention's tokens are the positive tokens)."""
+    """A :class:`Grounder` backed by ``liftgs.model.inference``: ``ground`` for category names
+    (pooled phrase vector as one query, as in pre-training) and its span variant
+    ``ground_expressions`` for referring expressions (the target mention's tokens rank the masks)."""
 
     def __init__(self, model: Any, text_encoder: Any, top_k: int = 10) -> None:
         from liftgs.model import inference
@@ -78,12 +79,12 @@ class ModelGrounder:
                                                   top_k=self.top_k))
 
     def expressions(self, scene: Scene, expressions: list[Expression]) -> list[Ranked]:
+        """``ground_expressions``: every token is a query, the first target span ranks proposals."""
         points, colors = self._inputs(scene)
-        span_fn = getattr(self.inference, "ground_spans", None)
-        if span_fn is None:  # no span variant: ground the whole sentence
-            return self.phrases(scene, [e.text for e in expressions])
-        return self._ranked(span_fn(self.model, self.text_encoder, points, colors,
-                                    [e.text for e in expressions], [e.spans for e in expressions], top_k=self.top_k))
+        texts = [e.text for e in expressions]
+        spans = [e.spans[0] if e.spans else None for e in expressions]
+        return self._ranked(self.inference.ground_expressions(self.model, self.text_encoder, points, colors,
+                                                              texts, spans, top_k=self.top_k))
 
 
 @dataclass
