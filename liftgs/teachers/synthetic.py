@@ -65,13 +65,18 @@ class SyntheticNoise:
                    split=0.2, edge=0.3, drop_small=0.3, seed=seed)
 
 
-def _frame_rngs(noise: SyntheticNoise, scene_id: str, frame: Frame) -> dict[str, np.random.Generator]:
+def _frame_key(noise: SyntheticNoise, scene_id: str, frame: Frame) -> int:
+    """A seed for this frame from its content (names may be empty or reused)."""
     h = hashlib.blake2b(digest_size=8)
     h.update(scene_id.encode())
     h.update(np.ascontiguousarray(frame.camera.viewmat).tobytes())
     h.update(np.ascontiguousarray(frame.instance_ids).tobytes())
-    key = int.from_bytes(h.digest(), "little")
-    return {name: np.random.default_rng([noise.seed, key, i]) for i, name in enumerate(_STREAMS)}
+    return int.from_bytes(h.digest(), "little")
+
+
+def _rngs(noise: SyntheticNoise, key: int, *extra: int) -> dict[str, np.random.Generator]:
+    """One generator per knob, seeded by (seed, frame, knob, extra...)."""
+    return {name: np.random.default_rng([noise.seed, key, i, *extra]) for i, name in enumerate(_STREAMS)}
 
 
 def _caption(info: ObjectInfo, noise: SyntheticNoise, rngs: dict[str, np.random.Generator],
@@ -167,26 +172,32 @@ def _split(seg: np.ndarray, owner: np.ndarray, noise: SyntheticNoise, rng: np.ra
 
 
 def _edges(seg: np.ndarray, noise: SyntheticNoise, rng: np.random.Generator) -> np.ndarray:
-    """Erode or dilate each chosen segment's boundary by ``edge_px`` (square neighbourhood)."""
+    """Erode or dilate each chosen segment's boundary by ``edge_px`` (square neighbourhood).
+
+    Every change is computed from the input map, so no pixel moves farther than ``edge_px``
+    from an original boundary; dilations are applied after erosions and win over neighbours.
+    """
     from scipy import ndimage
 
     r = noise.edge_px
     struct = np.ones((2 * r + 1, 2 * r + 1), dtype=bool)
     out = seg.copy()
+    grow: list[tuple[int, np.ndarray]] = []
     K = int(seg.max(initial=-1)) + 1
     for k in range(K):
         if rng.random() >= noise.edge:
             continue
         dilate = bool(rng.random() < 0.5)
-        mask = out == k
+        mask = seg == k
         if not mask.any():
             continue
         if dilate:
-            grown = ndimage.binary_dilation(mask, structure=struct)
-            out[grown & ~mask] = k
+            grow.append((k, ndimage.binary_dilation(mask, structure=struct) & ~mask))
         else:
             shrunk = ndimage.binary_erosion(mask, structure=struct, border_value=1)
             out[mask & ~shrunk] = -1
+    for k, ring in grow:
+        out[ring] = k
     return out
 
 
@@ -208,7 +219,8 @@ class SyntheticTeacher:
             raise ValueError(f"frame {frame.name!r} has no instance_ids; the synthetic teacher needs the "
                              "rendered instance map (use a synthetic scene, or the samclip/caption teacher)")
         noise = self.noise
-        rngs = _frame_rngs(noise, scene.scene_id, frame)
+        key = _frame_key(noise, scene.scene_id, frame)
+        rngs = _rngs(noise, key)
         seg, ids = compact_segments(np.asarray(frame.instance_ids))  # ids = instance id per segment
         owner = ids.astype(np.int64)
         if noise.drop_small:
@@ -226,17 +238,19 @@ class SyntheticTeacher:
         inv[perm] = np.arange(len(perm))
         seg = np.where(seg >= 0, inv[np.maximum(seg, 0)], -1).astype(np.int32)
         owner = owner[perm]
-        return seg, self._captions(owner, scene, rngs)
+        return seg, self._captions(owner, scene, key)
 
-    def _captions(self, owner: np.ndarray, scene: Scene, rngs: dict[str, np.random.Generator]) -> list[str]:
+    def _captions(self, owner: np.ndarray, scene: Scene, key: int) -> list[str]:
+        """Captions per segment; each object's caption noise has its own streams, so it does not
+        depend on which other objects this frame's segmentation kept."""
         others: dict[str, list[str]] = {}
         for info in scene.objects.values():
-            for key, value in wording.describable(info.attributes):
-                others.setdefault(key, []).append(value)
+            for attr, value in wording.describable(info.attributes):
+                others.setdefault(attr, []).append(value)
         by_object = {}
-        for oid in sorted(set(int(o) for o in owner)):  # sorted: draws independent of the shuffle
+        for oid in set(int(o) for o in owner):
             info = scene.objects.get(oid) or ObjectInfo(category="object")
-            by_object[oid] = _caption(info, self.noise, rngs, others)
+            by_object[oid] = _caption(info, self.noise, _rngs(self.noise, key, 1, oid + 1), others)
         return [by_object[int(o)] for o in owner]
 
     def label_frames(self, frames: list[Frame], scene: Scene) -> list[PseudoLabels]:

@@ -9,15 +9,17 @@ Sec 3.3.3), and a Hugging Face repo id resolves through the local HF cache only.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import torch
 
 from liftgs.text.base import CachedEncoder, TextEncoder, TextEncoding, tokens_in_span
+from liftgs.text.hashing import HashingTextEncoder
 from liftgs.text.hf import ClipTextEncoder, SentenceEncoder
 
 __all__ = ["TextEncoder", "TextEncoding", "CachedEncoder", "SentenceEncoder", "ClipTextEncoder",
-           "load_text_encoder", "minilm_path", "tokens_in_span"]
+           "HashingTextEncoder", "load_text_encoder", "minilm_path", "tokens_in_span"]
 
 CLIP_DEFAULT = "openai/clip-vit-large-patch14"
 
@@ -62,9 +64,14 @@ def load_text_encoder(name_or_path: str | Path = "minilm", device: str | torch.d
     """Load a frozen text encoder without touching the network.
 
     ``"minilm"`` -> bundled all-MiniLM-L6-v2 (384-d); ``"clip"`` -> CLIP-L from the HF cache;
+    ``"hash"`` / ``"hash-<dim>"`` -> :class:`HashingTextEncoder` (tests and smoke runs only);
     otherwise a folder (CLIP if its config says ``model_type: clip``, else a mean-pooled
     sentence encoder) or a repo id present in the HF cache.
     """
+    match = re.fullmatch(r"hash(?:-(\d+))?", str(name_or_path))
+    if match:  # "hash" / "hash-64": test stand-in, no model
+        dim = int(match.group(1) or 32)
+        return HashingTextEncoder(dim=dim, batch_size=batch_size, cache_size=cache_size)
     path, name = _resolve(name_or_path)
     cfg_file = path / "config.json"
     if not cfg_file.is_file():

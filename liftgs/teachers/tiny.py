@@ -1,0 +1,62 @@
+"""Tiny randomly initialised SAM / CLIP checkpoints for tests and smoke runs.
+
+No real SAM or CLIP weights exist on this kind of machine (nothing is downloaded at run
+time), so the SAM+CLIP code path is exercised end to end with checkpoints of the same
+architectures built from small configs, saved with ``save_pretrained`` and loaded back
+through the normal offline loaders. Their outputs are meaningless; their shapes are not.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def write_tiny_sam(path: str | Path, image_size: int = 64, seed: int = 0) -> Path:
+    """A ~100k-parameter ``SamModel`` (mask-decoder weights scaled up so masks vary)."""
+    from transformers import SamConfig, SamModel
+
+    hidden = 32
+    cfg = SamConfig(
+        # prompt-encoder positional features are hidden/2 (num_pos_feats must match)
+        vision_config=dict(hidden_size=32, output_channels=hidden, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=image_size, patch_size=8, window_size=4, global_attn_indexes=[1],
+                           num_pos_feats=hidden // 2, mlp_dim=64, initializer_range=0.5),
+        prompt_encoder_config=dict(hidden_size=hidden, image_size=image_size, patch_size=8, mask_input_channels=4),
+        mask_decoder_config=dict(hidden_size=hidden, mlp_dim=64, num_hidden_layers=2, num_attention_heads=2,
+                                 iou_head_hidden_dim=32),
+        initializer_range=1.0,
+    )
+    torch.manual_seed(seed)
+    path = Path(path)
+    SamModel(cfg).save_pretrained(path)
+    return path
+
+
+def write_tiny_clip(path: str | Path, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
+    """A tiny ``CLIPModel`` plus a byte-level CLIP tokenizer (no merges) in one folder."""
+    from tokenizers.pre_tokenizers import ByteLevel
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    path = Path(path)
+    chars = sorted(ByteLevel.alphabet())
+    vocab = {c: i for i, c in enumerate(chars)}
+    for c in chars:
+        vocab[c + "</w>"] = len(vocab)
+    bos, eos = len(vocab), len(vocab) + 1
+    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = bos, eos
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    tokenizer.save_pretrained(path)
+    cfg = CLIPConfig(
+        # bos/eos must be ids inside this tiny vocabulary (the pooled token is found via eos)
+        text_config=dict(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, bos_token_id=bos, eos_token_id=eos,
+                         pad_token_id=eos),
+        vision_config=dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                           image_size=image_size, patch_size=8),
+        projection_dim=projection_dim,
+    )
+    torch.manual_seed(seed)
+    CLIPModel(cfg).save_pretrained(path)
+    return path
