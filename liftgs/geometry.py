@@ -149,8 +149,9 @@ def voxel_downsample(
     V = counts.shape[0]
 
     def mean(values: np.ndarray) -> np.ndarray:
-        out = np.zeros((V, values.shape[1]), dtype=np.float64)
-        np.add.at(out, inverse, values)
+        # bincount sums in input order like np.add.at (bit-identical), ~6x faster
+        out = np.stack([np.bincount(inverse, weights=values[:, c], minlength=V)
+                        for c in range(values.shape[1])], axis=1)
         return out / counts[:, None]
 
     out_pts = mean(points).astype(np.float32)
@@ -159,8 +160,8 @@ def voxel_downsample(
     if instance_ids is not None:
         ids = np.asarray(instance_ids, dtype=np.int64)
         uniq, id_idx = np.unique(ids, return_inverse=True)
-        votes = np.zeros((V, len(uniq)), dtype=np.int64)
-        np.add.at(votes, (inverse, id_idx.reshape(-1)), 1)
+        U = len(uniq)
+        votes = np.bincount(inverse * U + id_idx.reshape(-1), minlength=V * U).reshape(V, U)
         out_ids = uniq[np.argmax(votes, axis=1)].astype(np.int32)  # argmax: first (smallest id) on ties
     return out_pts, out_cols, out_ids, inverse
 
