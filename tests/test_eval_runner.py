@@ -63,7 +63,8 @@ class OracleGrounder:
         for name in phrases:
             masks = [scene.instance_ids == k for k, o in scene.objects.items() if o.category == name]
             masks = [] if self.blind else masks + [self._noise(scene)]
-            out.append((np.array(masks, dtype=bool).reshape(-1, scene.num_points), np.array([0.9] * (len(masks) - 1) + [0.1])[:len(masks)]))
+            scores = np.array([0.9] * (len(masks) - 1) + [0.1])[: len(masks)]
+            out.append((np.array(masks, dtype=bool).reshape(-1, scene.num_points), scores))
         return out
 
     def expressions(self, scene, exprs):
@@ -92,7 +93,8 @@ def test_oracle_scores_perfectly(dataset):
 
 
 def test_blind_grounder_scores_zero(dataset):
-    res = evaluate_scenes(scenes_of(dataset), OracleGrounder(blind=True), ClassSet.from_names(["chair", "lamp", "table"]))
+    classes = ClassSet.from_names(["chair", "lamp", "table"])
+    res = evaluate_scenes(scenes_of(dataset), OracleGrounder(blind=True), classes)
     assert res.instseg.summary()["ap"] == 0.0
     assert res.accuracy["overall"]["acc@0.25"] == 0.0
     # only the two zero-target queries ("the piano", nothing predicted) score 1

@@ -36,7 +36,8 @@ class EvalConfig:
     out: Path = Path("eval_out")
     text_encoder: str = "minilm"  # preset name or folder for liftgs.text.load_text_encoder
     vocabulary: Literal["all", "scene"] = "all"  # query every class name, or only the scene's categories
-    # auto | data | scannet20 | scannet200 | a JSON file; auto = data (categories of the split) for a checkpoint, scannet20 for files
+    # auto | data | scannet20 | scannet200 | a JSON file;
+    # auto = data (the split's categories) for a checkpoint, scannet20 for files
     classes: str = "auto"
     top_k: int = 10  # masks kept per query
     score_threshold: float = 0.5  # masks scoring >= this form the predicted set for F1@IoU

@@ -63,7 +63,8 @@ def grounding_tables(accuracy: dict[str, dict[str, float]] | None = None,
     tables = []
     if accuracy:
         keys = [k for k in next(iter(accuracy.values())) if k != "n"]
-        t = Table(f"{title}: accuracy", ["subset", *[k.replace("acc", "Acc").replace("miou", "mIoU") for k in keys], "n"])
+        names = [k.replace("acc", "Acc").replace("miou", "mIoU") for k in keys]
+        t = Table(f"{title}: accuracy", ["subset", *names, "n"])
         t.rows = [[name, *[row[k] for k in keys], int(row["n"])] for name, row in accuracy.items()]
         tables.append(t)
     if f1:

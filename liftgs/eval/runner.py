@@ -95,15 +95,14 @@ class EvalResults:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def _object_boxes(scene: Scene) -> dict[int, np.ndarray]:
+def _target_box(scene: Scene, target_id: int) -> np.ndarray:
+    """GT box of one object: min / max of its points (per-point instance ids)."""
     if scene.instance_ids is None:
         raise ValueError(f"scene {scene.scene_id} has no per-point instance ids: cannot build GT boxes")
-    boxes = {}
-    for oid in scene.objects:
-        box = mask_box(scene.points, scene.instance_ids == oid)
-        if box is not None:
-            boxes[oid] = box
-    return boxes
+    box = mask_box(scene.points, scene.instance_ids == target_id)
+    if box is None:
+        raise ValueError(f"scene {scene.scene_id}: object {target_id} is a grounding target but has no points")
+    return box
 
 
 def _unique(scene: Scene, e: Expression) -> bool:
@@ -127,12 +126,13 @@ def _ground_scene(scene: Scene, grounder: Grounder, score_threshold: float
     exprs = list(scene.expressions)
     if not exprs:
         return [], []
-    boxes = _object_boxes(scene)
+    ranked = grounder.expressions(scene, exprs)
+    if len(ranked) != len(exprs):
+        raise ValueError(f"scene {scene.scene_id}: the grounder returned {len(ranked)} results for "
+                         f"{len(exprs)} expressions")
     refer, multi = [], []
-    for e, (masks, scores) in zip(exprs, grounder.expressions(scene, exprs)):
-        targets = [boxes[t] for t in e.target_ids if t in boxes]
-        if len(targets) != len(e.target_ids):
-            raise ValueError(f"scene {scene.scene_id}: expression {e.text!r} targets objects without points")
+    for e, (masks, scores) in zip(exprs, ranked):
+        targets = [_target_box(scene, t) for t in e.target_ids]
         pred_boxes = [mask_box(scene.points, m) for m in masks]
         if len(targets) == 1:
             refer.append(ReferQuery(pred_boxes[0] if pred_boxes else None, targets[0], _unique(scene, e)))
@@ -153,8 +153,12 @@ def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabula
     ids = [dict(zip(classes.names, classes.ids))[n] for n in names]
 
     def predict(category_names: list[str]) -> list[tuple[np.ndarray, int, float]]:
+        ranked = grounder.phrases(scene, category_names)
+        if len(ranked) != len(category_names):
+            raise ValueError(f"scene {scene.scene_id}: the grounder returned {len(ranked)} results for "
+                             f"{len(category_names)} category names")
         out = []
-        for index, (masks, scores) in enumerate(grounder.phrases(scene, category_names)):
+        for index, (masks, scores) in enumerate(ranked):
             out += [(m, index, float(s)) for m, s in zip(masks, scores) if m.any()]
         return out
 
