@@ -182,7 +182,7 @@ def read_scannet_scene(config: ScanNetConfig) -> Scene:
     frames_dir = config.frames_dir or scan_dir
     A, info = read_axis_alignment(scan_dir / f"{scene_id}.txt")
     mesh = read_point_cloud(scan_dir / f"{scene_id}_vh_clean_2.ply")
-    mesh_points = (mesh.points.astype(np.float64) @ A[:3, :3].T + A[:3, 3]).astype(np.float32)
+    mesh_points = (np.einsum("nj,ij->ni", mesh.points.astype(np.float64), A[:3, :3]) + A[:3, 3]).astype(np.float32)
     agg = scan_dir / f"{scene_id}.aggregation.json"
     segs = scan_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json"
     vertex_ids, objects = None, {}
