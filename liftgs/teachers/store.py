@@ -65,9 +65,10 @@ def encode_labels(labels: PseudoLabels) -> bytes:
     import safetensors.numpy
 
     semantics = np.ascontiguousarray(labels.segments, dtype=np.int32)
-    index2semantics = np.ascontiguousarray(labels.embeddings, dtype=np.float16)
-    if not np.isfinite(index2semantics).all():
-        raise ValueError("embeddings contain NaN/inf or values outside the float16 range")
+    emb = np.asarray(labels.embeddings, dtype=np.float32)
+    if not np.isfinite(emb).all() or (emb.size and np.abs(emb).max() > np.finfo(np.float16).max):
+        raise ValueError("embeddings contain NaN/inf or values outside the float16 range (|x| <= 65504)")
+    index2semantics = np.ascontiguousarray(emb, dtype=np.float16)
     captions = json.dumps(labels.captions)
     provenance = json.dumps(labels.provenance, sort_keys=True)
     metadata = {"format": FORMAT_NAME, "version": str(FORMAT_VERSION), "captions": captions,
