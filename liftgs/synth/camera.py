@@ -100,6 +100,7 @@ def scan_trajectory(
     jitter: float,
     blocked: "callable",
     floor_z: float = 0.0,
+    interest: np.ndarray | None = None,
 ) -> list[np.ndarray]:
     """World->camera poses of a person walking once around the room, looking across it.
 
@@ -107,7 +108,8 @@ def scan_trajectory(
     direction), at ``height`` +- jitter, and looks at a point on the far side of the room at
     table height, so every wall and the furniture against it is seen from a few directions --
     the way ScanNet scans sweep a room. ``blocked(eye) -> bool`` rejects eyes inside or too close
-    to furniture; such eyes are pulled towards the room centre.
+    to furniture; such eyes are pulled towards the room centre. With ``interest`` points
+    (object centres) the camera aims at one of them when one lies roughly ahead.
     """
     W, D = bounds[2] - bounds[0], bounds[3] - bounds[1]  # floor rectangle xmin, ymin, xmax, ymax
     centre = np.array([(bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2])
@@ -124,5 +126,25 @@ def scan_trajectory(
         look_a = a + np.pi + rng.normal(0, 0.35)
         target_xy = centre + 0.55 * np.array([W / 2, D / 2]) * np.array([np.cos(look_a), np.sin(look_a)])
         target = np.array([target_xy[0], target_xy[1], floor_z + rng.uniform(0.3, 0.8)])
+        target = _look_at_something(rng, eye, target, interest)
         poses.append(look_at(eye, target))
     return poses
+
+
+def _look_at_something(rng: np.random.Generator, eye: np.ndarray, default: np.ndarray,
+                       interest: np.ndarray | None) -> np.ndarray:
+    """Like a person scanning a room, aim at an object roughly across the room when there is one.
+
+    ``interest`` [M, 3] holds object centres; candidates lie within 50 degrees of the default
+    viewing direction and at least 0.8 m away. Returns the chosen target (jittered) or ``default``.
+    """
+    if interest is None or len(interest) == 0:
+        return default
+    ahead = default[:2] - eye[:2]
+    rel = interest[:, :2] - eye[:2]
+    dist = np.linalg.norm(rel, axis=1)
+    cos = rel @ ahead / np.maximum(dist * np.linalg.norm(ahead), 1e-9)
+    candidates = np.flatnonzero((cos > np.cos(np.deg2rad(50))) & (dist > 0.8))
+    if candidates.size == 0:
+        return default
+    return interest[rng.choice(candidates)] + rng.normal(0, 0.12, 3)

@@ -67,7 +67,8 @@ def generate_room(config: SynthConfig, seed: int, scene_id: str | None = None) -
     room = layout_room(config, rng)
     K = intrinsics_from_fov(config.width, config.height, config.fov_deg)
     viewmats = scan_trajectory(rng, room.bounds, config.num_frames, config.camera_height,
-                               config.camera_jitter, _blocked(room), floor_z=float(room.origin[2]))
+                               config.camera_jitter, _blocked(room), floor_z=float(room.origin[2]),
+                               interest=np.stack([o.center for o in room.objects]))
     light = np.array([rng.uniform(-0.6, 0.6), rng.uniform(-0.6, 0.6), 1.0])
     frames = render_frames(room, viewmats, K, config.width, config.height, config.near, config.far, light)
     points, colors, inst = fuse_frames(frames, voxel_size=config.voxel_size)

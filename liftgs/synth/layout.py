@@ -236,7 +236,7 @@ def layout_room(config: SynthConfig, rng: np.random.Generator) -> Room:
 
 
 def _populate(rng, room: tuple[float, float], n: int) -> list[PlacedObject]:
-    n_floor = max(3, int(round(n * rng.uniform(0.45, 0.65))))
+    n_floor = max(3, int(round(n * rng.uniform(0.55, 0.75))))
     plan = [str(rng.choice(["table", "cabinet", "shelf"], p=[0.55, 0.25, 0.2]))]
     while len(plan) < n_floor:
         name = _weighted(rng, {c: v.floor_weight for c, v in CATEGORIES.items()})
