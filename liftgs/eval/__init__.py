@@ -4,7 +4,10 @@
 * :mod:`liftgs.eval.scannet_format` - the benchmark's prediction / GT text formats;
 * :mod:`liftgs.eval.open_vocab` - the open-vocabulary protocol (category names -> scored masks);
 * :mod:`liftgs.eval.grounding` - ScanRefer Acc@IoU and Multi3DRefer F1@IoU;
+* :mod:`liftgs.eval.runner` - scenes + a grounder -> all of the above;
 * :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``.
+
+See docs/metrics.md for how each number matches the official scripts.
 """
 
 from liftgs.eval.grounding import (
@@ -18,6 +21,7 @@ from liftgs.eval.grounding import (
 )
 from liftgs.eval.instance_ap import ClassSet, InstanceAPResult, InstancePrediction, evaluate_instances
 from liftgs.eval.open_vocab import predict_instances, scene_gt_ids, vocabulary_of
+from liftgs.eval.runner import EvalResults, Grounder, ModelGrounder, evaluate_scenes
 from liftgs.eval.scannet_format import evaluate_prediction_dir, read_predictions, write_predictions
 
 __all__ = [
@@ -38,4 +42,8 @@ __all__ = [
     "f1_one_query",
     "is_unique_target",
     "mask_box",
+    "evaluate_scenes",
+    "EvalResults",
+    "Grounder",
+    "ModelGrounder",
 ]
