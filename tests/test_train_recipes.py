@@ -157,26 +157,32 @@ def test_pretrain_samples_are_pure_and_area_filtered(dataset):
     assert ds_strict.sample(0).queries.shape[0] == 0  # nothing passes the filter
 
 
-def test_select_rows_matches_full_composite():
-    from liftgs.render import composite, render_weights
-    from liftgs.train.render_targets import select_rows
+def test_render_view_paths_agree():
+    """Full-image weights then indexing == weights of the sampled pixels only (values + grads)."""
+    from liftgs.train.render_targets import render_view
+    from liftgs.types import Gaussians, Grounding
 
     g = torch.Generator().manual_seed(0)
-    N = 200
+    N, m = 200, 4
     means = (torch.rand(N, 3, generator=g) - 0.5) * torch.tensor([1.0, 1.0, 0.2]) + torch.tensor([0, 0, 3.0])
     means.requires_grad_(True)
-    quats = torch.nn.functional.normalize(torch.randn(N, 4, generator=g), dim=1)
-    scales = torch.full((N, 3), 0.05)
-    opac = torch.full((N,), 0.6)
-    attrs = torch.rand(N, 5, generator=g, requires_grad=True)
+    logits = torch.randn(m, N, generator=g, requires_grad=True)
+    gauss = Gaussians(means=means, quats=torch.nn.functional.normalize(torch.randn(N, 4, generator=g), dim=1),
+                      scales=torch.full((N, 3), 0.05), opacities=torch.full((N,), 0.6),
+                      colors=torch.rand(N, 3, generator=g), features=torch.rand(N, 5, generator=g))
+    grounding = Grounding(mask_logits=logits, token_logits=torch.zeros(m, 3),
+                          aux=[Grounding(mask_logits=logits * 0.5, token_logits=torch.zeros(m, 3))])
     K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
-    W = render_weights(means, quats, scales, opac, torch.eye(4), K, 32, 32)
-    rows = torch.tensor([3, 100, 511, 512, 1000, 1023])
-    full, _ = composite(W, attrs)
-    sub, _ = composite(select_rows(W, rows), attrs)
-    torch.testing.assert_close(sub, full[rows])
-    ga = torch.autograd.grad(sub.sum(), [means, attrs], retain_graph=True)
-    gb = torch.autograd.grad(full[rows].sum(), [means, attrs])
+    pixels = torch.tensor([3, 100, 511, 512, 530, 1000, 1023])
+    a = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=True)
+    b = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False)
+    assert a.rgb.shape == (32, 32, 3) and b.rgb is None and len(a.mask_probs) == 2
+    assert a.mask_probs[0].shape == (m, 7) and a.features.shape == (7, 5)
+    for x, y in zip(a.mask_probs + [a.features], b.mask_probs + [b.features]):
+        torch.testing.assert_close(x, y)
+    assert float(a.mask_probs[1].detach().max()) > 0  # something is actually rendered
+    ga = torch.autograd.grad(sum(p.sum() for p in a.mask_probs), [means, logits], retain_graph=True)
+    gb = torch.autograd.grad(sum(p.sum() for p in b.mask_probs), [means, logits])
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y)
 

@@ -27,7 +27,7 @@ from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info
 from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.train.loop import LoopConfig, TrainResult, run_training, seed_everything
 from liftgs.train.optim import OptimConfig
-from liftgs.train.pretrain import build_model, preset_from_argv, scene_paths
+from liftgs.train.pretrain import loss_scalars, build_model, preset_from_argv, scene_paths
 from liftgs.train.render_targets import grounding_layers
 
 
@@ -123,9 +123,8 @@ def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int,
         loss, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
         total = total + loss / B
         scalars[f"loss_{s.task}"] = scalars.get(f"loss_{s.task}", 0.0) + float(loss.detach()) / B
-        for k, v in (parts or {}).items():
-            if isinstance(v, Tensor) and v.numel() == 1:
-                scalars[k] = scalars.get(k, 0.0) + float(v.detach()) / B
+        for k, v in loss_scalars(parts).items():
+            scalars[k] = scalars.get(k, 0.0) + v / B
     return total, scalars
 
 

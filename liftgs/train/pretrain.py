@@ -124,11 +124,11 @@ def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, crite
         tokens = one_hot_tokens(K, num_tokens).to(dev)
         ground, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
         scene_loss = ground
-        _accumulate(scalars, {"ground": float(ground.detach()), **_floats(parts)}, B)
+        _accumulate(scalars, {"ground": float(ground.detach()), **loss_scalars(parts)}, B)
         if use_rgb:
             rgb, rgb_parts = photometric_loss(view.rgb, s.view.rgb.to(dev))
             scene_loss = scene_loss + rgb_weight * rgb
-            _accumulate(scalars, {"rgb": float(rgb.detach()), **_floats(rgb_parts, "rgb_")}, B)
+            _accumulate(scalars, {"rgb": float(rgb.detach()), **loss_scalars(rgb_parts, "rgb_")}, B)
         if use_feat:
             feat = feature_contrastive_loss(view.features, s.pixel_segments.to(dev),
                                             s.view.embeddings.to(dev))
@@ -138,14 +138,16 @@ def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, crite
     return total, scalars
 
 
-def _floats(parts: dict, prefix: str = "") -> dict[str, float]:
+def loss_scalars(parts: dict, prefix: str = "") -> dict[str, float]:
+    """Scalar entries of a loss dict for logging; per-layer (``_<i>``) and total keys dropped."""
     out = {}
     for k, v in (parts or {}).items():
-        key = k if k.startswith(prefix) else prefix + k
+        if k == "loss" or k.rsplit("_", 1)[-1].isdigit():
+            continue
         if isinstance(v, Tensor) and v.numel() == 1:
-            out[key] = float(v.detach())
-        elif isinstance(v, (int, float)):
-            out[key] = float(v)
+            v = float(v.detach())
+        if isinstance(v, (int, float)):
+            out[k if k.startswith(prefix) else prefix + k] = float(v)
     return out
 
 

@@ -1,9 +1,10 @@
 """Render a scene's predictions into one view for the 2D losses (paper Sec 3.2, eq. 2).
 
-Compositing is linear in the per-Gaussian attributes, so the sparse pixel x Gaussian weights
-of the view are computed once and reused: the full RGB image for the photometric loss, and on
-the sampled pixels the features (eq. 7) and the mask probabilities sigmoid(M) of every decoder
-layer (deep supervision) in a single sparse product.
+Compositing is linear in the per-Gaussian attributes, so the pixel x Gaussian weights of the
+view are computed once and every quantity is composited from them in one product: colours
+(full image, photometric loss), features (eq. 7) and the mask probabilities sigmoid(M) of
+every decoder layer (deep supervision), the last two read at the sampled pixels. Without
+the RGB loss only the sampled pixels' weights are computed.
 """
 
 from __future__ import annotations
@@ -24,30 +25,6 @@ class RenderedView:
     alpha: Tensor  # [Np] accumulated opacity at the sampled pixels
 
 
-def select_rows(weights, rows: Tensor):
-    """The sub-``RenderWeights`` of the given rows (positions in ``weights.pixels``).
-
-    Row selection keeps the gradient path (the selected ``values`` are indexed, not copied),
-    so compositing the subset equals compositing everything and then indexing — at a
-    fraction of the cost when only a few thousand pixels are supervised.
-    """
-    from liftgs.render import RenderWeights
-
-    rows = rows.to(device=weights.rowptr.device, dtype=torch.long)
-    start = weights.rowptr[rows]  # [R]
-    counts = weights.rowptr[rows + 1] - start  # [R]
-    rowptr = torch.zeros(rows.numel() + 1, dtype=torch.long, device=rows.device)
-    rowptr[1:] = counts.cumsum(0)
-    total = int(rowptr[-1])
-    new_rows = torch.repeat_interleave(torch.arange(rows.numel(), device=rows.device), counts)
-    entry = torch.repeat_interleave(start - rowptr[:-1], counts) + torch.arange(total, device=rows.device)
-    return RenderWeights(pixels=weights.pixels[rows], rowptr=rowptr, rows=new_rows,
-                         gaussian_ids=weights.gaussian_ids[entry], values=weights.values[entry],
-                         transmittance=weights.transmittance[rows], width=weights.width,
-                         height=weights.height, num_gaussians=weights.num_gaussians,
-                         projection=weights.projection)
-
-
 def grounding_layers(grounding: Grounding) -> list[Grounding]:
     """Every decoder layer's prediction, earliest first and the final layer last."""
     return [*grounding.aux, grounding]
@@ -62,21 +39,21 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     g = gaussians
     layers = grounding_layers(grounding)
     m = layers[-1].mask_logits.shape[0]
-    if want_rgb:
-        full = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height)
-        rgb, _ = composite(full, g.colors)  # [H*W, 3], black background
-        rgb = rgb.reshape(height, width, 3)
-        sub = select_rows(full, pixels)
-    else:
-        rgb = None
-        sub = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height,
-                             pixels=pixels)
     attrs = [torch.sigmoid(layer.mask_logits).T for layer in layers]  # L x [N, m]
     if want_features:
         if g.features is None:
             raise ValueError("the feature loss is on but the model predicts no Gaussian features")
         attrs.append(g.features)
-    values, alpha = composite(sub, torch.cat(attrs, dim=1))  # [Np, L*m (+F)]
+    if want_rgb:  # one W for the full image; every attribute stack composited from it
+        full = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height)
+        values, alpha = composite(full, torch.cat([g.colors, *attrs], dim=1))  # [H*W, 3 + C]
+        rgb = values[:, :3].reshape(height, width, 3)  # black background
+        values, alpha = values[pixels, 3:], alpha[pixels]
+    else:  # no full image needed: weights of the sampled pixels only
+        rgb = None
+        sub = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height,
+                             pixels=pixels)
+        values, alpha = composite(sub, torch.cat(attrs, dim=1))  # [Np, C]
     probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]
     feats = values[:, len(layers) * m:] if want_features else None
     return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
