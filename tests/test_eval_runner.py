@@ -229,3 +229,13 @@ def test_tiny_model_end_to_end(dataset, tmp_path):
     s = res.instseg.summary()
     assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in s.values())  # untrained: any valid value
     assert res.accuracy["overall"]["n"] == 3 and res.f1["overall"]["n"] == 5
+
+
+def test_report_writes_nan_as_dash_and_null(dataset, tmp_path):
+    classes = ClassSet.from_names(["chair", "sofa"])
+    res = evaluate_scenes(scenes_of(dataset), OracleGrounder(), classes, tasks=["instseg"])
+    tables, data = results_report(res, "t")
+    md, js = write_report(tmp_path, tables, data, stem="m", heading="t")
+    assert "| sofa | - | - | - |" in md.read_text()
+    assert json.loads(js.read_text())["instseg"]["per_class"]["sofa"] == {"ap": None, "ap50": None, "ap25": None}
+    assert not list(tmp_path.glob(".*.tmp"))  # atomic writes leave no temporary files
