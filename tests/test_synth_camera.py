@@ -92,3 +92,26 @@ def test_conversions_round_trip():
     np.testing.assert_allclose(depth_from_buffer(buf, near, far), z, rtol=1e-9)
     with pytest.raises(ValueError, match="skew"):
         projection_from_intrinsics(np.array([[50.0, 1.0, 30.0], [0, 50.0, 20.0], [0, 0, 1]]), 64, 40, 0.05, 20.0)
+
+
+def test_pybullet_built_matrices_convert_to_our_camera():
+    """Matrices made by pybullet's own helpers convert to a K / viewmat that explain its depth."""
+    from liftgs.synth.render import build_world, pybullet_client
+
+    room = _empty_room()
+    W, H, near, far = 72, 56, 0.1, 15.0
+    with pybullet_client() as (pb, cid):
+        build_world(pb, cid, room)
+        view = pb.computeViewMatrix([0.9, 0.7, 1.5], [3.0, 2.5, 0.4], [0.0, 0.0, 1.0], physicsClientId=cid)
+        proj = pb.computeProjectionMatrixFOV(55.0, W / H, near, far, physicsClientId=cid)
+        _, _, _, buf, _ = pb.getCameraImage(W, H, view, proj, renderer=pb.ER_TINY_RENDERER, physicsClientId=cid)
+    K = intrinsics_from_projection(np.asarray(proj), W, H)
+    viewmat = viewmat_from_gl_view(np.asarray(view))
+    # pybullet's symmetric frustum, in our pixel-centre convention, is off-centre by half a pixel
+    np.testing.assert_allclose(K[:2, 2], [W / 2 + 0.5, H / 2 - 0.5])
+    np.testing.assert_allclose(np.linalg.inv(viewmat)[:3, 3], [0.9, 0.7, 1.5], atol=1e-5)
+    depth = depth_from_buffer(np.asarray(buf).reshape(H, W), near, far)
+    expected = _analytic_depth(room, K, viewmat, W, H)
+    valid = depth < far * 0.99
+    assert valid.mean() > 0.9
+    assert np.percentile(np.abs(depth[valid] - expected[valid]), 99.5) < 1e-3

@@ -10,6 +10,7 @@ and conservative for cylinders and spheres.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,7 +236,7 @@ class Category:
     when it rests on a surface, ``scale`` when it stands on the floor.
     """
 
-    builder: object
+    builder: Callable[[float, tuple, np.random.Generator], Model]
     floor: str
     on: tuple[str, ...] = ()
     scale: tuple[float, float] = (0.8, 1.25)

@@ -82,7 +82,7 @@ def anchor_phrase(a: PlacedObject, objects: list[PlacedObject]) -> str | None:
     return None
 
 
-def _holds(relation: str, t: PlacedObject, anchors: list[PlacedObject], others: list[PlacedObject], loose: bool) -> bool:
+def _holds(relation: str, t: PlacedObject, anchors: list[PlacedObject], loose: bool) -> bool:
     """Does ``relation`` hold for ``t`` (strict thresholds), or could it be read as holding (loose)?"""
     a = anchors[0] if anchors else None
     if relation == "on":
@@ -136,7 +136,7 @@ def candidate_relations(t: PlacedObject, objects: list[PlacedObject], eligible: 
         for rel in ("on", "under", "next to"):
             if rel == "under" and a.category != "table":
                 continue
-            if _holds(rel, t, [a], objects, loose=False) and not any(_holds(rel, p, [a], objects, True) for p in peers):
+            if _holds(rel, t, [a], loose=False) and not any(_holds(rel, p, [a], loose=True) for p in peers):
                 yield rel, [a]
         for rel in ("closest", "farthest"):
             if peers and _superlative(rel, t, [a], same):
@@ -145,8 +145,8 @@ def candidate_relations(t: PlacedObject, objects: list[PlacedObject], eligible: 
         for b in pool[i + 1:]:
             if a.category == b.category:
                 continue
-            if _holds("between", t, [a, b], objects, False) and not any(
-                    _holds("between", p, [a, b], objects, True) for p in peers):
+            if _holds("between", t, [a, b], loose=False) and not any(
+                    _holds("between", p, [a, b], loose=True) for p in peers):
                 yield "between", [a, b]
 
 
