@@ -9,6 +9,7 @@ from torch import Tensor
 
 from liftgs.render.composite import RenderWeights, composite
 from liftgs.render.projection import Projection, project_gaussians
+from liftgs.render.rasterize import block_weights
 from liftgs.render.reference import dense_weights
 
 BACKENDS = ("auto", "torch", "reference", "gsplat")
@@ -33,23 +34,6 @@ def _check_inputs(means, quats, scales, opacities, viewmat, K, width, height) ->
                              f"Gaussians from means [N, 3]), got {list(t.shape)}")
     if int(width) <= 0 or int(height) <= 0:
         raise ValueError(f"render: width and height must be positive, got {width}x{height}")
-
-
-def _weights_from_dense(proj: Projection, opacities: Tensor, pixels: Tensor, width: int,
-                        height: int) -> RenderWeights:
-    """Sparse ``RenderWeights`` from the dense reference (rows ordered front to back)."""
-    N = opacities.shape[0]
-    w, T = dense_weights(proj, opacities, pixels, width)
-    rank = torch.empty(N, dtype=torch.long, device=w.device)
-    rank[torch.sort(proj.depths.detach(), stable=True).indices] = torch.arange(N, device=w.device)
-    rows, cols = (w.detach() != 0).nonzero(as_tuple=True)
-    key = torch.sort(rows * max(N, 1) + rank[cols]).indices
-    rows, cols = rows[key], cols[key]
-    rowptr = torch.zeros(pixels.numel() + 1, dtype=torch.long, device=w.device)
-    rowptr[1:] = torch.bincount(rows, minlength=pixels.numel()).cumsum(0)
-    return RenderWeights(pixels=pixels, rowptr=rowptr, rows=rows, gaussian_ids=cols,
-                         values=w[rows, cols], transmittance=T, width=width, height=height,
-                         num_gaussians=N, projection=proj)
 
 
 def render_weights(
@@ -78,12 +62,15 @@ def render_weights(
                          f"{width}x{height} image")
     proj = project_gaussians(means, quats, scales, opacities, viewmat, K, width, height)
     if backend in ("auto", "torch", "gsplat"):
-        from liftgs.render.rasterize import sparse_weights
-
-        return sparse_weights(proj, opacities, pixels, width, height)
-    if backend == "reference":
-        return _weights_from_dense(proj, opacities, pixels, width, height)
-    raise ValueError(f"render_weights: backend must be one of {BACKENDS}, got {backend!r}")
+        layout, values, T = block_weights(proj, opacities, pixels, width, height)
+    elif backend == "reference":
+        values, T = dense_weights(proj, opacities, pixels, width)
+        layout = None
+    else:
+        raise ValueError(f"render_weights: backend must be one of {BACKENDS}, got {backend!r}")
+    return RenderWeights(pixels=pixels, values=values, transmittance=T, width=width,
+                         height=height, num_gaussians=means.shape[0], layout=layout,
+                         projection=proj)
 
 
 def render(

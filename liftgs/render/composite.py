@@ -1,4 +1,4 @@
-"""Sparse pixel x Gaussian weights and compositing: values = W @ attributes + T_final * bg.
+"""Pixel x Gaussian weights of one view and compositing: values = W @ attributes + T * bg.
 
 Compositing is linear in the attributes (ARCHITECTURE.md, "Rendering"), so one ``W`` per
 view serves RGB, a feature map and hundreds of mask probabilities alike (paper Sec. 3.2).
@@ -6,35 +6,32 @@ view serves RGB, a feature map and hundreds of mask probabilities alike (paper S
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.autograd import Function
 
 from liftgs.render.projection import Projection
+from liftgs.render.rasterize import BlockLayout
 
 
 @dataclass
 class RenderWeights:
-    """Sparse weights of one view, rows = rendered pixels, columns = Gaussians (CSR).
+    """Weights of one view: rows = rendered ``pixels``, columns = the N Gaussians.
 
-    Entries of a row are in front-to-back order. ``values`` and ``transmittance`` carry
-    gradients back to the geometry; everything else is integer structure without grad.
+    Stored either as dense blocks (``layout`` set, fast path: ``values`` [sum g L, S]) or as
+    a dense [P, N] matrix (``layout`` None, reference path: ``values`` [P, N]).
+    ``values`` and ``transmittance`` carry the gradients back to the geometry.
     """
 
     pixels: Tensor  # [P] long, flat pixel ids y * W + x
-    rowptr: Tensor  # [P + 1] long, CSR row pointers
-    rows: Tensor  # [M] long, row (index into ``pixels``) of each entry
-    gaussian_ids: Tensor  # [M] long, column of each entry
-    values: Tensor  # [M] w = alpha * T
+    values: Tensor  # see above
     transmittance: Tensor  # [P] final transmittance T
     width: int
     height: int
     num_gaussians: int
+    layout: BlockLayout | None = None
     projection: Projection | None = None
-    _transpose: tuple[Tensor, Tensor] | None = field(default=None, repr=False)
 
     @property
     def num_pixels(self) -> int:
@@ -44,61 +41,37 @@ class RenderWeights:
     def alpha(self) -> Tensor:  # [P]
         return 1.0 - self.transmittance
 
-    def transpose_structure(self) -> tuple[Tensor, Tensor]:
-        """(perm [M], rowptr_t [N + 1]): entries sorted by Gaussian, cached for backward."""
-        if self._transpose is None:
-            perm = torch.sort(self.gaussian_ids, stable=True).indices
-            counts = torch.bincount(self.gaussian_ids, minlength=self.num_gaussians)
-            rowptr_t = torch.zeros(self.num_gaussians + 1, dtype=torch.long, device=perm.device)
-            rowptr_t[1:] = counts.cumsum(0)
-            self._transpose = (perm, rowptr_t)
-        return self._transpose
+    def to_coo(self) -> tuple[Tensor, Tensor, Tensor]:
+        """(rows [M], gaussian_ids [M], weights [M]) of the nonzero entries, differentiable."""
+        if self.layout is None:
+            r, c = torch.nonzero(self.values.detach(), as_tuple=True)
+            return r, c, self.values[r, c]
+        lay, S = self.layout, self.layout.S
+        block_of_row = torch.repeat_interleave(
+            torch.arange(lay.rows.shape[0], device=self.values.device),
+            torch.tensor([L for g, L in lay.groups for _ in range(g)], dtype=torch.long,
+                         device=self.values.device))
+        i, s = torch.nonzero(self.values.detach(), as_tuple=True)
+        return lay.rows[block_of_row[i], s], lay.ids[i], self.values[i, s]
 
     def to_dense(self) -> Tensor:  # [P, N], for tests and debugging
-        W = self.values.new_zeros(self.num_pixels, self.num_gaussians)
-        return W.index_put((self.rows, self.gaussian_ids), self.values, accumulate=True)
+        if self.layout is None:
+            return self.values
+        r, c, v = self.to_coo()
+        W = v.new_zeros(self.num_pixels, self.num_gaussians)
+        return W.index_put((r, c), v, accumulate=True)
 
 
-def _csr(rowptr: Tensor, cols: Tensor, vals: Tensor, shape: tuple[int, int]) -> Tensor:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        return torch.sparse_csr_tensor(rowptr, cols, vals, size=shape, check_invariants=False)
-
-
-class _SparseMatmul(Function):
-    """out = W @ A for CSR ``W``; grads to W's values (sampled dense product) and to ``A``."""
-
-    @staticmethod
-    def forward(ctx, values, attributes, rowptr, cols, perm, rowptr_t, rows):  # noqa: D102
-        P, N = rowptr.numel() - 1, attributes.shape[0]
-        ctx.save_for_backward(values, attributes, rowptr, cols, perm, rowptr_t, rows)
-        if values.numel() == 0:
-            return attributes.new_zeros(P, attributes.shape[1])
-        return _csr(rowptr, cols, values, (P, N)) @ attributes
-
-    @staticmethod
-    def backward(ctx, grad_out):  # noqa: D102
-        values, attributes, rowptr, cols, perm, rowptr_t, rows = ctx.saved_tensors
-        P, N = rowptr.numel() - 1, attributes.shape[0]
-        grad_values = grad_attr = None
-        empty = values.numel() == 0
-        grad_out = grad_out.contiguous()
-        if ctx.needs_input_grad[0]:
-            if empty:
-                grad_values = torch.zeros_like(values)
-            else:
-                mask = _csr(rowptr, cols, torch.ones_like(values), (P, N))
-                sampled = torch.sparse.sampled_addmm(
-                    mask, grad_out, attributes.detach().T.contiguous(), beta=0.0
-                )
-                grad_values = sampled.values()
-        if ctx.needs_input_grad[1]:
-            if empty:
-                grad_attr = torch.zeros_like(attributes)
-            else:
-                Wt = _csr(rowptr_t, rows[perm], values.detach()[perm], (N, P))
-                grad_attr = Wt @ grad_out
-        return grad_values, grad_attr, None, None, None, None, None
+def _composite_blocks(weights: RenderWeights, attributes: Tensor) -> Tensor:
+    """Batched products per group of blocks: [g, S, L] @ [g, L, C]."""
+    lay, C = weights.layout, attributes.shape[1]
+    sizes = [g * L for g, L in lay.groups]
+    vals = weights.values.to(attributes.dtype).split(sizes)
+    attr = attributes.index_select(0, lay.ids).split(sizes)  # one gather for all groups
+    outs = [torch.bmm(v.view(g, L, -1).transpose(1, 2), a.view(g, L, C))
+            for (g, L), v, a in zip(lay.groups, vals, attr)]
+    outs.append(attributes.new_zeros(1, lay.S, C))  # slot of pixels no Gaussian reaches
+    return torch.cat([o.reshape(-1, C) for o in outs]).index_select(0, lay.pixel_slot)
 
 
 def composite(
@@ -113,17 +86,18 @@ def composite(
     """
     if attributes.ndim != 2 or attributes.shape[0] != weights.num_gaussians:
         raise ValueError(
-            f"attributes must be [N={weights.num_gaussians}, C], got {list(attributes.shape)}"
+            f"composite: attributes must be [N={weights.num_gaussians}, C], "
+            f"got {list(attributes.shape)}"
         )
-    perm, rowptr_t = weights.transpose_structure()
-    vals = weights.values.to(attributes.dtype)
-    out = _SparseMatmul.apply(
-        vals, attributes, weights.rowptr, weights.gaussian_ids, perm, rowptr_t, weights.rows
-    )
+    if weights.layout is None:
+        out = weights.values.to(attributes.dtype) @ attributes
+    else:
+        out = _composite_blocks(weights, attributes)
     T = weights.transmittance.to(attributes.dtype)
     if background is not None:
         bg = background.to(attributes)
         if bg.shape != (attributes.shape[1],):
-            raise ValueError(f"background must be [C={attributes.shape[1]}], got {list(bg.shape)}")
+            raise ValueError(
+                f"composite: background must be [C={attributes.shape[1]}], got {list(bg.shape)}")
         out = out + T[:, None] * bg
     return out, 1.0 - T

@@ -1,25 +1,26 @@
-"""Fast sparse weights: tile binning (no grad) -> front-to-back rounds -> differentiable W.
+"""Fast sparse weights as dense blocks: front-to-back selection, closed-form backward.
 
-Three steps, all vectorised torch (no Python loop over pixels or Gaussians):
+The weights of one pixel block (<= 8x8 pixels of one screen tile) form a small dense matrix
+[L, S]: its L columns are the Gaussians blended into at least one of its S pixels, front
+to back. Blocks with similar L are padded into groups [g, L, S], so that compositing is a
+batched matrix product (fast on CPU) rather than a scatter over individual pairs.
 
-1. ``bin_to_blocks`` groups the rendered pixels into 16x16 screen tiles ("blocks") and lists,
-   per block, the Gaussians whose conservative extent box reaches one of its pixel centres,
-   in depth order (stable, ties by index) — gsplat's tile intersection.
-2. ``select_pairs`` walks every block's list front to back in rounds of ``ROUND`` Gaussians
-   as dense [blocks, pixels, ROUND] arrays, applying the alpha and transmittance rules, and
-   drops blocks whose pixels are all finished. It returns the blended (pixel, Gaussian)
-   pairs in CSR order. No gradient: this only decides *which* pairs blend.
-3. ``blend_weights`` recomputes alpha of the selected pairs with autograd and turns them
-   into w = alpha * T with a segmented-product Function whose backward is closed-form.
+Forward (no autograd graph): per round, every active block takes the next ``ROUND``
+Gaussians of its tile list and applies gsplat's per-pixel rules to a dense
+[blocks, ROUND, S] array; blocks whose pixels have all ended are dropped. Backward
+(``_BlockWeights.backward``) recomputes alpha per group and applies the closed-form
+gradient of w = alpha * T (see ``_group_backward``); nothing per pair is kept except W.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from liftgs.render.composite import RenderWeights
+from liftgs.render.binning import Blocks, bin_to_blocks
 from liftgs.render.projection import (
     ALPHA_MAX,
     ALPHA_MIN,
@@ -29,188 +30,201 @@ from liftgs.render.projection import (
     pixel_centres,
 )
 
-TILE = 16  # block side in pixels; the image does not depend on it (exact extents)
-ROUND = 32  # Gaussians per block handled per round
+ROUND = 32  # Gaussians per block and round in the forward selection
+GROUP_BUDGET = 1 << 22  # max elements g * L * S of one group (bounds backward memory)
 
 
-def bin_to_blocks(
-    proj: Projection, pixels: Tensor, width: int, height: int
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Blocks of pixels and their depth-ordered Gaussian lists (no grad).
+@dataclass
+class BlockLayout:
+    """Where the weights live (no grad). Groups are consecutive runs of blocks.
 
-    Returns ``block_rows`` [B, S] (index into ``pixels``, -1 = padding), ``list_ptr`` [B + 1]
-    and ``list_ids`` [I] (Gaussian ids, block-major, front to back within a block).
+    ``groups`` [(g, L)]: group k holds g blocks padded to L columns; its values are the next
+    g * L rows of ``W.values`` viewed as [g, L, S]. ``ids`` [sum g L] is the Gaussian of each
+    column (0 with zero weight on padding); ``rows`` [sum g, S] the pixel (index into
+    ``pixels``, -1 = pad) of each block slot; ``pixel_slot`` [P] the slot k * S + s of each
+    pixel, or sum(g) * S when no Gaussian reaches it.
     """
-    dev = pixels.device
-    tiles_x = (width + TILE - 1) // TILE
-    px, py = pixels % width, pixels // width
-    tile = (py // TILE) * tiles_x + px // TILE  # [P]
-    order = torch.sort(tile, stable=True).indices
-    uniq, counts = torch.unique_consecutive(tile[order], return_counts=True)
-    nb, S = uniq.numel(), int(counts.max()) if counts.numel() else 0
-    start = torch.cumsum(counts, 0) - counts
-    block_of = torch.repeat_interleave(torch.arange(nb, device=dev), counts)
-    slot = torch.arange(order.numel(), device=dev) - start[block_of]
-    block_rows = torch.full((nb, S), -1, dtype=torch.long, device=dev)
-    block_rows[block_of, slot] = order
-    # tight pixel-centre box of each block (matters when rendering a sparse pixel subset)
-    inf = torch.iinfo(torch.long).max
-    lo_x = torch.full((nb,), inf, device=dev).scatter_reduce(0, block_of, px[order], "amin")
-    hi_x = torch.full((nb,), -1, device=dev).scatter_reduce(0, block_of, px[order], "amax")
-    lo_y = torch.full((nb,), inf, device=dev).scatter_reduce(0, block_of, py[order], "amin")
-    hi_y = torch.full((nb,), -1, device=dev).scatter_reduce(0, block_of, py[order], "amax")
-    tile_to_block = torch.full((tiles_x * ((height + TILE - 1) // TILE),), -1, device=dev)
-    tile_to_block[uniq] = torch.arange(nb, device=dev)
 
-    # Gaussians front to back; enumerate the tiles each one's extent box covers
-    g = torch.nonzero(proj.valid).squeeze(1)
-    g = g[torch.sort(proj.depths.detach()[g], stable=True).indices]
-    uv, ext = proj.means2d.detach()[g], proj.extents[g]
-    margin = 1e-3  # px; the box is exact, the margin only guards rounding
-    x0 = torch.ceil(uv[:, 0] - ext[:, 0] - 0.5 - margin).clamp(0, width - 1).long()
-    x1 = torch.floor(uv[:, 0] + ext[:, 0] - 0.5 + margin).clamp(0, width - 1).long()
-    y0 = torch.ceil(uv[:, 1] - ext[:, 1] - 0.5 - margin).clamp(0, height - 1).long()
-    y1 = torch.floor(uv[:, 1] + ext[:, 1] - 0.5 + margin).clamp(0, height - 1).long()
-    tx0, tx1, ty0, ty1 = x0 // TILE, x1 // TILE, y0 // TILE, y1 // TILE
-    ntx = tx1 - tx0 + 1
-    n = ntx * (ty1 - ty0 + 1)
-    gi = torch.repeat_interleave(torch.arange(g.numel(), device=dev), n)
-    local = torch.arange(gi.numel(), device=dev) - (torch.cumsum(n, 0) - n)[gi]
-    t = (ty0[gi] + local // ntx[gi]) * tiles_x + tx0[gi] + local % ntx[gi]
-    b = tile_to_block[t]
-    keep = b >= 0
-    gi, b = gi[keep], b[keep]
-    keep = (x0[gi] <= hi_x[b]) & (x1[gi] >= lo_x[b]) & (y0[gi] <= hi_y[b]) & (y1[gi] >= lo_y[b])
-    gi, b = gi[keep], b[keep]
-    by_block = torch.sort(b, stable=True).indices  # stable: depth order kept inside a block
-    list_ids = g[gi[by_block]]
-    list_ptr = torch.zeros(nb + 1, dtype=torch.long, device=dev)
-    list_ptr[1:] = torch.cumsum(torch.bincount(b, minlength=nb), 0)
-    return block_rows, list_ptr, list_ids
+    groups: list[tuple[int, int]]
+    S: int
+    ids: Tensor  # [sum g L] long
+    rows: Tensor  # [sum g, S] long
+    pixel_slot: Tensor  # [P] long
+
+    @property
+    def num_slots(self) -> int:
+        return int(self.rows.shape[0]) * self.S
+
+
+def _bucket(L: Tensor) -> Tensor:
+    """Round column counts up to a coarse grid (<= 12.5 % padding) so groups stay few."""
+    q = torch.pow(2, (torch.log2(L.clamp_min(1).double()).floor() - 3).clamp_min(3)).long()
+    return (L + q - 1) // q * q
+
+
+def _layout(used_count: Tensor, rows: Tensor, P: int) -> tuple[BlockLayout, Tensor, Tensor]:
+    """Sort blocks into groups; return the layout, each block's first row, and group sizes."""
+    dev, S = rows.device, rows.shape[1]
+    kept = torch.nonzero(used_count > 0).squeeze(1)
+    Lb = _bucket(used_count[kept])
+    order = torch.sort(Lb, stable=True).indices
+    kept, Lb = kept[order], Lb[order]
+    # split buckets into chunks of at most GROUP_BUDGET elements
+    _, counts = torch.unique_consecutive(Lb, return_counts=True)
+    pos = torch.arange(kept.numel(), device=dev) - torch.repeat_interleave(
+        torch.cumsum(counts, 0) - counts, counts)
+    chunk = pos // (GROUP_BUDGET // (Lb * S)).clamp_min(1)
+    key = Lb * (kept.numel() + 1) + chunk
+    _, gsize = torch.unique_consecutive(key, return_counts=True)
+    gL = Lb[torch.cumsum(gsize, 0) - gsize] if gsize.numel() else gsize
+    groups = list(zip(gsize.tolist(), gL.tolist()))
+    first_row = torch.zeros(rows.shape[0], dtype=torch.long, device=dev)
+    first_row[kept] = torch.cumsum(Lb, 0) - Lb
+    block_rows = rows[kept]
+    pixel_slot = torch.full((P,), kept.numel() * S, dtype=torch.long, device=dev)
+    valid = block_rows >= 0
+    pixel_slot[block_rows[valid]] = torch.arange(kept.numel() * S, device=dev).view(-1, S)[valid]
+    ids = torch.zeros(int(Lb.sum()), dtype=torch.long, device=dev)
+    return BlockLayout(groups, S, ids, block_rows, pixel_slot), first_row, Lb
 
 
 @torch.no_grad()
-def select_pairs(
-    proj: Projection,
-    opacities: Tensor,  # [N]
-    pixels: Tensor,  # [P]
-    width: int,
-    block_rows: Tensor,  # [B, S]
-    list_ptr: Tensor,  # [B + 1]
-    list_ids: Tensor,  # [I]
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Blended pairs in CSR order: (rowptr [P + 1], rows [M], gaussian_ids [M]).
-
-    gsplat's per-pixel loop, vectorised: within a round, transmittance is a cumulative
-    product over the round's Gaussians; a pixel ends at the first Gaussian that would take
-    T to <= 1e-4 (not blended). Blocks whose pixels have all ended are dropped.
-    """
-    dev, P = pixels.device, pixels.numel()
-    means2d, conics = proj.means2d.detach(), proj.conics.detach()
-    opac = opacities.detach().to(means2d.dtype)
-    xy = torch.cat([pixel_centres(pixels, width, means2d.dtype), means2d.new_zeros(1, 2)])
-    T = means2d.new_ones(P + 1)  # row P is the padding sentinel
-    done = torch.zeros(P + 1, dtype=torch.bool, device=dev)
-    done[P] = True
-    count = torch.zeros(P + 1, dtype=torch.long, device=dev)
-    rows_pad = torch.where(block_rows < 0, P, block_rows)
-    lengths = list_ptr[1:] - list_ptr[:-1]
-    active = torch.nonzero(lengths > 0).squeeze(1)
-    out_rows, out_ids, out_off = [], [], []
+def select_blocks(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, xy: Tensor, blocks: Blocks
+) -> tuple[BlockLayout, Tensor, Tensor]:
+    """Front-to-back rounds: (layout, values [sum g L, S], final transmittance [P])."""
+    dev, P, S = xy.device, xy.shape[0], blocks.rows.shape[1]
+    xs = torch.cat([xy[:, 0], xy.new_zeros(1)])  # row P: padding sentinel
+    ys = torch.cat([xy[:, 1], xy.new_zeros(1)])
+    mx, my = means2d[:, 0].contiguous(), means2d[:, 1].contiguous()
+    ha, hb, hc = 0.5 * conics[:, 0], conics[:, 1].contiguous(), 0.5 * conics[:, 2]
+    T = xy.new_ones(P + 1)
+    alive = xy.new_ones(P + 1)  # 1.0 until the pixel's list has ended
+    alive[P] = 0.0
+    rows = torch.where(blocks.rows < 0, P, blocks.rows)
+    start, end = blocks.list_ptr[blocks.tile], blocks.list_ptr[blocks.tile + 1]
+    used_count = torch.zeros(blocks.num_blocks, dtype=torch.long, device=dev)
+    active = torch.nonzero(end > start).squeeze(1)
+    out_block, out_col, out_gid, out_w = [], [], [], []
     r = 0
     while active.numel():
-        br = rows_pad[active]  # [b, S]
-        j = list_ptr[active, None] + r * ROUND + torch.arange(ROUND, device=dev)  # [b, R]
-        in_list = j < list_ptr[active + 1, None]
-        gid = list_ids[torch.where(in_list, j, 0)] if list_ids.numel() else j * 0
-        d = xy[br][:, :, None, :] - means2d[gid][:, None, :, :]  # [b, S, R, 2]
-        sigma = gaussian_sigma(d, conics[gid][:, None])
-        alpha = torch.clamp(opac[gid][:, None] * torch.exp(-sigma), max=ALPHA_MAX)
-        ok = (sigma >= 0) & (alpha >= ALPHA_MIN) & in_list[:, None] & ~done[br][:, :, None]
-        alpha = torch.where(ok, alpha, torch.zeros_like(alpha))
+        br = rows[active]  # [a, S]
+        j = start[active, None] + r * ROUND + torch.arange(ROUND, device=dev)  # [a, R]
+        in_list = j < end[active, None]
+        gid = blocks.list_ids[torch.where(in_list, j, 0)]
+        dx = xs[br][:, None, :] - mx[gid][:, :, None]  # [a, R, S]
+        dy = ys[br][:, None, :] - my[gid][:, :, None]
+        sigma = (dx * ha[gid][:, :, None]).mul_(dx)
+        sigma.add_((dy * hc[gid][:, :, None]).mul_(dy)).addcmul_(dx * hb[gid][:, :, None], dy)
+        o = (opacities[gid] * in_list)[:, :, None]
+        alpha = torch.exp(-sigma).mul_(o).clamp_max_(ALPHA_MAX).mul_(alive[br][:, None, :])
+        ok = (alpha >= ALPHA_MIN) & (sigma >= 0)  # sigma < 0 only by rounding (gsplat skips)
+        alpha.mul_(ok)
         one_minus = 1.0 - alpha
-        next_T = T[br][:, :, None] * torch.cumprod(one_minus, dim=-1)
+        next_T = torch.cumprod(one_minus, dim=1).mul_(T[br][:, None, :])
         blended = ok & (next_T > T_MIN)
-        T[br] = T[br] * torch.where(blended, one_minus, torch.ones_like(one_minus)).prod(-1)
-        done[br] |= (ok & ~blended).any(-1)
-        done[P] = True
-        rank = torch.cumsum(blended, dim=-1) - 1
-        bi, si, ri = torch.nonzero(blended, as_tuple=True)
-        row = br[bi, si]
-        out_rows.append(row)
-        out_ids.append(gid[bi, ri])
-        out_off.append(count[row] + rank[bi, si, ri])
-        count[br] += blended.sum(-1)
+        w = (next_T / one_minus).mul_(alpha).mul_(blended)  # alpha * T_before
+        # T changes only at ok entries, so the list ended iff the last next_T <= T_MIN
+        T[br] = torch.where(blended, next_T, T[br][:, None, :]).amin(dim=1)
+        alive[br] = alive[br] * (next_T[:, -1] > T_MIN)
+        alive[P] = 0.0
+        used = blended.any(dim=2)  # [a, R]
+        col = used_count[active, None] + torch.cumsum(used, dim=1) - 1
+        bi, ri = torch.nonzero(used, as_tuple=True)
+        out_block.append(active[bi])
+        out_col.append(col[bi, ri])
+        out_gid.append(gid[bi, ri])
+        out_w.append(w[bi, ri])
+        used_count[active] += used.sum(dim=1)
         r += 1
-        more = (lengths[active] > r * ROUND) & ~done[br].all(-1)
-        active = active[more]
-    rows = torch.cat(out_rows) if out_rows else torch.zeros(0, dtype=torch.long, device=dev)
-    ids = torch.cat(out_ids) if out_ids else torch.zeros(0, dtype=torch.long, device=dev)
-    off = torch.cat(out_off) if out_off else torch.zeros(0, dtype=torch.long, device=dev)
-    rowptr = torch.zeros(P + 1, dtype=torch.long, device=dev)
-    rowptr[1:] = torch.cumsum(count[:P], 0)
-    pos = rowptr[rows] + off
-    csr_rows = torch.empty_like(rows).index_put_((pos,), rows)
-    csr_ids = torch.empty_like(ids).index_put_((pos,), ids)
-    return rowptr, csr_rows, csr_ids
+        active = active[(end[active] - start[active] > r * ROUND) & (alive[br] > 0).any(dim=1)]
+    layout, first_row, _ = _layout(used_count, blocks.rows, P)
+    values = xy.new_zeros(layout.ids.numel(), S)  # [sum g L, S]
+    if out_block:
+        dest = first_row[torch.cat(out_block)] + torch.cat(out_col)
+        values[dest] = torch.cat(out_w)
+        layout.ids[dest] = torch.cat(out_gid)
+    return layout, values, T[:P]
 
 
-class _SegmentTransmittance(Function):
-    """Per-row front-to-back blending of alphas [M] (CSR rows): w = alpha * T, T_final.
+def _group_backward(
+    means2d: Tensor, conics: Tensor, opacities: Tensor, xy: Tensor, ids: Tensor, w: Tensor,
+    gw: Tensor, gT_Tf: Tensor,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients of one group w.r.t. its columns' (means2d, conics, opacities).
 
-    T_k = prod_{j<k} (1 - alpha_j) within the row, taken as exp of a float64 segmented
-    cumulative sum of log(1 - alpha). Backward (closed form, per entry k of row p):
-    dL/dalpha_k = g_k T_k - (sum_{i>k} g_i w_i + gT_p T_final_p) / (1 - alpha_k).
+    ids [g, L], w / gw [g, L, S], xy [g, S, 2], gT_Tf [g, S] = dL/dT_final * T_final.
+    With w_k = alpha_k T_k and T_final = prod (1 - alpha_i) over the blended entries of a
+    pixel: dL/dalpha_k = gw_k T_k - (sum_{i>k} gw_i w_i + gT T_final) / (1 - alpha_k); then
+    alpha = o exp(-sigma) (no gradient where clamped at 0.99) and sigma is the conic form.
     """
+    m, con, o = means2d[ids], conics[ids], opacities[ids]  # [g, L, 2], [g, L, 3], [g, L]
+    dx = xy[:, None, :, 0] - m[:, :, None, 0]  # [g, L, S]
+    dy = xy[:, None, :, 1] - m[:, :, None, 1]
+    a, b, c = (con[..., i, None] for i in range(3))
+    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
+    e = torch.exp(-sigma)
+    alpha_raw = o[..., None] * e
+    alpha = alpha_raw.clamp(max=ALPHA_MAX)
+    blended = w > 0
+    gww = gw * w
+    tail = gww.sum(dim=1, keepdim=True) - torch.cumsum(gww, dim=1) + gT_Tf[:, None]
+    g_alpha = gw * w / torch.where(blended, alpha, 1.0) - tail / (1.0 - alpha)
+    g_alpha = torch.where(blended & (alpha_raw <= ALPHA_MAX), g_alpha, 0.0)
+    g_o = (g_alpha * e).sum(dim=2)
+    g_sigma = g_alpha.mul_(alpha_raw).neg_()  # d alpha / d sigma = -o exp(-sigma)
+    gdx = g_sigma * (a * dx + b * dy)
+    gdy = g_sigma * (b * dx + c * dy)
+    g_con = torch.stack([(0.5 * g_sigma * dx * dx).sum(2), (g_sigma * dx * dy).sum(2),
+                         (0.5 * g_sigma * dy * dy).sum(2)], dim=-1)
+    g_m = -torch.stack([gdx.sum(2), gdy.sum(2)], dim=-1)
+    return g_m, g_con, g_o
+
+
+class _BlockWeights(Function):
+    """(means2d, conics, opacities) -> (W values [sum g L, S], T_final [P]); layout via holder."""
 
     @staticmethod
-    def forward(ctx, alpha, rowptr, rows):  # noqa: D102
-        P = rowptr.numel() - 1
-        la = torch.log1p(-alpha.to(torch.float64))
-        cs = torch.cumsum(la, 0)
-        excl = cs - la
-        first = rowptr[:-1].clamp_max(max(la.numel() - 1, 0))
-        base = excl[first] if la.numel() else la.new_zeros(P)  # [P]
-        T_before = torch.exp(excl - base[rows])
-        last = (rowptr[1:] - 1).clamp_min(0)
-        end = cs[last] if la.numel() else la.new_zeros(P)
-        nonempty = rowptr[1:] > rowptr[:-1]
-        T_final = torch.where(nonempty, torch.exp(end - base), torch.ones_like(base))
-        w = alpha.to(torch.float64) * T_before
-        ctx.save_for_backward(alpha, w, T_before, T_final, rowptr, rows)
-        return w.to(alpha.dtype), T_final.to(alpha.dtype)
+    def forward(ctx, means2d, conics, opacities, xy, blocks, holder):  # noqa: D102
+        layout, values, T = select_blocks(means2d, conics, opacities, xy, blocks)
+        holder["layout"] = layout
+        ctx.layout = layout
+        ctx.save_for_backward(means2d, conics, opacities, xy, values, T)
+        return values, T
 
     @staticmethod
-    def backward(ctx, grad_w, grad_T):  # noqa: D102
-        alpha, w, T_before, T_final, rowptr, rows = ctx.saved_tensors
-        if alpha.numel() == 0:
-            return torch.zeros_like(alpha), None, None
-        gw = grad_w.to(torch.float64)
-        cs = torch.cumsum(gw * w, 0)
-        end = cs[(rowptr[1:] - 1).clamp_min(0)]  # [P]
-        tail = end[rows] - cs + grad_T.to(torch.float64)[rows] * T_final[rows]
-        grad_alpha = gw * T_before - tail / (1.0 - alpha.to(torch.float64))
-        return grad_alpha.to(alpha.dtype), None, None
+    def backward(ctx, g_values, g_T):  # noqa: D102
+        means2d, conics, opacities, xy, values, T = ctx.saved_tensors
+        lay: BlockLayout = ctx.layout
+        g_m, g_con, g_o = torch.zeros_like(means2d), torch.zeros_like(conics), torch.zeros_like(opacities)
+        if g_values is None:
+            g_values = torch.zeros_like(values)
+        gT_Tf = torch.zeros_like(T) if g_T is None else g_T * T
+        gT_Tf = torch.cat([gT_Tf, gT_Tf.new_zeros(1)])
+        xy = torch.cat([xy, xy.new_zeros(1, 2)])
+        rows = torch.where(lay.rows < 0, xy.shape[0] - 1, lay.rows)
+        r0 = k0 = 0
+        for g, L in lay.groups:
+            ids = lay.ids[r0 : r0 + g * L].view(g, L)
+            sl = slice(r0, r0 + g * L)
+            br = rows[k0 : k0 + g]
+            gm, gc, go = _group_backward(
+                means2d, conics, opacities, xy[br], ids, values[sl].view(g, L, -1),
+                g_values[sl].view(g, L, -1), gT_Tf[br])
+            g_m.index_add_(0, ids.reshape(-1), gm.reshape(-1, 2))
+            g_con.index_add_(0, ids.reshape(-1), gc.reshape(-1, 3))
+            g_o.index_add_(0, ids.reshape(-1), go.reshape(-1))
+            r0, k0 = r0 + g * L, k0 + g
+        return g_m, g_con, g_o, None, None, None
 
 
-def blend_weights(
-    proj: Projection, opacities: Tensor, pixels: Tensor, width: int, rowptr: Tensor,
-    rows: Tensor, ids: Tensor,
-) -> tuple[Tensor, Tensor]:
-    """Differentiable (w [M], T_final [P]) of the selected pairs."""
-    d = pixel_centres(pixels[rows], width, proj.means2d.dtype) - proj.means2d[ids]
-    sigma = gaussian_sigma(d, proj.conics[ids])
-    alpha = torch.clamp(opacities.to(sigma.dtype)[ids] * torch.exp(-sigma), max=ALPHA_MAX)
-    return _SegmentTransmittance.apply(alpha, rowptr, rows)
-
-
-def sparse_weights(
+def block_weights(
     proj: Projection, opacities: Tensor, pixels: Tensor, width: int, height: int
-) -> RenderWeights:
-    """``RenderWeights`` of ``pixels`` [P] from a projection (the fast CPU path)."""
+) -> tuple[BlockLayout, Tensor, Tensor]:
+    """Differentiable blocked weights of ``pixels``: (layout, values, T_final [P])."""
     blocks = bin_to_blocks(proj, pixels, width, height)
-    rowptr, rows, ids = select_pairs(proj, opacities, pixels, width, *blocks)
-    w, T = blend_weights(proj, opacities, pixels, width, rowptr, rows, ids)
-    return RenderWeights(pixels=pixels, rowptr=rowptr, rows=rows, gaussian_ids=ids, values=w,
-                         transmittance=T, width=width, height=height,
-                         num_gaussians=opacities.shape[0], projection=proj)
+    xy = pixel_centres(pixels, width, proj.means2d.dtype)
+    holder: dict = {}
+    values, T = _BlockWeights.apply(
+        proj.means2d, proj.conics, opacities.to(proj.means2d.dtype), xy, blocks, holder)
+    return holder["layout"], values, T

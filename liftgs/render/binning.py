@@ -1,0 +1,96 @@
+"""Binning (no grad): pixels -> blocks, and per screen tile the Gaussians that may reach it.
+
+A block is a group of at most ``S`` rendered pixels inside one ``TILE`` x ``TILE`` screen tile
+(the whole tile when rendering a full image, a few pixels when rendering a sparse subset).
+Each tile gets the depth-ordered list of Gaussians whose conservative extent box reaches
+one of its pixel centres — gsplat's tile intersection. The extent box is exact for the
+alpha >= 1/255 rule, so the rendered image does not depend on ``TILE``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from liftgs.render.projection import Projection
+
+TILE = 8  # screen tile side in pixels
+
+
+@dataclass
+class Blocks:
+    """Pixel blocks and tile lists. ``rows`` index into the rendered ``pixels`` (-1 = pad)."""
+
+    rows: Tensor  # [B, S] long
+    tile: Tensor  # [B] long, screen tile of each block
+    list_ptr: Tensor  # [num_tiles + 1] long, CSR over screen tiles
+    list_ids: Tensor  # [I] long, Gaussian ids, front to back within a tile
+
+    @property
+    def num_blocks(self) -> int:
+        return int(self.rows.shape[0])
+
+
+def group_pixels(pixels: Tensor, width: int, tile_size: int = TILE) -> tuple[Tensor, Tensor]:
+    """Blocks of rendered pixels: (rows [B, S], tile [B]).
+
+    Full tiles become one block; a sparse subset is cut into blocks of about the mean number
+    of chosen pixels per occupied tile, so padding stays small either way.
+    """
+    dev = pixels.device
+    tiles_x = (width + tile_size - 1) // tile_size
+    tile = (pixels // width // tile_size) * tiles_x + (pixels % width) // tile_size  # [P]
+    order = torch.sort(tile, stable=True).indices
+    uniq, counts = torch.unique_consecutive(tile[order], return_counts=True)
+    if uniq.numel() == 0:
+        return torch.zeros(0, 1, dtype=torch.long, device=dev), uniq
+    S = int(torch.ceil(counts.double().mean()).item())
+    rank = torch.arange(order.numel(), device=dev)
+    rank -= torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
+    per_tile = (counts + S - 1) // S
+    first_block = torch.cumsum(per_tile, 0) - per_tile
+    block = torch.repeat_interleave(first_block, counts) + rank // S
+    rows = torch.full((int(per_tile.sum()), S), -1, dtype=torch.long, device=dev)
+    rows[block, rank % S] = order
+    return rows, torch.repeat_interleave(uniq, per_tile)
+
+
+def tile_lists(
+    proj: Projection, width: int, height: int, tile_size: int = TILE
+) -> tuple[Tensor, Tensor]:
+    """Per screen tile, the Gaussians that may reach it, front to back: (list_ptr, list_ids).
+
+    Gaussians are sorted by camera z (stable: ties keep index order) and each one is
+    enumerated over the tiles its pixel box covers; a stable sort by tile keeps depth order.
+    """
+    dev = proj.means2d.device
+    tiles_x, tiles_y = (width + tile_size - 1) // tile_size, (height + tile_size - 1) // tile_size
+    g = torch.nonzero(proj.valid).squeeze(1)
+    g = g[torch.sort(proj.depths.detach()[g], stable=True).indices]
+    uv, ext = proj.means2d.detach()[g], proj.extents[g]
+    margin = 1e-3  # px; the box is exact, the margin only guards rounding
+    x0 = torch.ceil(uv[:, 0] - ext[:, 0] - 0.5 - margin).clamp(0, width - 1).long()
+    x1 = torch.floor(uv[:, 0] + ext[:, 0] - 0.5 + margin).clamp(0, width - 1).long()
+    y0 = torch.ceil(uv[:, 1] - ext[:, 1] - 0.5 - margin).clamp(0, height - 1).long()
+    y1 = torch.floor(uv[:, 1] + ext[:, 1] - 0.5 + margin).clamp(0, height - 1).long()
+    tx0, ty0 = x0 // tile_size, y0 // tile_size
+    ntx = x1 // tile_size - tx0 + 1
+    n = ntx * (y1 // tile_size - ty0 + 1)
+    gi = torch.repeat_interleave(torch.arange(g.numel(), device=dev), n)
+    local = torch.arange(gi.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    t = (ty0[gi] + local // ntx[gi]) * tiles_x + tx0[gi] + local % ntx[gi]
+    by_tile = torch.sort(t, stable=True).indices  # stable: depth order kept inside a tile
+    list_ids = g[gi[by_tile]]
+    list_ptr = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.long, device=dev)
+    list_ptr[1:] = torch.cumsum(torch.bincount(t, minlength=tiles_x * tiles_y), 0)
+    return list_ptr, list_ids
+
+
+@torch.no_grad()
+def bin_to_blocks(proj: Projection, pixels: Tensor, width: int, height: int) -> Blocks:
+    """Blocks of ``pixels`` [P] and the tile lists they read."""
+    rows, tile = group_pixels(pixels, width)
+    list_ptr, list_ids = tile_lists(proj, width, height)
+    return Blocks(rows=rows, tile=tile, list_ptr=list_ptr, list_ids=list_ids)
