@@ -57,6 +57,12 @@ def test_standard_room_shape(standard_room):
     assert set(np.unique(s.instance_ids)) <= {-1, *s.objects}
     assert (s.instance_ids >= 0).sum() > 0.05 * s.num_points
     np.testing.assert_allclose(s.frames[0].camera.K[:2, 2], [64.0, 64.0])
+    boxes = np.array([o.attributes["box"] for o in s.objects.values()])
+    for f in s.frames:  # the hand-held camera never sits inside or against furniture
+        eye = f.camera.position
+        gap = np.maximum(np.maximum(boxes[:, :3] - eye, eye - boxes[:, 3:]), 0.0)
+        assert np.linalg.norm(gap, axis=1).min() >= 0.3
+        assert 1.2 < eye[2] < 1.8
 
 
 def test_same_seed_same_bytes_different_seed_differs(tmp_path):

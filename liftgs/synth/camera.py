@@ -123,6 +123,12 @@ def scan_trajectory(
             eye = np.array([xy[0], xy[1], floor_z + height + rng.normal(0, jitter)])
             if not blocked(eye):
                 break
+        else:  # the whole ray to the centre is blocked (e.g. a floor lamp there): anywhere free
+            for _ in range(100):
+                xy = bounds[:2] + rng.uniform(0, 1, 2) * np.array([W, D])
+                eye = np.array([xy[0], xy[1], floor_z + height])
+                if not blocked(eye):
+                    break
         look_a = a + np.pi + rng.normal(0, 0.35)
         target_xy = centre + 0.55 * np.array([W / 2, D / 2]) * np.array([np.cos(look_a), np.sin(look_a)])
         target = np.array([target_xy[0], target_xy[1], floor_z + rng.uniform(0.3, 0.8)])
