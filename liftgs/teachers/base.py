@@ -50,9 +50,21 @@ def label_frames(teacher: Teacher, frames: list[Frame], scene: Scene | None = No
 
 
 def compact_segments(segments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Renumber a label map to 0..S-1 (-1 stays -1); returns (map [H, W] int32, old ids [S])."""
-    ids, inverse = np.unique(segments, return_inverse=True)
-    inverse = inverse.reshape(segments.shape).astype(np.int32)
+    """Renumber a label map to 0..S-1 in increasing label order (-1 stays -1).
+
+    Returns (map [H, W] int32, old label of each new index [S]). Linear time via a lookup
+    table when labels are small non-negative ints (the common case), else ``np.unique``.
+    """
+    seg = np.asarray(segments)
+    top = int(seg.max(initial=-1))
+    if seg.size and int(seg.min()) >= -1 and top < 4 * seg.size + 1024:
+        present = np.bincount((seg + 1).ravel(), minlength=top + 2)[1:] > 0  # [top + 1]
+        ids = np.nonzero(present)[0]
+        lut = np.full(top + 2, -1, dtype=np.int32)  # slot 0 <- label -1
+        lut[ids + 1] = np.arange(ids.size, dtype=np.int32)
+        return lut[seg + 1], ids
+    ids, inverse = np.unique(seg, return_inverse=True)
+    inverse = inverse.reshape(seg.shape).astype(np.int32)
     if ids.size and ids[0] < 0:
         return inverse - 1, ids[1:]
     return inverse, ids

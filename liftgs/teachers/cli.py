@@ -37,6 +37,7 @@ class PseudolabelConfig:
     on_mismatch: Literal["error", "redo"] = "error"  # cached frames made with other settings
     batch_frames: int = 8  # frames labelled together (one text-encoder call)
     device: str = "cpu"
+    threads: int = 1  # torch CPU threads; 1 is fastest for the synthetic teacher's small text batches, 0 = torch default
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -44,6 +45,8 @@ class PseudolabelConfig:
             raise ValueError(f"--min-area must be >= 0 (0 keeps every segment), got {self.min_area}")
         if self.min_area_resolution <= 0:
             raise ValueError(f"--min-area-resolution must be > 0, got {self.min_area_resolution}")
+        if self.threads < 0:
+            raise ValueError(f"--threads must be >= 0 (0 = torch's default), got {self.threads}")
         if self.batch_frames < 1:
             raise ValueError(f"--batch-frames must be >= 1, got {self.batch_frames}")
         if self.teacher == "caption" and not self.captioner:
@@ -76,6 +79,10 @@ def run(cfg: PseudolabelConfig):
     from liftgs.teachers.pipeline import jobs_from_root, pseudolabel
     from liftgs.teachers.store import PseudoLabelStore
 
+    if cfg.threads > 0:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
     jobs = jobs_from_root(cfg.scenes, split=cfg.split)
     teacher = build_teacher(cfg)
     return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,

@@ -74,9 +74,22 @@ def _frame_key(noise: SyntheticNoise, scene_id: str, frame: Frame) -> int:
     return int.from_bytes(h.digest(), "little")
 
 
+class _Streams(dict):
+    """One generator per knob, seeded by (seed, frame, knob, extra...), created on first use."""
+
+    def __init__(self, seed: int, key: int, extra: tuple[int, ...]) -> None:
+        super().__init__()
+        self._entropy = (seed, key)
+        self._extra = extra
+
+    def __missing__(self, name: str) -> np.random.Generator:
+        gen = np.random.default_rng([*self._entropy, _STREAMS.index(name), *self._extra])
+        self[name] = gen
+        return gen
+
+
 def _rngs(noise: SyntheticNoise, key: int, *extra: int) -> dict[str, np.random.Generator]:
-    """One generator per knob, seeded by (seed, frame, knob, extra...)."""
-    return {name: np.random.default_rng([noise.seed, key, i, *extra]) for i, name in enumerate(_STREAMS)}
+    return _Streams(noise.seed, key, extra)
 
 
 def _caption(info: ObjectInfo, noise: SyntheticNoise, rngs: dict[str, np.random.Generator],
@@ -84,7 +97,11 @@ def _caption(info: ObjectInfo, noise: SyntheticNoise, rngs: dict[str, np.random.
     """The caption of one object as this frame's imperfect captioner writes it."""
     changed = False
     words: list[str] = []
-    for key, value in wording.describable(info.attributes):
+    clean = info.attributes.get("caption")
+    attrs = wording.describable(info.attributes)
+    if isinstance(clean, str) and clean:  # only what the clean caption mentions ("a red shelf": no size)
+        attrs = [(k, v) for k, v in attrs if v.lower() in clean.lower().split()]
+    for key, value in attrs:
         if noise.drop_attribute and rngs["drop_attribute"].random() < noise.drop_attribute:
             changed = True
             continue
@@ -103,8 +120,8 @@ def _caption(info: ObjectInfo, noise: SyntheticNoise, rngs: dict[str, np.random.
         words, noun = out[:-1], out[-1]
     if noise.paraphrase and rngs["paraphrase"].random() < noise.paraphrase:
         return wording.paraphrase(words, noun, rngs["paraphrase"])
-    if not changed and isinstance(info.attributes.get("caption"), str) and info.attributes["caption"]:
-        return info.attributes["caption"]
+    if not changed and isinstance(clean, str) and clean:
+        return clean
     return wording.compose(words, noun)
 
 
