@@ -30,7 +30,7 @@ from liftgs.render.projection import (
     pixel_centres,
 )
 
-ROUND = 32  # Gaussians per block and round in the forward selection
+ROUND = 16  # Gaussians per block and round in the forward selection
 GROUP_BUDGET = 1 << 22  # max elements g * L * S of one group (bounds backward memory)
 
 
@@ -148,36 +148,38 @@ def select_blocks(
 
 
 def _group_backward(
-    means2d: Tensor, conics: Tensor, opacities: Tensor, xy: Tensor, ids: Tensor, w: Tensor,
-    gw: Tensor, gT_Tf: Tensor,
+    means2d: Tensor, conics: Tensor, opacities: Tensor, xs: Tensor, ys: Tensor, ids: Tensor,
+    w: Tensor, gw: Tensor, gT_Tf: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Gradients of one group w.r.t. its columns' (means2d, conics, opacities).
 
-    ids [g, L], w / gw [g, L, S], xy [g, S, 2], gT_Tf [g, S] = dL/dT_final * T_final.
+    ids [g, L], w / gw [g, L, S], pixel centres xs / ys [g, S], gT_Tf [g, S] = dL/dT_final * T_final.
     With w_k = alpha_k T_k and T_final = prod (1 - alpha_i) over the blended entries of a
     pixel: dL/dalpha_k = gw_k T_k - (sum_{i>k} gw_i w_i + gT T_final) / (1 - alpha_k); then
     alpha = o exp(-sigma) (no gradient where clamped at 0.99) and sigma is the conic form.
     """
     m, con, o = means2d[ids], conics[ids], opacities[ids]  # [g, L, 2], [g, L, 3], [g, L]
-    dx = xy[:, None, :, 0] - m[:, :, None, 0]  # [g, L, S]
-    dy = xy[:, None, :, 1] - m[:, :, None, 1]
-    a, b, c = (con[..., i, None] for i in range(3))
-    sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
-    e = torch.exp(-sigma)
-    alpha_raw = o[..., None] * e
-    alpha = alpha_raw.clamp(max=ALPHA_MAX)
+    dx = xs[:, None, :] - m[:, :, 0, None]  # [g, L, S]
+    dy = ys[:, None, :] - m[:, :, 1, None]
+    a, b, c = con[:, :, 0, None], con[:, :, 1, None], con[:, :, 2, None]
+    sigma = (dx * (0.5 * a)).mul_(dx)
+    sigma.add_((dy * (0.5 * c)).mul_(dy)).addcmul_(dx * b, dy)
+    e = sigma.clamp_min_(0).neg_().exp_()  # sigma >= 0 on every blended entry
+    alpha_raw = e * o[:, :, None]
+    alpha = alpha_raw.clamp_max(ALPHA_MAX)
     blended = w > 0
     gww = gw * w
-    tail = gww.sum(dim=1, keepdim=True) - torch.cumsum(gww, dim=1) + gT_Tf[:, None]
-    g_alpha = gw * w / torch.where(blended, alpha, 1.0) - tail / (1.0 - alpha)
-    g_alpha = torch.where(blended & (alpha_raw <= ALPHA_MAX), g_alpha, 0.0)
+    tail = torch.cumsum(gww, dim=1).neg_().add_(gww.sum(dim=1, keepdim=True))
+    tail.add_(gT_Tf[:, None])  # sum_{i>k} gw_i w_i + gT T_final
+    g_alpha = (gw * w).div_(alpha.clamp_min(torch.finfo(alpha.dtype).tiny))
+    g_alpha.sub_(tail.div_(1.0 - alpha))
+    g_alpha.mul_(blended & (alpha_raw <= ALPHA_MAX))
     g_o = (g_alpha * e).sum(dim=2)
     g_sigma = g_alpha.mul_(alpha_raw).neg_()  # d alpha / d sigma = -o exp(-sigma)
-    gdx = g_sigma * (a * dx + b * dy)
-    gdy = g_sigma * (b * dx + c * dy)
-    g_con = torch.stack([(0.5 * g_sigma * dx * dx).sum(2), (g_sigma * dx * dy).sum(2),
-                         (0.5 * g_sigma * dy * dy).sum(2)], dim=-1)
-    g_m = -torch.stack([gdx.sum(2), gdy.sum(2)], dim=-1)
+    gdx, gdy = g_sigma * dx, g_sigma * dy
+    g_con = torch.stack([0.5 * (gdx * dx).sum(2), (gdx * dy).sum(2), 0.5 * (gdy * dy).sum(2)], -1)
+    sx, sy = gdx.sum(2), gdy.sum(2)  # d sigma / d mean = -(a dx + b dy, b dx + c dy)
+    g_m = -torch.stack([a[..., 0] * sx + b[..., 0] * sy, b[..., 0] * sx + c[..., 0] * sy], -1)
     return g_m, g_con, g_o
 
 
@@ -201,15 +203,16 @@ class _BlockWeights(Function):
             g_values = torch.zeros_like(values)
         gT_Tf = torch.zeros_like(T) if g_T is None else g_T * T
         gT_Tf = torch.cat([gT_Tf, gT_Tf.new_zeros(1)])
-        xy = torch.cat([xy, xy.new_zeros(1, 2)])
-        rows = torch.where(lay.rows < 0, xy.shape[0] - 1, lay.rows)
+        xs = torch.cat([xy[:, 0], xy.new_zeros(1)])
+        ys = torch.cat([xy[:, 1], xy.new_zeros(1)])
+        rows = torch.where(lay.rows < 0, xs.shape[0] - 1, lay.rows)
         r0 = k0 = 0
         for g, L in lay.groups:
             ids = lay.ids[r0 : r0 + g * L].view(g, L)
             sl = slice(r0, r0 + g * L)
             br = rows[k0 : k0 + g]
             gm, gc, go = _group_backward(
-                means2d, conics, opacities, xy[br], ids, values[sl].view(g, L, -1),
+                means2d, conics, opacities, xs[br], ys[br], ids, values[sl].view(g, L, -1),
                 g_values[sl].view(g, L, -1), gT_Tf[br])
             g_m.index_add_(0, ids.reshape(-1), gm.reshape(-1, 2))
             g_con.index_add_(0, ids.reshape(-1), gc.reshape(-1, 3))
