@@ -98,6 +98,9 @@ def test_failed_generation_leaves_nothing(tmp_path, monkeypatch):
     with pytest.raises(FileExistsError, match="--overwrite"):
         generate_dataset(QUICK, tmp_path / "keep", rooms=1, progress=False)
     assert (tmp_path / "keep" / "x.txt").read_text() == "mine"
+    generate_dataset(QUICK, tmp_path / "keep", rooms=1, overwrite=True, progress=False)
+    assert sorted(p.name for p in (tmp_path / "keep").iterdir()) == ["splits.json", "synth.json", "synth_0000"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep"]
 
 
 def _layouts(n=40, config=STANDARD):

@@ -65,7 +65,8 @@ def pybullet_client():
 def _add_body(pb, cid: int, shape: str, dims, center, rgb) -> int:
     rgba = [float(c) for c in rgb] + [1.0]
     if shape == "box":
-        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[float(d) for d in dims], rgbaColor=rgba, physicsClientId=cid)
+        vis = pb.createVisualShape(pb.GEOM_BOX, halfExtents=[float(d) for d in dims], rgbaColor=rgba,
+                                   physicsClientId=cid)
     elif shape == "cylinder":
         vis = pb.createVisualShape(pb.GEOM_CYLINDER, radius=float(dims[0]), length=2 * float(dims[1]),
                                    rgbaColor=rgba, physicsClientId=cid)
