@@ -76,6 +76,7 @@ def generate_room(config: SynthConfig, seed: int, scene_id: str | None = None) -
     eligible = {i for i, o in objects.items() if o.attributes["num_points"] >= MIN_POINTS_FOR_LANGUAGE}
     expressions = referring_expressions(room.objects, rng, eligible, config.max_expressions)
     meta = {
+        "source": "synthetic",
         "generator": "liftgs.synth",
         "generator_version": GENERATOR_VERSION,
         "seed": int(seed),
