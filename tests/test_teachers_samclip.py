@@ -163,3 +163,24 @@ def test_clean_caption_and_highlight_edges():
     assert clean_caption("   ") == "an object"
     out = highlight_region(np.full((4, 4, 3), 100, np.uint8), np.zeros((4, 4), bool))
     assert (out == 65).all()
+
+
+def test_hf_captioner_tiny_llava(tmp_path, monkeypatch):
+    """Any local image-text-to-text checkpoint plugs in; this tiny LLaVA answers noise, cleanly."""
+    import warnings
+
+    from liftgs.teachers.caption import HFCaptioner
+    from liftgs.teachers.tiny import write_tiny_captioner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        captioner = HFCaptioner.from_dir(write_tiny_captioner(tmp_path / "llava"), max_new_tokens=4)
+    assert "red box" in captioner._text() and captioner._text().endswith("answer:")
+    frame = _frame()
+    seg = np.full((H, W), -1, np.int32)
+    seg[5:15, 5:20], seg[20:30, 30:50] = 0, 1
+    labels = CaptionTeacher(lambda rgb: seg, captioner, HashingTextEncoder(dim=8))(frame)
+    assert len(labels.captions) == 2 and all(isinstance(c, str) and c and c.isprintable() for c in labels.captions)
+    assert labels.embeddings.shape == (2, 8)
+    assert labels.provenance["settings"]["captioner"].endswith("llava")

@@ -200,3 +200,44 @@ def test_errors_are_clear():
     frame.instance_ids = None
     with pytest.raises(ValueError, match="no instance_ids"):
         _teacher()(frame, scene)
+
+
+def test_noisy_captions_mention_only_what_the_clean_caption_does():
+    """The synthetic benchmark captions "a red shelf" although the object also has a size."""
+    scene, frame = _scene()
+    scene.objects[BIG] = ObjectInfo("shelf", {"color": "red", "size": "large", "caption": "a red shelf"})
+    t = SyntheticTeacher(HashingTextEncoder(dim=16), SyntheticNoise(drop_attribute=1.0))
+    caps = t(frame, scene).captions
+    assert "a shelf" in caps
+    t = SyntheticTeacher(HashingTextEncoder(dim=16), SyntheticNoise(swap_attribute=1.0))
+    big = [c for c in t(frame, scene).captions if c.endswith("shelf")][0]
+    assert len(big.split()) == 3 and "red" not in big
+
+
+def test_compact_segments_fast_path_matches_unique():
+    from liftgs.teachers import compact_segments
+
+    rng = np.random.default_rng(0)
+    seg = rng.choice([-1, 3, 7, 8, 20], size=(9, 11)).astype(np.int32)
+    fast, ids = compact_segments(seg)
+    uniq, inverse = np.unique(seg, return_inverse=True)
+    np.testing.assert_array_equal(ids, uniq[1:])
+    np.testing.assert_array_equal(fast, inverse.reshape(seg.shape) - 1)
+    big = seg.astype(np.int64) * 10**9  # huge labels: the np.unique path
+    slow, ids_slow = compact_segments(np.where(seg >= 0, big, -1))
+    np.testing.assert_array_equal(slow, fast)
+    assert compact_segments(np.full((2, 2), -1, np.int32))[1].size == 0
+
+
+def test_on_a_generated_room():
+    """End to end on the real synthetic generator (quick preset), knobs on."""
+    synth = pytest.importorskip("liftgs.synth")
+    scene = synth.generate_room(synth.QUICK, 0)
+    t = SyntheticTeacher(HashingTextEncoder(dim=16), SyntheticNoise.realistic())
+    for frame, labels in zip(scene.frames, label_frames(t, scene.frames, scene)):
+        assert labels.segments.shape == frame.instance_ids.shape
+        assert labels.num_segments == len(labels.captions) == labels.embeddings.shape[0]
+        assert labels.segments.min(initial=-1) >= -1 and labels.segments.max(initial=-1) < labels.num_segments
+    empty = Frame(scene.frames[0].camera, scene.frames[0].rgb, instance_ids=np.full_like(scene.frames[0].instance_ids, -1))
+    labels = t(empty, scene)
+    assert labels.num_segments == 0 and labels.embeddings.shape == (0, 16) and (labels.segments == -1).all()

@@ -60,7 +60,7 @@ def clean_caption(text: str) -> str:
     """First line, without quotes, leading "Caption:" or a trailing full stop; lower-cased start."""
     line = text.strip().splitlines()[0] if text.strip() else ""
     line = re.sub(r"^(caption|answer|description)\s*:\s*", "", line, flags=re.I).strip()
-    line = line.strip("\"'` ").rstrip(".").strip()
+    line = "".join(ch for ch in line if ch.isprintable()).strip("\"'` ").rstrip(".").strip()
     return line[:1].lower() + line[1:] if line else "an object"
 
 

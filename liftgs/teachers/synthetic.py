@@ -253,7 +253,7 @@ class SyntheticTeacher:
         perm = rngs["shuffle"].permutation(len(owner))  # local indices carry no instance identity
         inv = np.empty_like(perm)
         inv[perm] = np.arange(len(perm))
-        seg = np.where(seg >= 0, inv[np.maximum(seg, 0)], -1).astype(np.int32)
+        seg = np.append(inv, -1).astype(np.int32)[seg]  # -1 indexes the last slot: stays -1
         owner = owner[perm]
         return seg, self._captions(owner, scene, key)
 

@@ -34,18 +34,26 @@ def write_tiny_sam(path: str | Path, image_size: int = 64, seed: int = 0) -> Pat
     return path
 
 
-def write_tiny_clip(path: str | Path, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
-    """A tiny ``CLIPModel`` plus a byte-level CLIP tokenizer (no merges) in one folder."""
+def _byte_vocab(*specials: str) -> dict[str, int]:
+    """Byte-level BPE vocabulary without merges (one token per character) plus ``specials``."""
     from tokenizers.pre_tokenizers import ByteLevel
-    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
 
-    path = Path(path)
     chars = sorted(ByteLevel.alphabet())
     vocab = {c: i for i, c in enumerate(chars)}
     for c in chars:
         vocab[c + "</w>"] = len(vocab)
-    bos, eos = len(vocab), len(vocab) + 1
-    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = bos, eos
+    for tok in specials:
+        vocab[tok] = len(vocab)
+    return vocab
+
+
+def write_tiny_clip(path: str | Path, image_size: int = 32, projection_dim: int = 16, seed: int = 0) -> Path:
+    """A tiny ``CLIPModel`` plus a byte-level CLIP tokenizer (no merges) in one folder."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    path = Path(path)
+    vocab = _byte_vocab("<|startoftext|>", "<|endoftext|>")
+    bos, eos = vocab["<|startoftext|>"], vocab["<|endoftext|>"]
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
     tokenizer.save_pretrained(path)
     cfg = CLIPConfig(
@@ -59,4 +67,41 @@ def write_tiny_clip(path: str | Path, image_size: int = 32, projection_dim: int 
     )
     torch.manual_seed(seed)
     CLIPModel(cfg).save_pretrained(path)
+    return path
+
+
+# A minimal chat template: the image placeholder, the instruction, then the answer cue.
+_CHAT_TEMPLATE = ("{% for m in messages %}{% for c in m['content'] %}{% if c['type'] == 'image' %}<image>"
+                  "{% else %}{{ c['text'] }}{% endif %}{% endfor %}{% endfor %}"
+                  "{% if add_generation_prompt %} answer:{% endif %}")
+
+
+def write_tiny_captioner(path: str | Path, seed: int = 0) -> Path:
+    """A tiny LLaVA (CLIP vision tower + Llama text model) with processor and chat template.
+
+    Exercises :class:`~liftgs.teachers.caption.HFCaptioner` through ``AutoProcessor`` /
+    ``AutoModelForImageTextToText`` exactly as a real checkpoint would; it generates noise.
+    """
+    from transformers import (CLIPImageProcessor, CLIPTokenizer, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)
+
+    path = Path(path)
+    vocab = _byte_vocab("<|startoftext|>", "<|endoftext|>", "<image>")
+    tokenizer = CLIPTokenizer(vocab=vocab, merges=[])
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    images = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    processor = LlavaProcessor(image_processor=images, tokenizer=tokenizer, chat_template=_CHAT_TEMPLATE,
+                               patch_size=8, vision_feature_select_strategy="default", num_additional_image_tokens=1)
+    eos = vocab["<|endoftext|>"]
+    cfg = LlavaConfig(
+        vision_config=CLIPVisionConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=32, patch_size=8),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
+                                bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos),
+        image_token_index=vocab["<image>"], vision_feature_layer=-1,
+    )
+    torch.manual_seed(seed)
+    LlavaForConditionalGeneration(cfg).save_pretrained(path)
+    processor.save_pretrained(path)
     return path
