@@ -1,0 +1,87 @@
+"""Grounding loss (paper eq. 3-5, appendix A.1): match, then focal + dice on masks and a soft
+token cross-entropy, for every decoder layer (deep supervision).
+
+Unmatched queries are pushed to the no-match column (Sec 3.2.1), weighted by
+``no_match_weight`` like MDETR's ``eos_coef`` (0.1): with 256 proposals and at most 8 targets
+the no-match term would otherwise dominate. Everything is summed over queries and divided
+by the number of targets, all-reduced across workers and clamped >= 1 (Mask2Former).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from liftgs.losses.mask_losses import dice_loss, focal_loss
+from liftgs.losses.matcher import HungarianMatcher
+
+
+def soft_token_ce(token_logits: Tensor, targets: Tensor) -> Tensor:
+    """-sum_j target_j log softmax(logits)_j per row: [m, T+1], [m, T+1] -> [m] (eq. 5, soft).
+
+    Padded columns hold -inf logits and zero targets; they contribute nothing.
+    """
+    logp = token_logits.log_softmax(-1)
+    return -torch.where(targets > 0, targets * logp, torch.zeros_like(logp)).sum(-1)
+
+
+def distributed_count(count: float, device: torch.device) -> float:
+    """Mean of ``count`` over workers when torch.distributed is running, clamped >= 1."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([float(count)], device=device)
+        dist.all_reduce(t)
+        count = float(t.item()) / dist.get_world_size()
+    return max(float(count), 1.0)
+
+
+class GroundingCriterion:
+    """``(loss, loss_dict)`` for a list of decoder layers (earliest first, final last)."""
+
+    def __init__(self, matcher: HungarianMatcher | None = None, focal_weight: float = 15.0,
+                 token_weight: float = 2.0, dice_weight: float = 6.0, no_match_weight: float = 0.1,
+                 alpha: float = 0.25, gamma: float = 2.0):
+        self.matcher = matcher if matcher is not None else HungarianMatcher()
+        self.weights = {"focal": float(focal_weight), "token": float(token_weight), "dice": float(dice_weight)}
+        self.no_match_weight = float(no_match_weight)
+        self.alpha, self.gamma = float(alpha), float(gamma)
+
+    def __call__(self, layers: list[tuple[Tensor, Tensor]], target_masks: Tensor, target_tokens: Tensor,
+                 num_targets_normaliser: float | None = None) -> tuple[Tensor, dict[str, float]]:
+        """layers: [(mask_probs [m, Q], token_logits [m, T+1])]; target_masks [K, Q] {0, 1};
+        target_tokens [K, T+1] (rows sum to 1). ``num_targets_normaliser`` overrides the
+        (all-reduced) target count, e.g. when a batch of scenes is summed by the caller."""
+        if not layers:
+            raise ValueError("GroundingCriterion needs at least one (mask_probs, token_logits) layer")
+        device = layers[-1][0].device
+        norm = num_targets_normaliser
+        if norm is None:
+            norm = distributed_count(target_masks.shape[0], device)
+        norm = max(float(norm), 1.0)
+        total = layers[-1][0].new_zeros(())
+        loss_dict: dict[str, float] = {}
+        for i, (probs, logits) in enumerate(layers):
+            terms = self.layer_losses(probs, logits, target_masks, target_tokens)
+            suffix = "" if i == len(layers) - 1 else f"_{i}"
+            for name, value in terms.items():
+                value = value / norm
+                total = total + self.weights[name] * value
+                loss_dict[name + suffix] = float(value.detach())
+        loss_dict["loss"] = float(total.detach())
+        return total, loss_dict
+
+    def layer_losses(self, probs: Tensor, logits: Tensor, target_masks: Tensor,
+                     target_tokens: Tensor) -> dict[str, Tensor]:
+        """Un-normalised sums of focal, dice and token losses for one layer."""
+        pred_idx, tgt_idx = self.matcher(probs.detach(), logits.detach(), target_masks, target_tokens)
+        tgt = target_masks[tgt_idx].to(probs)
+        focal = focal_loss(probs[pred_idx], tgt, self.alpha, self.gamma).sum()
+        dice = dice_loss(probs[pred_idx], tgt).sum()
+        m, T1 = logits.shape
+        token_targets = logits.new_zeros(m, T1)
+        token_targets[:, -1] = 1.0  # unmatched -> no-match
+        token_targets[pred_idx] = target_tokens[tgt_idx].to(logits)
+        weight = torch.full((m,), self.no_match_weight, dtype=logits.dtype, device=logits.device)
+        weight[pred_idx] = 1.0
+        token = (soft_token_ce(logits, token_targets) * weight).sum()
+        return {"focal": focal, "dice": dice, "token": token}

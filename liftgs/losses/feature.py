@@ -1,0 +1,31 @@
+"""Contrastive feature loss (paper eq. 7, as in PonderV2).
+
+Each labelled pixel's rendered feature must pick its own segment's embedding among the
+frame's unique segment embeddings. Both sides are L2-normalised and divided by a
+temperature (the paper writes a plain dot product; rendered features are alpha-weighted sums
+whose norm varies with coverage, so we compare directions).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def feature_contrastive_loss(rendered: Tensor, segment_ids: Tensor, embeddings: Tensor,
+                             temperature: float = 0.07) -> Tensor:
+    """rendered [Np, F]; segment_ids [Np] int (-1 ignored); embeddings [S, F] -> scalar loss."""
+    if rendered.ndim != 2 or embeddings.ndim != 2 or rendered.shape[1] != embeddings.shape[1]:
+        raise ValueError(
+            f"feature_contrastive_loss needs rendered [Np, F] and embeddings [S, F] of equal F, "
+            f"got {list(rendered.shape)} and {list(embeddings.shape)}"
+        )
+    if segment_ids.shape != rendered.shape[:1]:
+        raise ValueError(f"segment_ids must be [{rendered.shape[0]}], got {list(segment_ids.shape)}")
+    valid = segment_ids >= 0
+    if not bool(valid.any()) or embeddings.shape[0] == 0:
+        return rendered.sum() * 0.0
+    f = F.normalize(rendered[valid], dim=-1)
+    e = F.normalize(embeddings.to(rendered), dim=-1)
+    logits = f @ e.T / temperature  # [Nv, S]
+    return F.cross_entropy(logits, segment_ids[valid].long())

@@ -1,0 +1,85 @@
+"""Typed configuration of the LIFT-GS model, with a CPU preset and the paper's sizes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class ModelConfig:
+    """Sizes of every LIFT-GS component (paper Sec 3.3, appendix A).
+
+    ``tiny`` trains on a 2-core CPU; ``paper`` holds appendix A's numbers (UNet out 96 with
+    channels up to 256, decoder 8 layers x 512 hidden, 8 heads, FFN 2048, dropout 0.15,
+    256 mask queries, CLIP-L text width 768).
+    """
+
+    text_dim: int = 384  # width of the query token vectors (the frozen text encoder's output)
+    voxel_size: float = 0.05  # metres; the UNet's grid (paper: 5 cm)
+    encoder_channels: tuple[int, ...] = (32, 48, 64, 96)  # stem, then one entry per down level
+    encoder_blocks: int = 1  # residual blocks per UNet level
+    encoder_out: int = 64  # per-point feature width (paper: 96)
+    token_stride: int = 4  # decoder point tokens = UNet features mean-pooled over stride^3 voxels
+    hidden_dim: int = 128  # decoder width (paper: 512)
+    num_layers: int = 3  # decoder layers (paper: 8)
+    num_heads: int = 4  # attention heads (paper: 8)
+    ffn_dim: int = 256  # decoder MLP width (paper: 2048)
+    dropout: float = 0.0  # decoder dropout (paper: 0.15)
+    num_queries: int = 32  # learnable mask proposals m (paper: 256)
+    head_hidden: int = 64  # Gaussian-head MLP width
+    feature_dim: int | None = None  # per-Gaussian feature width; None = text_dim (eq. 7 needs it)
+    offset_bound: float = 1.0  # max |position offset| per axis, in voxels
+    scale_init: float = 0.6  # initial Gaussian scale, in voxels
+    scale_max: float = 3.0  # largest Gaussian scale, in voxels
+    opacity_init: float = 0.7  # initial opacity
+    temperature_init: float = 0.07  # initial temperature of the token logits (Sec 3.2.1)
+
+    def __post_init__(self) -> None:
+        self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
+        if self.feature_dim is None:
+            self.feature_dim = self.text_dim
+        positive = {
+            "text_dim": self.text_dim, "encoder_out": self.encoder_out, "token_stride": self.token_stride,
+            "hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
+            "ffn_dim": self.ffn_dim, "num_queries": self.num_queries, "head_hidden": self.head_hidden,
+            "feature_dim": self.feature_dim, "encoder_blocks": self.encoder_blocks,
+        }
+        for name, value in positive.items():
+            if int(value) != value or value < (0 if name == "encoder_blocks" else 1):
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if len(self.encoder_channels) < 2 or min(self.encoder_channels) < 1:
+            raise ValueError(
+                "ModelConfig.encoder_channels needs a stem width plus at least one level, all positive, "
+                f"e.g. (32, 64, 96); got {self.encoder_channels}"
+            )
+        if self.hidden_dim % self.num_heads:
+            raise ValueError(
+                f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
+            )
+        if not self.voxel_size > 0:
+            raise ValueError(f"ModelConfig.voxel_size must be > 0 metres, got {self.voxel_size}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"ModelConfig.dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 < self.scale_init < self.scale_max:
+            raise ValueError(
+                f"ModelConfig needs 0 < scale_init < scale_max (voxels), got {self.scale_init}, {self.scale_max}"
+            )
+        if not 0.0 < self.opacity_init < 1.0:
+            raise ValueError(f"ModelConfig.opacity_init must be in (0, 1), got {self.opacity_init}")
+        if not self.offset_bound > 0 or not self.temperature_init > 0:
+            raise ValueError("ModelConfig.offset_bound and temperature_init must be > 0")
+
+    @classmethod
+    def tiny(cls, text_dim: int = 384, **overrides) -> "ModelConfig":
+        """CPU preset: a forward+backward over ~20k points takes about a tenth of a second."""
+        return cls(**{"text_dim": text_dim, **overrides})
+
+    @classmethod
+    def paper(cls, text_dim: int = 768, **overrides) -> "ModelConfig":
+        """Appendix A: UNet 8 layers (4 down, 4 up) up to 256 channels, out 96; decoder 8x512."""
+        sizes = dict(
+            text_dim=text_dim, encoder_channels=(32, 64, 128, 256, 256), encoder_blocks=2, encoder_out=96,
+            token_stride=2, hidden_dim=512, num_layers=8, num_heads=8, ffn_dim=2048, dropout=0.15,
+            num_queries=256, head_hidden=128,
+        )
+        return cls(**{**sizes, **overrides})

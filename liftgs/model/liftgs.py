@@ -1,0 +1,218 @@
+"""The assembled LIFT-GS model (paper Fig. 5): point cloud + query vectors -> Gaussians + masks.
+
+The text encoder is not part of the model: it is frozen (Sec 3.3.3) and runs outside, so the
+model takes query token vectors. Point clouds of a batch are concatenated with cumulative end
+offsets (Pointcept style).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from liftgs.config import from_dict, save_json_atomic, to_dict
+from liftgs.model.config import ModelConfig
+from liftgs.model.decoder import GroundingDecoder
+from liftgs.model.encoder import SparseUNet
+from liftgs.model.gaussian_head import GaussianHead
+from liftgs.model.voxelize import VoxelBatch, batch_index, group_cells, scatter_mean, voxelize
+from liftgs.types import Gaussians, Grounding
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+@dataclass
+class PointEncoding:
+    """Encoder outputs for a batch of scenes, reusable across query sets."""
+
+    voxels: VoxelBatch
+    point_features: Tensor  # [P, C] per input point (its voxel's UNet feature)
+    mask_features: Tensor  # [V, D] per voxel, dotted with mask embeddings
+    tokens: Tensor  # [B, L, C] pooled point tokens for the decoder (zero-padded)
+    token_xyz: Tensor  # [B, L, 3] scene-centred token positions
+    token_pad: Tensor  # [B, L] True = padding
+    point_offsets: Tensor  # [B] cumulative end index of each scene's points
+
+
+class LiftGS(nn.Module):
+    """Point encoder + Gaussian head + grounding decoder.
+
+    ``config`` is kept only so :meth:`save_pretrained` can write it; the modules are built by
+    :func:`build_liftgs` and passed in.
+    """
+
+    def __init__(self, encoder: SparseUNet, gaussian_head: GaussianHead, decoder: GroundingDecoder,
+                 mask_proj: nn.Module, voxel_size: float, token_stride: int, text_dim: int,
+                 config: ModelConfig | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.gaussian_head = gaussian_head
+        self.decoder = decoder
+        self.mask_proj = mask_proj
+        self.voxel_size = float(voxel_size)
+        self.token_stride = int(token_stride)
+        self.text_dim = int(text_dim)
+        self.config = config
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, points: Tensor, colors: Tensor, offsets: Tensor, queries: Tensor,
+                query_mask: Tensor) -> list[tuple[Gaussians, Grounding]]:
+        """points [P, 3], colors [P, 3] in [0, 1], offsets [B] cumulative ends, queries [B, T, Fq]
+        zero-padded, query_mask [B, T] True = real token -> one (Gaussians, Grounding) per scene."""
+        encoding = self.encode(points, colors, offsets)
+        groundings = self.decode(encoding, queries, query_mask)
+        gaussians = self.gaussian_head(encoding.point_features, points, colors)
+        starts = [0] + encoding.point_offsets[:-1].tolist()
+        ends = encoding.point_offsets.tolist()
+        out = []
+        for b, (s, e) in enumerate(zip(starts, ends)):
+            g = Gaussians(**{k: getattr(gaussians, k)[s:e] for k in
+                             ("means", "quats", "scales", "opacities", "colors", "features")})
+            out.append((g, groundings[b]))
+        return out
+
+    def encode(self, points: Tensor, colors: Tensor, offsets: Tensor) -> PointEncoding:
+        """Voxelise, run the UNet, pool decoder tokens (queries are not needed here)."""
+        _check_points(points, colors, offsets)
+        offsets = offsets.to(device=points.device, dtype=torch.long)
+        vox = voxelize(points, colors, offsets, self.voxel_size)
+        feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
+        tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
+        return PointEncoding(
+            voxels=vox, point_features=feats[vox.point_to_voxel], mask_features=self.mask_proj(feats),
+            tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
+        )
+
+    def decode(self, encoding: PointEncoding, queries: Tensor, query_mask: Tensor) -> list[Grounding]:
+        """Grounding per query set. A one-scene encoding is shared by every query set in
+        ``queries`` (used to ground many phrases in one scene without re-encoding it)."""
+        B = encoding.tokens.shape[0]
+        Bq = queries.shape[0]
+        _check_queries(queries, query_mask, self.text_dim, B)
+        scene = list(range(B)) if B == Bq else [0] * Bq
+        tokens, xyz, pad = encoding.tokens, encoding.token_xyz, encoding.token_pad
+        if B != Bq:
+            tokens, xyz, pad = (t.expand(Bq, *t.shape[1:]) for t in (tokens, xyz, pad))
+        layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool())
+        vox = encoding.voxels
+        v_starts = [0] + vox.voxel_offsets[:-1].tolist()
+        p_ends = encoding.point_offsets.tolist()
+        p_starts = [0] + p_ends[:-1]
+        out = []
+        for i, b in enumerate(scene):
+            vs, ve = v_starts[b], int(vox.voxel_offsets[b])
+            p2v = vox.point_to_voxel[p_starts[b]:p_ends[b]] - vs
+            feats = encoding.mask_features[vs:ve]  # [V_b, D]
+            preds = [Grounding(mask_logits=(emb[i] @ feats.T)[:, p2v], token_logits=logits[i])
+                     for emb, logits in layers]
+            final = preds[-1]
+            out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))
+        return out
+
+    def _pool_tokens(self, vox: VoxelBatch, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Mean-pool voxel features over cells of ``token_stride`` voxels -> padded [B, L, C]."""
+        coords = vox.coords.long()
+        vbatch = coords[:, 0]
+        cells, inverse, cell_offsets = group_cells(coords[:, 1:] // self.token_stride, vbatch, vox.batch_size)
+        U = cells.shape[0]
+        pooled = scatter_mean(feats, inverse, U)
+        xyz = scatter_mean(vox.centers, inverse, U)
+        scene_mean = scatter_mean(vox.centers, vbatch, vox.batch_size)
+        cbatch = cells[:, 0]
+        xyz = xyz - scene_mean[cbatch]
+        counts = torch.diff(cell_offsets, prepend=cell_offsets.new_zeros(1))
+        L = int(counts.max()) if U else 1
+        slot = torch.arange(U, device=feats.device) - (cell_offsets - counts)[cbatch]
+        B, C = vox.batch_size, feats.shape[1]
+        tokens = feats.new_zeros(B, L, C).index_put((cbatch, slot), pooled)
+        token_xyz = feats.new_zeros(B, L, 3).index_put((cbatch, slot), xyz)
+        pad = torch.ones(B, L, dtype=torch.bool, device=feats.device).index_put(
+            (cbatch, slot), torch.zeros(U, dtype=torch.bool, device=feats.device))
+        return tokens, token_xyz, pad
+
+    # ------------------------------------------------------------------ persistence
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` into directory ``path`` (atomically per file)."""
+        from safetensors.torch import save_file
+
+        if self.config is None:
+            raise ValueError("save_pretrained needs the model's ModelConfig; build the model with build_liftgs")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            save_file(state, tmp, metadata={"format": "pt", "library": "liftgs"})
+            os.replace(tmp, path / WEIGHTS_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        save_json_atomic(path / CONFIG_NAME, to_dict(self.config))
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "LiftGS":
+        """Load a directory written by :meth:`save_pretrained`."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise FileNotFoundError(f"{f}: missing; expected a directory written by LiftGS.save_pretrained")
+        try:
+            config = from_dict(ModelConfig, json.loads(config_file.read_text()))
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
+        model = build_liftgs(config)
+        try:
+            state = load_file(str(weights_file), device=str(map_location))
+        except Exception as err:  # safetensors raises its own error types
+            raise ValueError(f"{weights_file}: cannot read safetensors weights ({err})") from err
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights_file}: weights do not match {config_file} "
+                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
+        return model.to(map_location)
+
+
+def build_liftgs(config: ModelConfig) -> LiftGS:
+    """Build every component from ``config`` and assemble :class:`LiftGS`."""
+    c = config
+    encoder = SparseUNet(6, c.encoder_channels, c.encoder_out, blocks=c.encoder_blocks)
+    head = GaussianHead(c.encoder_out, c.head_hidden, c.feature_dim, c.voxel_size, offset_bound=c.offset_bound,
+                        scale_init=c.scale_init, scale_max=c.scale_max, opacity_init=c.opacity_init)
+    decoder = GroundingDecoder(c.encoder_out, c.text_dim, c.hidden_dim, c.num_layers, c.num_heads, c.ffn_dim,
+                               c.dropout, c.num_queries, temperature_init=c.temperature_init)
+    mask_proj = nn.Sequential(nn.Linear(c.encoder_out, c.hidden_dim), nn.GELU(), nn.Linear(c.hidden_dim, c.hidden_dim))
+    return LiftGS(encoder, head, decoder, mask_proj, c.voxel_size, c.token_stride, c.text_dim, config=c)
+
+
+def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
+    if points.ndim != 2 or points.shape[1] != 3:
+        raise ValueError(f"points must be [P, 3], got {list(points.shape)}")
+    if colors.shape != points.shape:
+        raise ValueError(f"colors must be [P, 3] like points {list(points.shape)}, got {list(colors.shape)}")
+    if offsets.ndim != 1 or offsets.numel() == 0:
+        raise ValueError(f"offsets must be [B] cumulative end indices, got shape {list(offsets.shape)}")
+    starts = torch.cat([offsets.new_zeros(1), offsets[:-1]])
+    if ((offsets - starts) < 1).any() or int(offsets[-1]) != points.shape[0]:
+        raise ValueError(f"offsets must be strictly increasing and end at P={points.shape[0]} "
+                         f"(every scene needs a point), got {offsets.tolist()}")
+
+
+def _check_queries(queries: Tensor, query_mask: Tensor, text_dim: int, num_scenes: int) -> None:
+    if queries.ndim != 3 or queries.shape[2] != text_dim:
+        raise ValueError(f"queries must be [B, T, {text_dim}] (the model's text_dim), got {list(queries.shape)}")
+    if query_mask.shape != queries.shape[:2]:
+        raise ValueError(f"query_mask must be [B, T] = {list(queries.shape[:2])}, got {list(query_mask.shape)}")
+    if queries.shape[0] != num_scenes and num_scenes != 1:
+        raise ValueError(f"{queries.shape[0]} query sets for {num_scenes} scenes; give one per scene")

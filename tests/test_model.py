@@ -1,0 +1,237 @@
+"""Tests of the LIFT-GS model: voxelisation, contracts, initialisation, batching, persistence."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from liftgs.model import (
+    GroundingResult, LiftGS, ModelConfig, build_liftgs, ground, ground_expressions, ground_tokens,
+)
+from liftgs.model.inference import tokens_in_span
+from liftgs.model.voxelize import voxelize
+
+TEXT_DIM = 16
+
+
+def small_config(**kw) -> ModelConfig:
+    sizes = dict(encoder_channels=(8, 16, 16), encoder_out=16, hidden_dim=32, num_layers=2, num_heads=4,
+                 ffn_dim=32, num_queries=6, head_hidden=16, token_stride=2)
+    sizes.update(kw)
+    return ModelConfig.tiny(text_dim=TEXT_DIM, **sizes)
+
+
+def room(n: int, seed: int, shift=(0.0, 0.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
+    """A floor and a wall (points on surfaces, like a scan)."""
+    g = torch.Generator().manual_seed(seed)
+    floor = torch.rand(n // 2, 3, generator=g) * torch.tensor([1.2, 1.0, 0.0])
+    wall = torch.rand(n - n // 2, 3, generator=g) * torch.tensor([1.2, 0.0, 0.8])
+    pts = torch.cat([floor, wall]) + torch.tensor(shift)
+    return pts, torch.rand(n, 3, generator=g)
+
+
+def batch_of(scenes, T: int = 3, seed: int = 0):
+    pts = torch.cat([s[0] for s in scenes])
+    cols = torch.cat([s[1] for s in scenes])
+    offsets = torch.cumsum(torch.tensor([len(s[0]) for s in scenes]), 0)
+    g = torch.Generator().manual_seed(seed)
+    queries = torch.randn(len(scenes), T, TEXT_DIM, generator=g)
+    mask = torch.ones(len(scenes), T, dtype=torch.bool)
+    mask[-1, -1] = False
+    queries[-1, -1] = 0.0
+    return pts, cols, offsets, queries, mask
+
+
+@pytest.fixture(scope="module")
+def model() -> LiftGS:
+    torch.manual_seed(0)
+    return build_liftgs(small_config())
+
+
+def test_voxelize_matches_loop_reference():
+    a, b = room(300, 1), room(200, 2, shift=(5.0, -3.0, 1.0))
+    pts, cols, offsets, _, _ = batch_of([a, b])
+    vs = 0.1
+    vox = voxelize(pts, cols, offsets, vs)
+    groups: dict[tuple, list[int]] = {}
+    start = 0
+    for s, end in enumerate(offsets.tolist()):
+        cells = [tuple(int(c) for c in torch.floor(p / vs).tolist()) for p in pts[start:end]]
+        lo = [min(c[i] for c in cells) for i in range(3)]
+        mean = pts[start:end].mean(0)
+        for j, c in enumerate(cells):
+            groups.setdefault((s, c[0] - lo[0], c[1] - lo[1], c[2] - lo[2]), []).append(start + j)
+        start = end
+    assert vox.coords.shape[0] == len(groups)
+    for v, key in enumerate(map(tuple, vox.coords.tolist())):
+        idx = groups[key]
+        assert sorted(torch.nonzero(vox.point_to_voxel == v).flatten().tolist()) == idx
+        s = key[0]
+        lo, hi = (0, int(offsets[0])) if s == 0 else (int(offsets[0]), int(offsets[1]))
+        centred = pts[idx] - pts[lo:hi].mean(0)
+        expect = torch.cat([centred, cols[idx] - 0.5], 1).mean(0)
+        torch.testing.assert_close(vox.features[v], expect, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(vox.centers[v], pts[idx].mean(0), atol=1e-5, rtol=1e-5)
+    assert vox.voxel_offsets.tolist()[-1] == len(groups)
+    assert (vox.coords[:, 0].diff() >= 0).all()  # grouped by scene
+
+
+def test_forward_contract_and_no_mutation(model):
+    scenes = [room(400, 3), room(250, 4, shift=(2.0, 0.0, 0.0))]
+    inputs = batch_of(scenes)
+    copies = [t.clone() for t in inputs]
+    out = model(*inputs)
+    for t, c in zip(inputs, copies):
+        assert torch.equal(t, c), "forward mutated its inputs"
+    assert len(out) == 2
+    T = inputs[3].shape[1]
+    for (g, gr), (p, _) in zip(out, scenes):
+        N = len(p)
+        assert len(g) == N and g.quats.shape == (N, 4) and g.scales.shape == (N, 3)
+        assert g.opacities.shape == (N,) and g.colors.shape == (N, 3) and g.features.shape == (N, TEXT_DIM)
+        assert gr.mask_logits.shape == (6, N) and gr.token_logits.shape == (6, T + 1)
+        assert len(gr.aux) == 1 and gr.aux[0].mask_logits.shape == (6, N)
+        assert torch.isfinite(gr.token_logits[:, -1]).all()
+    assert torch.isinf(out[1][1].token_logits[:, T - 1]).all()  # padded token
+    assert torch.isfinite(out[0][1].token_logits).all()
+
+
+def test_initial_gaussians_sit_on_points(model):
+    pts, cols = room(300, 5)
+    g, _ = model(pts, cols, torch.tensor([300]), torch.randn(1, 2, TEXT_DIM), torch.ones(1, 2, dtype=torch.bool))[0]
+    c = model.config
+    torch.testing.assert_close(g.means, pts)
+    torch.testing.assert_close(g.scales, torch.full_like(g.scales, c.scale_init * c.voxel_size))
+    torch.testing.assert_close(g.opacities, torch.full_like(g.opacities, c.opacity_init))
+    torch.testing.assert_close(g.colors, cols.clamp(0.01, 0.99), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(g.quats, torch.tensor([[1.0, 0, 0, 0]]).expand(300, 4))
+
+
+def test_backward_reaches_every_parameter():
+    torch.manual_seed(1)
+    m = build_liftgs(small_config())
+    inputs = batch_of([room(300, 6), room(200, 7)])
+    loss = 0.0
+    for g, gr in m(*inputs):
+        for p in (gr, *gr.aux):
+            loss = loss + p.mask_logits.sigmoid().mean() + p.token_logits[:, -1].mean()
+            loss = loss + p.token_logits[:, 0].mean()
+        loss = loss + sum(t.float().pow(2).mean() for t in (g.means, g.quats, g.scales, g.opacities, g.colors,
+                                                         g.features))
+    loss.backward()
+    for name, p in m.named_parameters():
+        assert p.grad is not None, f"{name} got no gradient"
+        assert torch.isfinite(p.grad).all(), name
+    assert m.encoder.stem.weight.grad.abs().sum() > 0
+
+
+def test_batching_equals_each_scene_alone(model):
+    model.eval()
+    a, b = room(350, 8), room(220, 9, shift=(3.0, 1.0, 0.0))
+    pts, cols, offsets, q, qm = batch_of([a, b])
+    both = model(pts, cols, offsets, q, qm)
+    alone_a = model(a[0], a[1], torch.tensor([350]), q[:1], qm[:1])[0]
+    alone_b = model(b[0], b[1], torch.tensor([220]), q[1:, :2], qm[1:, :2])[0]
+    for (g, gr), (g1, gr1) in zip(both, [alone_a, alone_b]):
+        torch.testing.assert_close(g.means, g1.means, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(g.features, g1.features, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(gr.mask_logits, gr1.mask_logits, atol=1e-4, rtol=1e-4)
+        T1 = gr1.token_logits.shape[1] - 1
+        torch.testing.assert_close(gr.token_logits[:, :T1], gr1.token_logits[:, :T1], atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(gr.token_logits[:, -1], gr1.token_logits[:, -1], atol=1e-4, rtol=1e-4)
+    model.train()
+
+
+def test_save_load_round_trip(tmp_path, model):
+    model.eval()
+    path = model.save_pretrained(tmp_path / "ckpt")
+    assert json.loads((path / "config.json").read_text())["text_dim"] == TEXT_DIM
+    loaded = LiftGS.from_pretrained(path).eval()
+    assert loaded.config == model.config
+    for (k, v), (k2, v2) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2), k
+    inputs = batch_of([room(200, 10)])
+    (g, gr), = model(*inputs)
+    (g2, gr2), = loaded(*inputs)
+    assert torch.equal(gr.mask_logits, gr2.mask_logits) and torch.equal(g.means, g2.means)
+    model.train()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        LiftGS.from_pretrained(tmp_path / "nowhere")
+    (path / "config.json").write_text(json.dumps({"text_dim": 16, "bogus": 1}))
+    with pytest.raises(ValueError, match="config.json"):
+        LiftGS.from_pretrained(path)
+
+
+def test_config_validation_and_presets():
+    with pytest.raises(ValueError, match="divisible"):
+        ModelConfig.tiny(hidden_dim=30, num_heads=4)
+    with pytest.raises(ValueError, match="encoder_channels"):
+        ModelConfig.tiny(encoder_channels=(32,))
+    with pytest.raises(ValueError, match="voxel_size"):
+        ModelConfig(voxel_size=0.0)
+    p = ModelConfig.paper()
+    assert (p.encoder_out, p.hidden_dim, p.num_layers, p.num_heads, p.ffn_dim, p.num_queries) == \
+        (96, 512, 8, 8, 2048, 256)
+    assert p.dropout == 0.15 and p.text_dim == 768 and p.feature_dim == 768 and max(p.encoder_channels) == 256
+    assert ModelConfig.tiny(text_dim=512).feature_dim == 512
+
+
+def test_bad_inputs_raise(model):
+    pts, cols = room(100, 11)
+    q, qm = torch.randn(1, 2, TEXT_DIM), torch.ones(1, 2, dtype=torch.bool)
+    with pytest.raises(ValueError, match="offsets"):
+        model(pts, cols, torch.tensor([99]), q, qm)
+    with pytest.raises(ValueError, match="text_dim"):
+        model(pts, cols, torch.tensor([100]), torch.randn(1, 2, 5), qm)
+
+
+@dataclass
+class _Encoding:
+    tokens: list
+    spans: list
+    pooled: torch.Tensor
+
+
+class FakeTextEncoder:
+    """Deterministic bag-of-words vectors: one token per word."""
+
+    dim = TEXT_DIM
+
+    def _vec(self, word: str) -> torch.Tensor:
+        g = torch.Generator().manual_seed(sum(map(ord, word)))
+        return torch.randn(TEXT_DIM, generator=g)
+
+    def encode(self, texts):
+        tokens, spans = [], []
+        for t in texts:
+            words, pos, sp = t.split(), 0, []
+            for w in words:
+                s = t.index(w, pos)
+                sp.append((s, s + len(w)))
+                pos = s + len(w)
+            tokens.append(torch.stack([self._vec(w) for w in words]))
+            spans.append(sp)
+        pooled = torch.nn.functional.normalize(torch.stack([x.mean(0) for x in tokens]), dim=-1)
+        return _Encoding(tokens, spans, pooled)
+
+
+def test_zero_shot_ground_and_expressions(model):
+    pts, cols = room(300, 12)
+    was_training = model.training
+    res = ground(model, FakeTextEncoder(), pts.numpy(), cols.numpy(), ["a red chair", "the table"], top_k=3)
+    assert model.training == was_training
+    assert len(res) == 2 and isinstance(res[0], GroundingResult) and res[0].phrase == "a red chair"
+    for r in res:
+        assert r.masks.shape == (3, 300) and r.masks.dtype == torch.bool
+        assert (r.scores.diff() <= 0).all() and ((r.scores >= 0) & (r.scores <= 1)).all()
+        assert torch.equal(r.masks, r.mask_probs > 0.5)
+    # the pooled phrase vector as a single token gives the same answer via ground_tokens
+    enc = FakeTextEncoder().encode(["a red chair"])
+    again = ground_tokens(model, pts, cols, [enc.pooled[:1]], [[0]], top_k=3)[0]
+    torch.testing.assert_close(again.scores, res[0].scores)
+    ex = ground_expressions(model, FakeTextEncoder(), pts, cols, ["the chair near the door"], [(4, 9)], top_k=2)
+    assert ex[0].masks.shape == (2, 300)
+    assert tokens_in_span([(0, 3), (4, 9), (10, 14)], (4, 9)) == [1]
