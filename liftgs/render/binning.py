@@ -33,7 +33,7 @@ class Blocks:
         return int(self.rows.shape[0])
 
 
-def group_pixels(pixels: Tensor, width: int, tile_size: int = TILE) -> tuple[Tensor, Tensor]:
+def group_pixels(pixels: Tensor, width: int, tile_size: int) -> tuple[Tensor, Tensor]:
     """Blocks of rendered pixels: (rows [B, S], tile [B]).
 
     Full tiles become one block; a sparse subset is cut into blocks of about the mean number
@@ -58,7 +58,7 @@ def group_pixels(pixels: Tensor, width: int, tile_size: int = TILE) -> tuple[Ten
 
 
 def tile_lists(
-    proj: Projection, width: int, height: int, tile_size: int = TILE
+    proj: Projection, width: int, height: int, tile_size: int
 ) -> tuple[Tensor, Tensor]:
     """Per screen tile, the Gaussians that may reach it, front to back: (list_ptr, list_ids).
 
@@ -89,8 +89,11 @@ def tile_lists(
 
 
 @torch.no_grad()
-def bin_to_blocks(proj: Projection, pixels: Tensor, width: int, height: int) -> Blocks:
-    """Blocks of ``pixels`` [P] and the tile lists they read."""
-    rows, tile = group_pixels(pixels, width)
-    list_ptr, list_ids = tile_lists(proj, width, height)
+def bin_to_blocks(
+    proj: Projection, pixels: Tensor, width: int, height: int, tile_size: int | None = None
+) -> Blocks:
+    """Blocks of ``pixels`` [P] and the tile lists they read (``tile_size`` default TILE)."""
+    tile_size = TILE if tile_size is None else int(tile_size)
+    rows, tile = group_pixels(pixels, width, tile_size)
+    list_ptr, list_ids = tile_lists(proj, width, height, tile_size)
     return Blocks(rows=rows, tile=tile, list_ptr=list_ptr, list_ids=list_ids)

@@ -141,8 +141,9 @@ def pixel_centres(pixels: Tensor, width: int, dtype: torch.dtype) -> Tensor:
 
 def gaussian_sigma(d: Tensor, conics: Tensor) -> Tensor:
     """sigma = 0.5 (a dx^2 + c dy^2) + b dx dy for offsets d [..., 2], conics [..., 3]."""
-    dx, dy = d[..., 0], d[..., 1]
-    return 0.5 * (conics[..., 0] * dx * dx + conics[..., 2] * dy * dy) + conics[..., 1] * dx * dy
+    dx, dy = d[..., 0], d[..., 1]  # same operation order as the fast path's kernels
+    return (dx * (0.5 * conics[..., 0])) * dx + (dy * (0.5 * conics[..., 2])) * dy + (
+        dx * conics[..., 1]) * dy
 
 
 __all__ = [

@@ -222,10 +222,11 @@ class _BlockWeights(Function):
 
 
 def block_weights(
-    proj: Projection, opacities: Tensor, pixels: Tensor, width: int, height: int
+    proj: Projection, opacities: Tensor, pixels: Tensor, width: int, height: int,
+    tile_size: int | None = None,
 ) -> tuple[BlockLayout, Tensor, Tensor]:
     """Differentiable blocked weights of ``pixels``: (layout, values, T_final [P])."""
-    blocks = bin_to_blocks(proj, pixels, width, height)
+    blocks = bin_to_blocks(proj, pixels, width, height, tile_size)
     xy = pixel_centres(pixels, width, proj.means2d.dtype)
     holder: dict = {}
     values, T = _BlockWeights.apply(
