@@ -203,3 +203,19 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main(argv[:-3] + ["--no-progress"]) == 1  # other settings: clear error, no silent mix
     assert "--on-mismatch redo" in capsys.readouterr().err
     assert read_labels(tmp_path / "labels" / "room0" / "000000.safetensors").captions is not None
+
+
+def test_run_restores_torch_threads(tmp_path):
+    import torch
+
+    from liftgs.io.scene_dir import write_scene
+    from liftgs.teachers.cli import PseudolabelConfig, run
+
+    scene = _scenes(n_scenes=1, n_frames=1)[0]
+    write_scene(scene, tmp_path / "data")
+    before = torch.get_num_threads()
+    summary = run(PseudolabelConfig(scenes=tmp_path / "data", out=tmp_path / "labels", text_encoder="hash-8",
+                                    threads=1, progress=False))
+    assert summary.labelled == 1 and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="--captioner"):
+        PseudolabelConfig(scenes=tmp_path, out=tmp_path, teacher="caption")

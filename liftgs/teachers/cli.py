@@ -76,18 +76,23 @@ def build_teacher(cfg: PseudolabelConfig):
 
 
 def run(cfg: PseudolabelConfig):
+    """Label ``cfg.scenes`` into ``cfg.out``; returns the :class:`RunSummary` (library entry point)."""
+    import torch
+
     from liftgs.teachers.pipeline import jobs_from_root, pseudolabel
     from liftgs.teachers.store import PseudoLabelStore
 
-    if cfg.threads > 0:
-        import torch
-
+    previous = torch.get_num_threads()
+    if cfg.threads > 0:  # restored afterwards: callers (the demo) run other stages in this process
         torch.set_num_threads(cfg.threads)
-    jobs = jobs_from_root(cfg.scenes, split=cfg.split)
-    teacher = build_teacher(cfg)
-    return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,
-                       base_resolution=cfg.min_area_resolution, on_mismatch=cfg.on_mismatch,
-                       batch_frames=cfg.batch_frames, progress=cfg.progress)
+    try:
+        jobs = jobs_from_root(cfg.scenes, split=cfg.split)
+        teacher = build_teacher(cfg)
+        return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,
+                           base_resolution=cfg.min_area_resolution, on_mismatch=cfg.on_mismatch,
+                           batch_frames=cfg.batch_frames, progress=cfg.progress)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def main(argv: list[str]) -> int:
