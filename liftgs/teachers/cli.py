@@ -67,9 +67,9 @@ def build_teacher(cfg: PseudolabelConfig):
         return build_samclip_teacher(cfg.sam_model, cfg.clip_model, cfg.sam, device=cfg.device)
     from liftgs.teachers.caption import CaptionTeacher, HFCaptioner
     from liftgs.teachers.sam import SamAutoMaskGenerator
-    from liftgs.text import _resolve
+    from liftgs.text import resolve_model
 
-    sam_dir, sam_name = _resolve(cfg.sam_model)
+    sam_dir, sam_name = resolve_model(cfg.sam_model, "SAM model")
     segmenter = SamAutoMaskGenerator.from_dir(sam_dir, cfg.sam, device=cfg.device, name=sam_name)
     return CaptionTeacher(segmenter, HFCaptioner.from_dir(cfg.captioner, device=cfg.device),
                           load_text_encoder(cfg.text_encoder, device=cfg.device))

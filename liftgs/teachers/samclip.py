@@ -130,9 +130,9 @@ class SamClipTeacher:
 def build_samclip_teacher(sam: str | Path, clip: str | Path, config: AutoMaskConfig | None = None,
                           device: str | torch.device = "cpu") -> SamClipTeacher:
     """SAM + CLIP from local folders (or repos in the HF cache); nothing is downloaded."""
-    from liftgs.text import _resolve
+    from liftgs.text import resolve_model
 
-    sam_dir, sam_name = _resolve(sam)
-    clip_dir, clip_name = _resolve(clip)
+    sam_dir, sam_name = resolve_model(sam, "SAM model")
+    clip_dir, clip_name = resolve_model(clip, "CLIP model")
     return SamClipTeacher(SamAutoMaskGenerator.from_dir(sam_dir, config, device=device, name=sam_name),
                           ClipImageEncoder.from_dir(clip_dir, device=device, name=clip_name))

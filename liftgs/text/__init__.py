@@ -19,7 +19,7 @@ from liftgs.text.hashing import HashingTextEncoder
 from liftgs.text.hf import ClipTextEncoder, SentenceEncoder
 
 __all__ = ["TextEncoder", "TextEncoding", "CachedEncoder", "SentenceEncoder", "ClipTextEncoder",
-           "HashingTextEncoder", "load_text_encoder", "minilm_path", "tokens_in_span"]
+           "HashingTextEncoder", "load_text_encoder", "minilm_path", "resolve_model", "tokens_in_span"]
 
 CLIP_DEFAULT = "openai/clip-vit-large-patch14"
 
@@ -37,8 +37,11 @@ def minilm_path() -> Path:
     return path
 
 
-def _resolve(name_or_path: str | Path) -> tuple[Path, str]:
-    """(local folder, provenance name) for a preset, a folder or a cached HF repo id."""
+def resolve_model(name_or_path: str | Path, kind: str = "text encoder") -> tuple[Path, str]:
+    """(local folder, provenance name) for a preset, a folder or a repo id in the HF cache.
+
+    ``kind`` names the model in errors ("SAM model", "CLIP model", ...). Never downloads.
+    """
     text = str(name_or_path)
     if text == "minilm":
         return minilm_path(), "minilm"
@@ -48,15 +51,18 @@ def _resolve(name_or_path: str | Path) -> tuple[Path, str]:
     if path.is_dir():
         return path, text
     if path.exists():
-        raise NotADirectoryError(f"text encoder {path} is a file; pass the model folder (with config.json)")
+        raise NotADirectoryError(f"{kind} {path} is a file; pass the model folder (with config.json)")
     try:
         from huggingface_hub import snapshot_download
 
         return Path(snapshot_download(text, local_files_only=True)), text
     except Exception as err:  # noqa: BLE001 - any failure means "not available offline"
         raise FileNotFoundError(
-            f"text encoder {text!r} is neither 'minilm', a local folder, nor a repo in the local "
-            f"Hugging Face cache (nothing is downloaded at run time): {err}") from err
+            f"{kind} {text!r} is neither a local folder nor a repo in the local Hugging Face cache "
+            f"(nothing is downloaded at run time; copy the checkpoint here and pass its folder): {err}") from err
+
+
+_resolve = resolve_model  # short internal alias
 
 
 def load_text_encoder(name_or_path: str | Path = "minilm", device: str | torch.device = "cpu",
