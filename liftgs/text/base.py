@@ -99,7 +99,8 @@ class CachedEncoder:
             self.num_encoded += len(chunk)
         items = [results[t] for t in texts]
         pooled = torch.stack([it[2] for it in items]) if items else torch.zeros(0, self.dim)
-        return TextEncoding(tokens=[it[0] for it in items], spans=[list(it[1]) for it in items], pooled=pooled)
+        # clones: callers may modify their copy without corrupting the cache
+        return TextEncoding(tokens=[it[0].clone() for it in items], spans=[list(it[1]) for it in items], pooled=pooled)
 
     def _remember(self, text: str, item: tuple[Tensor, list[tuple[int, int]], Tensor]) -> None:
         if self.cache_size == 0:
