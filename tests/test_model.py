@@ -17,6 +17,15 @@ from liftgs.model.voxelize import voxelize
 TEXT_DIM = 16
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """`make test` runs 2 workers on 2 cores; a second OpenMP thread per worker only oversubscribes."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 def small_config(**kw) -> ModelConfig:
     sizes = dict(encoder_channels=(8, 16, 16), encoder_out=16, hidden_dim=32, num_layers=2, num_heads=4,
                  ffn_dim=32, num_queries=6, head_hidden=16, token_stride=2)
@@ -235,3 +244,26 @@ def test_zero_shot_ground_and_expressions(model):
     ex = ground_expressions(model, FakeTextEncoder(), pts, cols, ["the chair near the door"], [(4, 9)], top_k=2)
     assert ex[0].masks.shape == (2, 300)
     assert tokens_in_span([(0, 3), (4, 9), (10, 14)], (4, 9)) == [1]
+
+
+def test_training_step_is_bitwise_reproducible():
+    """Exact resume needs identical gradients run to run (also with several CPU threads)."""
+    torch.manual_seed(2)
+    m = build_liftgs(small_config(encoder_channels=(8, 16), num_layers=1))  # few ops: fast with 2 threads
+    inputs = batch_of([room(300, 13), room(200, 14)])
+
+    def grads():
+        m.zero_grad()
+        loss = 0.0
+        for g, gr in m(*inputs):
+            loss = loss + gr.mask_logits.sigmoid().mean() + gr.token_logits[:, -1].mean()
+            loss = loss + g.features.square().mean() + g.means.sum() + g.colors.mean()
+        loss.backward()
+        return [p.grad.clone() for p in m.parameters() if p.grad is not None]
+
+    torch.set_num_threads(2)  # thread-order dependent accumulation is what this guards against
+    try:
+        first, second = grads(), grads()
+    finally:
+        torch.set_num_threads(1)
+    assert all(torch.equal(a, b) for a, b in zip(first, second))

@@ -75,8 +75,9 @@ class GroundingCriterion:
         """Un-normalised sums of focal, dice and token losses for one layer."""
         pred_idx, tgt_idx = self.matcher(probs.detach(), logits.detach(), target_masks, target_tokens)
         tgt = target_masks[tgt_idx].to(probs)
-        focal = focal_loss(probs[pred_idx], tgt, self.alpha, self.gamma).sum()
-        dice = dice_loss(probs[pred_idx], tgt).sum()
+        matched = torch.index_select(probs, 0, pred_idx)  # [k, Q]
+        focal = focal_loss(matched, tgt, self.alpha, self.gamma).sum()
+        dice = dice_loss(matched, tgt).sum()
         m, T1 = logits.shape
         token_targets = logits.new_zeros(m, T1)
         token_targets[:, -1] = 1.0  # unmatched -> no-match

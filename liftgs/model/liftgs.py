@@ -79,14 +79,17 @@ class LiftGS(nn.Module):
         return out
 
     def encode(self, points: Tensor, colors: Tensor, offsets: Tensor) -> PointEncoding:
-        """Voxelise, run the UNet, pool decoder tokens (queries are not needed here)."""
+        """Voxelise, run the UNet, pool decoder tokens (queries are not needed here).
+
+        Gathers use ``index_select`` (backward = deterministic ``index_add``) rather than
+        advanced indexing, whose CPU backward accumulates in a thread-dependent order."""
         _check_points(points, colors, offsets)
         offsets = offsets.to(device=points.device, dtype=torch.long)
         vox = voxelize(points, colors, offsets, self.voxel_size)
         feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
         tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
         return PointEncoding(
-            voxels=vox, point_features=feats[vox.point_to_voxel], mask_features=self.mask_proj(feats),
+            voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel), mask_features=self.mask_proj(feats),
             tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
         )
 
@@ -110,7 +113,7 @@ class LiftGS(nn.Module):
             vs, ve = v_starts[b], int(vox.voxel_offsets[b])
             p2v = vox.point_to_voxel[p_starts[b]:p_ends[b]] - vs
             feats = encoding.mask_features[vs:ve]  # [V_b, D]
-            preds = [Grounding(mask_logits=(emb[i] @ feats.T)[:, p2v], token_logits=logits[i])
+            preds = [Grounding(mask_logits=torch.index_select(emb[i] @ feats.T, 1, p2v), token_logits=logits[i])
                      for emb, logits in layers]
             final = preds[-1]
             out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))

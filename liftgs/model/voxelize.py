@@ -79,7 +79,7 @@ def voxelize(points: Tensor, colors: Tensor, offsets: Tensor, voxel_size: float)
     cells = grid - gmin[batch]
     unique, inverse, voxel_offsets = group_cells(cells, batch, B)
     scene_mean = scatter_mean(points, batch, B)  # [B, 3]
-    point_feats = torch.cat([points - scene_mean[batch], colors - 0.5], dim=1)
+    point_feats = torch.cat([points - torch.index_select(scene_mean, 0, batch), colors - 0.5], dim=1)
     V = unique.shape[0]
     features = scatter_mean(point_feats, inverse, V)
     centers = scatter_mean(points, inverse, V)
