@@ -83,3 +83,123 @@ def _camera(res: int, eye, target, up=(0.0, 0.0, 1.0)) -> dict:
     f = 0.5 * res / math.tan(math.radians(30))  # 60 degree horizontal field of view
     K = torch.tensor([[f, 0, res / 2], [0, f, res / 2], [0, 0, 1.0]])
     return {"viewmat": vm, "K": K, "width": res, "height": res}
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+
+
+def worker(cfg: dict) -> dict:
+    """Run one configuration in this process; print timings and the peak-memory delta."""
+    from liftgs.render import composite, render_reference, render_weights
+
+    torch.set_num_threads(cfg["threads"])
+    torch.manual_seed(0)
+    s = (room_scene if cfg["layout"] == "room" else random_scene)(cfg["n"], cfg["res"])
+    geom = [s[k].requires_grad_(True) for k in ("means", "quats", "scales", "opacities")]
+    attr = torch.rand(cfg["n"], cfg["channels"], requires_grad=True)
+    cam = (s["viewmat"], s["K"], s["width"], s["height"])
+    base = _peak_mb()
+    fwd, bwd, extra = [], [], {}
+    for _ in range(cfg["repeats"]):
+        t0 = time.perf_counter()
+        if cfg["impl"] == "fast":
+            W = render_weights(*geom, *cam)
+            values, alpha = composite(W, attr)
+            extra["pairs_per_pixel"] = float((W.values.detach() > 0).sum()) / cam[2] / cam[3]
+        else:
+            values, alpha = render_reference(*geom, attr, *cam, chunk=cfg["chunk"])
+        t1 = time.perf_counter()
+        (values.square().mean() + alpha.mean()).backward()
+        t2 = time.perf_counter()
+        fwd.append(1e3 * (t1 - t0))
+        bwd.append(1e3 * (t2 - t1))
+        del values, alpha
+    peak = _peak_mb() - base
+    if cfg["impl"] == "fast" and cfg.get("channel_cost"):
+        extra.update(_channel_cost(W, cfg))
+    return {"fwd_ms": statistics.median(fwd), "bwd_ms": statistics.median(bwd),
+            "peak_mb": peak, **extra}
+
+
+def _channel_cost(W, cfg: dict) -> dict:
+    """Given weights, composite fwd+bwd (grads to W values and attributes) for 3 vs 259 ch."""
+    from liftgs.render import composite
+
+    out = {}
+    for C in (3, 259):
+        attr = torch.rand(cfg["n"], C, requires_grad=True)
+        ts = []
+        for _ in range(max(3, cfg["repeats"])):
+            t0 = time.perf_counter()
+            values, alpha = composite(W, attr)
+            torch.autograd.grad(values.square().mean() + alpha.mean(),
+                                [attr, W.values], retain_graph=True)
+            ts.append(1e3 * (time.perf_counter() - t0))
+        out[f"composite_{C}ch_ms"] = statistics.median(ts)
+    return out
+
+
+def run(cfg: dict) -> dict | None:
+    cmd = [sys.executable, __file__, "--worker", json.dumps(cfg)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(f"# {cfg} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+        return None
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only the target configurations")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--ref-repeats", type=int, default=1)
+    ap.add_argument("--ref-max-pairs", type=float, default=2e8,
+                    help="run the dense reference when N * pixels <= this")
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.quick:
+        grid = [("room", 10_000, 128, "3+96+256"), ("room", 50_000, 512, "3+96")]
+    else:
+        grid = [(lay, n, res, ch) for lay in ("room", "random") for n in (10_000, 50_000)
+                for res in (128, 512) for ch in CHANNELS]
+    print(f"torch {torch.__version__}, threads {args.threads}, medians of {args.repeats} "
+          f"(reference: {args.ref_repeats}); peak = ru_maxrss growth in a fresh process\n")
+    print("| layout | N | res | channels | pairs/px | fwd ms | bwd ms | fwd+bwd ms | peak MB "
+          "| ref fwd ms | ref bwd ms | ref peak MB | speed-up |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for lay, n, res, ch in grid:
+        cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch], "impl": "fast",
+               "repeats": args.repeats, "threads": args.threads, "chunk": 1024,
+               "channel_cost": ch == "3+96" and lay == "room"}
+        fast = run(cfg)
+        ref = None
+        if n * res * res <= args.ref_max_pairs:
+            ref = run(cfg | {"impl": "reference", "repeats": args.ref_repeats,
+                             "channel_cost": False})
+        row = [lay, f"{n // 1000}k", f"{res}²", ch]
+        if fast is None:
+            print("| " + " | ".join(row) + " | failed |")
+            continue
+        tot = fast["fwd_ms"] + fast["bwd_ms"]
+        row += [f"{fast['pairs_per_pixel']:.1f}", f"{fast['fwd_ms']:.0f}", f"{fast['bwd_ms']:.0f}",
+                f"{tot:.0f}", f"{fast['peak_mb']:.0f}"]
+        if ref is not None:
+            rt = ref["fwd_ms"] + ref["bwd_ms"]
+            row += [f"{ref['fwd_ms']:.0f}", f"{ref['bwd_ms']:.0f}", f"{ref['peak_mb']:.0f}",
+                    f"{rt / tot:.0f}x"]
+        else:
+            row += ["—", "—", "—", "—"]
+        print("| " + " | ".join(row) + " |", flush=True)
+        if "composite_3ch_ms" in fast:
+            c3, c259 = fast["composite_3ch_ms"], fast["composite_259ch_ms"]
+            print(f"|   given W: composite fwd+bwd 3 ch {c3:.1f} ms, 3+256 ch {c259:.1f} ms "
+                  f"({c259 / c3:.1f}x); full render 3 ch vs 3+256 ch: see rows above |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from liftgs.render.projection import Projection
+from liftgs.render.projection import Projection, opacity_extent
 
 TILE = 8  # screen tile side in pixels
 
@@ -57,8 +57,29 @@ def group_pixels(pixels: Tensor, width: int, tile_size: int) -> tuple[Tensor, Te
     return rows, torch.repeat_interleave(uniq, per_tile)
 
 
+def _ellipse_misses_rect(
+    uv: Tensor, conic: Tensor, r2: Tensor, lo: Tensor, hi: Tensor
+) -> Tensor:
+    """True where d^T conic d > r2 for every point of the rectangle [lo, hi] (no grad).
+
+    The minimum of this convex quadratic over a box is 0 when the centre is inside, else
+    it lies on an edge, where it is a 1-D quadratic minimised by clamping its vertex.
+    """
+    a, b, c = conic.unbind(-1)
+    d_lo, d_hi = lo - uv, hi - uv  # [M, 2] box corners relative to the centre
+    inside = ((d_lo <= 0) & (d_hi >= 0)).all(-1)
+    best = torch.full_like(a, float("inf"))
+    for dx in (d_lo[:, 0], d_hi[:, 0]):  # vertical edges: vary dy
+        dy = (-b * dx / c).clamp(d_lo[:, 1], d_hi[:, 1])
+        best = torch.minimum(best, a * dx * dx + 2 * b * dx * dy + c * dy * dy)
+    for dy in (d_lo[:, 1], d_hi[:, 1]):  # horizontal edges: vary dx
+        dx = (-b * dy / a).clamp(d_lo[:, 0], d_hi[:, 0])
+        best = torch.minimum(best, a * dx * dx + 2 * b * dx * dy + c * dy * dy)
+    return ~inside & (best > r2 * (1 + 1e-5) + 1e-5)
+
+
 def tile_lists(
-    proj: Projection, width: int, height: int, tile_size: int
+    proj: Projection, opacities: Tensor, width: int, height: int, tile_size: int
 ) -> tuple[Tensor, Tensor]:
     """Per screen tile, the Gaussians that may reach it, front to back: (list_ptr, list_ids).
 
@@ -80,7 +101,13 @@ def tile_lists(
     n = ntx * (y1 // tile_size - ty0 + 1)
     gi = torch.repeat_interleave(torch.arange(g.numel(), device=dev), n)
     local = torch.arange(gi.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
-    t = (ty0[gi] + local // ntx[gi]) * tiles_x + tx0[gi] + local % ntx[gi]
+    ty, tx = ty0[gi] + local // ntx[gi], tx0[gi] + local % ntx[gi]
+    # drop tiles that the box touches but the alpha >= 1/255 ellipse does not (box corners)
+    lo = torch.stack([tx, ty], -1).to(uv.dtype) * tile_size + 0.5
+    hi = torch.minimum(lo + (tile_size - 1), lo.new_tensor([width - 0.5, height - 0.5]))
+    r2 = opacity_extent(opacities.detach()[g].to(uv.dtype)).square()
+    miss = _ellipse_misses_rect(uv[gi], proj.conics.detach()[g][gi], r2[gi], lo, hi)
+    gi, t = gi[~miss], (ty * tiles_x + tx)[~miss]
     by_tile = torch.sort(t, stable=True).indices  # stable: depth order kept inside a tile
     list_ids = g[gi[by_tile]]
     list_ptr = torch.zeros(tiles_x * tiles_y + 1, dtype=torch.long, device=dev)
@@ -90,10 +117,11 @@ def tile_lists(
 
 @torch.no_grad()
 def bin_to_blocks(
-    proj: Projection, pixels: Tensor, width: int, height: int, tile_size: int | None = None
+    proj: Projection, opacities: Tensor, pixels: Tensor, width: int, height: int,
+    tile_size: int | None = None,
 ) -> Blocks:
     """Blocks of ``pixels`` [P] and the tile lists they read (``tile_size`` default TILE)."""
     tile_size = TILE if tile_size is None else int(tile_size)
     rows, tile = group_pixels(pixels, width, tile_size)
-    list_ptr, list_ids = tile_lists(proj, width, height, tile_size)
+    list_ptr, list_ids = tile_lists(proj, opacities, width, height, tile_size)
     return Blocks(rows=rows, tile=tile, list_ptr=list_ptr, list_ids=list_ids)

@@ -31,7 +31,7 @@ from liftgs.render.projection import (
 )
 
 ROUND = 16  # Gaussians per block and round in the forward selection
-GROUP_BUDGET = 1 << 22  # max elements g * L * S of one group (bounds backward memory)
+GROUP_BUDGET = 1 << 20  # max elements g * L * S of one group (bounds backward memory)
 
 
 @dataclass
@@ -226,7 +226,7 @@ def block_weights(
     tile_size: int | None = None,
 ) -> tuple[BlockLayout, Tensor, Tensor]:
     """Differentiable blocked weights of ``pixels``: (layout, values, T_final [P])."""
-    blocks = bin_to_blocks(proj, pixels, width, height, tile_size)
+    blocks = bin_to_blocks(proj, opacities, pixels, width, height, tile_size)
     xy = pixel_centres(pixels, width, proj.means2d.dtype)
     holder: dict = {}
     values, T = _BlockWeights.apply(
