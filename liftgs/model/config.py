@@ -17,7 +17,9 @@ class ModelConfig:
     text_dim: int = 384  # width of the query token vectors (the frozen text encoder's output)
     voxel_size: float = 0.05  # metres; the UNet's grid (paper: 5 cm)
     encoder_channels: tuple[int, ...] = (32, 48, 64, 96)  # stem, then one entry per down level
-    encoder_blocks: int = 1  # residual blocks per UNet level
+    encoder_blocks: int = 1  # residual blocks per coarser UNet level (down and up path)
+    stem_blocks: int | None = 0  # residual blocks at full resolution; None = encoder_blocks (the
+    # full-resolution level holds ~3/4 of the voxels, so the CPU preset keeps it thin)
     encoder_out: int = 64  # per-point feature width (paper: 96)
     token_stride: int = 4  # decoder point tokens = UNet features mean-pooled over stride^3 voxels
     hidden_dim: int = 128  # decoder width (paper: 512)
@@ -38,6 +40,10 @@ class ModelConfig:
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
         if self.feature_dim is None:
             self.feature_dim = self.text_dim
+        if self.stem_blocks is None:
+            self.stem_blocks = self.encoder_blocks
+        if int(self.stem_blocks) != self.stem_blocks or self.stem_blocks < 0:
+            raise ValueError(f"ModelConfig.stem_blocks must be an integer >= 0, got {self.stem_blocks!r}")
         positive = {
             "text_dim": self.text_dim, "encoder_out": self.encoder_out, "token_stride": self.token_stride,
             "hidden_dim": self.hidden_dim, "num_layers": self.num_layers, "num_heads": self.num_heads,
@@ -79,7 +85,7 @@ class ModelConfig:
         """Appendix A: UNet 8 layers (4 down, 4 up) up to 256 channels, out 96; decoder 8x512."""
         sizes = dict(
             text_dim=text_dim, encoder_channels=(32, 64, 128, 256, 256), encoder_blocks=2, encoder_out=96,
-            token_stride=2, hidden_dim=512, num_layers=8, num_heads=8, ffn_dim=2048, dropout=0.15,
-            num_queries=256, head_hidden=128,
+            stem_blocks=2, token_stride=2, hidden_dim=512, num_layers=8, num_heads=8, ffn_dim=2048,
+            dropout=0.15, num_queries=256, head_hidden=128,
         )
         return cls(**{**sizes, **overrides})

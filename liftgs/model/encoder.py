@@ -67,12 +67,8 @@ def per_slot_matmul(features: Tensor, slot: Tensor, weight: Tensor) -> Tensor:
     """out[i] = features[i] @ weight[slot[i]]: [V, Cin], [V], [S, Cin, Cout] -> [V, Cout]."""
     order = torch.argsort(slot, stable=True)
     counts = torch.bincount(slot, minlength=weight.shape[0]).tolist()
-    sorted_feats = torch.index_select(features, 0, order)
-    parts, start = [], 0
-    for k, n in enumerate(counts):
-        if n:
-            parts.append(sorted_feats[start:start + n] @ weight[k])
-        start += n
+    chunks = torch.split(torch.index_select(features, 0, order), counts)  # split: cheap backward
+    parts = [chunk @ weight[k] for k, chunk in enumerate(chunks) if chunk.shape[0]]
     out = features.new_zeros(features.shape[0], weight.shape[2])
     return out.index_copy(0, order, torch.cat(parts)) if parts else out
 
@@ -83,12 +79,14 @@ class SparseUNet(nn.Module):
     ``channels[0]`` is the stem width, ``channels[i]`` the width at stride ``2**i``.
     """
 
-    def __init__(self, in_channels: int, channels: tuple[int, ...], out_channels: int, blocks: int = 1):
+    def __init__(self, in_channels: int, channels: tuple[int, ...], out_channels: int, blocks: int = 1,
+                 stem_blocks: int | None = None):
         super().__init__()
         L = len(channels) - 1
         self.num_levels = L
         self.stem, self.stem_bn = SubMConv3d(in_channels, channels[0]), _bn(channels[0])
-        self.stem_blocks = nn.ModuleList(ResidualBlock(channels[0]) for _ in range(blocks))
+        stem_blocks = blocks if stem_blocks is None else stem_blocks
+        self.stem_blocks = nn.ModuleList(ResidualBlock(channels[0]) for _ in range(stem_blocks))
         self.down = nn.ModuleList(VoxelDownsample(channels[i - 1], channels[i]) for i in range(1, L + 1))
         self.down_bn = nn.ModuleList(_bn(channels[i]) for i in range(1, L + 1))
         self.down_blocks = nn.ModuleList(
@@ -98,7 +96,8 @@ class SparseUNet(nn.Module):
         self.fuse = nn.ModuleList(SubMConv3d(2 * channels[i - 1], channels[i - 1]) for i in range(1, L + 1))
         self.fuse_bn = nn.ModuleList(_bn(channels[i - 1]) for i in range(1, L + 1))
         self.up_blocks = nn.ModuleList(
-            nn.ModuleList(ResidualBlock(channels[i - 1]) for _ in range(blocks)) for i in range(1, L + 1))
+            nn.ModuleList(ResidualBlock(channels[i - 1]) for _ in range(blocks if i > 1 else stem_blocks))
+            for i in range(1, L + 1))
         self.out = nn.Linear(channels[0], out_channels)
 
     def forward(self, features: Tensor, coords: Tensor, spatial_shape: list[int] | None = None,

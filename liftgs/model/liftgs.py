@@ -190,7 +190,7 @@ class LiftGS(nn.Module):
 def build_liftgs(config: ModelConfig) -> LiftGS:
     """Build every component from ``config`` and assemble :class:`LiftGS`."""
     c = config
-    encoder = SparseUNet(6, c.encoder_channels, c.encoder_out, blocks=c.encoder_blocks)
+    encoder = SparseUNet(6, c.encoder_channels, c.encoder_out, blocks=c.encoder_blocks, stem_blocks=c.stem_blocks)
     head = GaussianHead(c.encoder_out, c.head_hidden, c.feature_dim, c.voxel_size, offset_bound=c.offset_bound,
                         scale_init=c.scale_init, scale_max=c.scale_max, opacity_init=c.opacity_init)
     decoder = GroundingDecoder(c.encoder_out, c.text_dim, c.hidden_dim, c.num_layers, c.num_heads, c.ffn_dim,

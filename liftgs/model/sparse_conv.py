@@ -43,29 +43,58 @@ def build_rulebook(coords: Tensor) -> Rulebook:
         return ((coords[:, 0] * X + p[:, 0]) * Y + p[:, 1]) * Z + p[:, 2]
 
     sorted_keys, order = torch.sort(encode(xyz))
+    offsets = OFFSETS_3.to(device)
+    queries = torch.stack([encode(xyz + d) for d in offsets])  # [27, V]
+    pos = torch.searchsorted(sorted_keys, queries.flatten()).clamp_max(max(V - 1, 0)).view(27, V)
+    found = sorted_keys[pos] == queries if V else torch.zeros(27, 0, dtype=torch.bool, device=device)
     src, dst, bounds, start = [], [], [], 0
-    for d in OFFSETS_3.to(device):
-        nb = encode(xyz + d)
-        pos = torch.searchsorted(sorted_keys, nb).clamp_max(max(V - 1, 0))
-        found = sorted_keys[pos] == nb if V else torch.zeros(0, dtype=torch.bool, device=device)
-        dst.append(torch.nonzero(found).flatten())
-        src.append(order[pos[found]])
+    for k in range(27):
+        dst.append(torch.nonzero(found[k]).flatten())
+        src.append(order[pos[k][found[k]]])
         bounds.append((start, start + dst[-1].numel()))
         start += dst[-1].numel()
     return Rulebook(V, torch.cat(src), torch.cat(dst), bounds)
 
 
+class _SubmanifoldConv(torch.autograd.Function):
+    """Rulebook convolution with a hand-written backward: gathers are recomputed instead of
+    stored, and one autograd node replaces ~80 small ones (the autograd bookkeeping and the
+    saved [n_pairs, C] buffers dominated the cost)."""
+
+    @staticmethod
+    def forward(ctx, features: Tensor, weight: Tensor, src: Tensor, dst: Tensor, bounds: list[tuple[int, int]],
+                num_voxels: int) -> Tensor:
+        out = features.new_zeros(num_voxels, weight.shape[2])
+        for k, (s, e) in enumerate(bounds):
+            if e > s:
+                out.index_add_(0, dst[s:e], torch.index_select(features, 0, src[s:e]) @ weight[k])
+        ctx.save_for_backward(features, weight, src, dst)
+        ctx.bounds = bounds
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out: Tensor):
+        features, weight, src, dst = ctx.saved_tensors
+        grad_feat = torch.zeros_like(features) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        grad_out = grad_out.contiguous()
+        for k, (s, e) in enumerate(ctx.bounds):
+            if e == s:
+                continue
+            g = torch.index_select(grad_out, 0, dst[s:e])  # [n_k, Cout]
+            if grad_w is not None:
+                grad_w[k] = torch.index_select(features, 0, src[s:e]).T @ g
+            if grad_feat is not None:
+                grad_feat.index_add_(0, src[s:e], g @ weight[k].T)
+        return grad_feat, grad_w, None, None, None, None
+
+
 def submanifold_conv(features: Tensor, rulebook: Rulebook, weight: Tensor) -> Tensor:
     """features [V, Cin], weight [27, Cin, Cout] -> [V, Cout]; output voxels = input voxels.
 
-    One gather, one matmul per kernel offset, one index_add (all deterministic on CPU).
-    """
-    gathered = torch.index_select(features, 0, rulebook.src)  # [n_pairs, Cin]
-    parts = [gathered[s:e] @ weight[k] for k, (s, e) in enumerate(rulebook.bounds) if e > s]
-    out = features.new_zeros(rulebook.num_voxels, weight.shape[2])
-    if parts:
-        out = out.index_add(0, rulebook.dst, torch.cat(parts))
-    return out
+    Per kernel offset: gather, matmul, index_add (all deterministic on CPU)."""
+    return _SubmanifoldConv.apply(features, weight, rulebook.src, rulebook.dst, rulebook.bounds,
+                                  rulebook.num_voxels)
 
 
 class SubMConv3d(nn.Module):
