@@ -292,3 +292,13 @@ def test_model_and_criterion_overfit_two_3d_masks():
         losses.append(parts["loss"])
     assert losses[-1] < 0.2 * losses[0], losses[::10]
     assert parts["dice"] < 0.1
+
+
+def test_ground_with_the_library_text_encoder(model):
+    text = pytest.importorskip("liftgs.text")
+    encoder = text.load_text_encoder(f"hash-{TEXT_DIM}")
+    pts, cols = room(200, 15)
+    res = ground(model, encoder, pts, cols, ["a red chair"], top_k=2)
+    assert res[0].masks.shape == (2, 200)
+    ex = ground_expressions(model, encoder, pts, cols, ["the red chair by the door"], [(8, 13)], top_k=2)
+    assert ex[0].scores.shape == (2,) and (ex[0].scores <= 1).all()
