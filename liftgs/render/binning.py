@@ -79,12 +79,14 @@ def _ellipse_misses_rect(
 
 
 def tile_lists(
-    proj: Projection, opacities: Tensor, width: int, height: int, tile_size: int
+    proj: Projection, opacities: Tensor, width: int, height: int, tile_size: int,
+    occupied: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Per screen tile, the Gaussians that may reach it, front to back: (list_ptr, list_ids).
 
     Gaussians are sorted by camera z (stable: ties keep index order) and each one is
     enumerated over the tiles its pixel box covers; a stable sort by tile keeps depth order.
+    ``occupied`` [num_tiles] bool limits the lists to tiles holding rendered pixels.
     """
     dev = proj.means2d.device
     tiles_x, tiles_y = (width + tile_size - 1) // tile_size, (height + tile_size - 1) // tile_size
@@ -102,6 +104,9 @@ def tile_lists(
     gi = torch.repeat_interleave(torch.arange(g.numel(), device=dev), n)
     local = torch.arange(gi.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
     ty, tx = ty0[gi] + local // ntx[gi], tx0[gi] + local % ntx[gi]
+    if occupied is not None:
+        keep = occupied[ty * tiles_x + tx]
+        gi, ty, tx = gi[keep], ty[keep], tx[keep]
     # drop tiles that the box touches but the alpha >= 1/255 ellipse does not (box corners)
     lo = torch.stack([tx, ty], -1).to(uv.dtype) * tile_size + 0.5
     hi = torch.minimum(lo + (tile_size - 1), lo.new_tensor([width - 0.5, height - 0.5]))
@@ -123,5 +128,10 @@ def bin_to_blocks(
     """Blocks of ``pixels`` [P] and the tile lists they read (``tile_size`` default TILE)."""
     tile_size = TILE if tile_size is None else int(tile_size)
     rows, tile = group_pixels(pixels, width, tile_size)
-    list_ptr, list_ids = tile_lists(proj, opacities, width, height, tile_size)
+    tiles_x, tiles_y = (width + tile_size - 1) // tile_size, (height + tile_size - 1) // tile_size
+    occupied = None
+    if tile.numel() < tiles_x * tiles_y:  # a pixel subset: list only the tiles it touches
+        occupied = torch.zeros(tiles_x * tiles_y, dtype=torch.bool, device=pixels.device)
+        occupied[tile] = True
+    list_ptr, list_ids = tile_lists(proj, opacities, width, height, tile_size, occupied)
     return Blocks(rows=rows, tile=tile, list_ptr=list_ptr, list_ids=list_ids)

@@ -46,11 +46,11 @@ class RenderWeights:
         if self.layout is None:
             r, c = torch.nonzero(self.values.detach(), as_tuple=True)
             return r, c, self.values[r, c]
-        lay, S = self.layout, self.layout.S
+        lay = self.layout
+        dev = self.values.device
+        g, L = torch.tensor(lay.groups, dtype=torch.long, device=dev).reshape(-1, 2).unbind(1)
         block_of_row = torch.repeat_interleave(
-            torch.arange(lay.rows.shape[0], device=self.values.device),
-            torch.tensor([L for g, L in lay.groups for _ in range(g)], dtype=torch.long,
-                         device=self.values.device))
+            torch.arange(lay.rows.shape[0], device=dev), torch.repeat_interleave(L, g))
         i, s = torch.nonzero(self.values.detach(), as_tuple=True)
         return lay.rows[block_of_row[i], s], lay.ids[i], self.values[i, s]
 
