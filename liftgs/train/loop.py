@@ -113,6 +113,26 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     return result
 
 
+@torch.no_grad()
+def probe_loss(model: nn.Module, step_fn: StepFn, positions: list[int]) -> dict[str, float]:
+    """Mean loss terms of the samples at fixed stream ``positions`` (a probe set).
+
+    Per-step training losses are noisy (each step sees other scenes and views); a fixed probe
+    set gives a clean before/after comparison. It runs on a copy of the model in train mode
+    (batch-norm batch statistics, as the optimiser sees it), so the caller's model — running
+    statistics included — is untouched.
+    """
+    import copy
+
+    probe = copy.deepcopy(model).train()
+    totals: dict[str, float] = {}
+    for p in positions:
+        loss, scalars = step_fn(probe, [p], 0)
+        for k, v in {**scalars, "loss": float(loss)}.items():
+            totals[k] = totals.get(k, 0.0) + float(v) / len(positions)
+    return totals
+
+
 def _one_step(train_model: nn.Module, model: nn.Module, step_fn: StepFn,
               optimizer: torch.optim.Optimizer, scheduler: Any, loop: LoopConfig,
               optim: OptimConfig, step: int, info: DistInfo) -> dict[str, float]:

@@ -238,3 +238,4 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         cleanup_distributed()
     return 0
+
