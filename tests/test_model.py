@@ -302,3 +302,12 @@ def test_ground_with_the_library_text_encoder(model):
     assert res[0].masks.shape == (2, 200)
     ex = ground_expressions(model, encoder, pts, cols, ["the red chair by the door"], [(8, 13)], top_k=2)
     assert ex[0].scores.shape == (2,) and (ex[0].scores <= 1).all()
+
+
+def test_edge_inputs_no_tokens_and_float64(model):
+    pts, cols = room(120, 16)
+    _, gr = model(pts, cols, torch.tensor([120]), torch.zeros(1, 0, TEXT_DIM), torch.zeros(1, 0, dtype=torch.bool))[0]
+    assert gr.token_logits.shape == (6, 1) and torch.isfinite(gr.token_logits).all()
+    g, gr = model(pts.double(), cols.double(), torch.tensor([120]), torch.randn(1, 1, TEXT_DIM, dtype=torch.float64),
+                  torch.ones(1, 1, dtype=torch.bool))[0]
+    assert g.means.dtype == torch.float32 and gr.mask_logits.shape == (6, 120)

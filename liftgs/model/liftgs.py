@@ -66,6 +66,8 @@ class LiftGS(nn.Module):
                 query_mask: Tensor) -> list[tuple[Gaussians, Grounding]]:
         """points [P, 3], colors [P, 3] in [0, 1], offsets [B] cumulative ends, queries [B, T, Fq]
         zero-padded, query_mask [B, T] True = real token -> one (Gaussians, Grounding) per scene."""
+        dtype = self.mask_proj[0].weight.dtype  # inputs follow the model's precision (no in-place casts)
+        points, colors = points.to(dtype), colors.to(dtype)
         encoding = self.encode(points, colors, offsets)
         groundings = self.decode(encoding, queries, query_mask)
         gaussians = self.gaussian_head(encoding.point_features, points, colors)
@@ -84,6 +86,8 @@ class LiftGS(nn.Module):
         Gathers use ``index_select`` (backward = deterministic ``index_add``) rather than
         advanced indexing, whose CPU backward accumulates in a thread-dependent order."""
         _check_points(points, colors, offsets)
+        dtype = self.mask_proj[0].weight.dtype
+        points, colors = points.to(dtype), colors.to(dtype)
         offsets = offsets.to(device=points.device, dtype=torch.long)
         vox = voxelize(points, colors, offsets, self.voxel_size)
         feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
