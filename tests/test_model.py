@@ -274,16 +274,16 @@ def test_model_and_criterion_overfit_two_3d_masks():
     from liftgs.losses import GroundingCriterion
 
     torch.manual_seed(0)
-    m = build_liftgs(small_config())
-    pts, cols = room(800, 0)
+    m = build_liftgs(small_config(encoder_channels=(8, 16)))
+    pts, cols = room(400, 0)
     target_masks = torch.stack([(pts[:, 2] == 0) & (pts[:, 0] < 0.6), pts[:, 1] == 0]).float()
     target_tokens = torch.tensor([[1.0, 0, 0], [0, 1.0, 0]])
     queries, mask = torch.randn(1, 2, TEXT_DIM), torch.ones(1, 2, dtype=torch.bool)
     criterion = GroundingCriterion()
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-3, weight_decay=1e-4)
+    opt = torch.optim.AdamW(m.parameters(), lr=2e-3, weight_decay=1e-4)
     losses = []
-    for _ in range(80):
-        _, gr = m(pts, cols, torch.tensor([800]), queries, mask)[0]
+    for _ in range(70):
+        _, gr = m(pts, cols, torch.tensor([400]), queries, mask)[0]
         loss, parts = criterion([(x.mask_logits.sigmoid(), x.token_logits) for x in [*gr.aux, gr]],
                                 target_masks, target_tokens)
         opt.zero_grad()
