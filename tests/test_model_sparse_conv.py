@@ -101,3 +101,22 @@ def test_spconv_shim_allows_cpu_backward():
     out.square().sum().backward()
     assert out.shape == (len(coords), 4) and torch.isfinite(feats.grad).all()
     assert torch.isfinite(conv.weight.grad).all()
+
+
+def test_rulebook_dense_table_equals_binary_search():
+    coords = random_voxels(500, 12, batches=3, seed=6)
+    dense, searched = build_rulebook(coords), build_rulebook(coords, max_dense_cells=0)
+    assert dense.bounds == searched.bounds
+    assert torch.equal(dense.src, searched.src) and torch.equal(dense.dst, searched.dst)
+
+
+def test_rulebook_csr_patterns_group_pairs_by_voxel():
+    from liftgs.model.sparse_conv import _csr_pattern
+
+    rb = build_rulebook(random_voxels(400, 9, seed=7))
+    for pattern, rows in ((rb.dst_csr, rb.dst), (rb.src_csr, rb.src)):
+        crow, col = _csr_pattern(rows, rb.num_voxels)
+        assert torch.equal(pattern[0], crow)
+        for r in range(0, rb.num_voxels, 7):  # same pairs per row, in pair order
+            a, b = int(crow[r]), int(crow[r + 1])
+            assert torch.equal(pattern[1][a:b], col[a:b])
