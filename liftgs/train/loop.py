@@ -61,6 +61,7 @@ class TrainResult:
     start_step: int
     last_scalars: dict[str, float] = field(default_factory=dict)
     checkpoint: Path | None = None
+    model: nn.Module | None = field(default=None, repr=False)  # the trained (unwrapped) model
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
@@ -90,7 +91,7 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     train_model = wrap_ddp(model, info, find_unused_parameters=find_unused_parameters)
     logger = TrainLogger(run_dir, loop.steps, start_step, enabled=info.is_main,
                          tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress)
-    result = TrainResult(run_dir=run_dir, step=start_step, start_step=start_step)
+    result = TrainResult(run_dir=run_dir, step=start_step, start_step=start_step, model=model)
     try:
         for step in range(start_step, loop.steps):
             scalars = _one_step(train_model, model, step_fn, optimizer, scheduler, loop, optim,
