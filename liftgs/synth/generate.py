@@ -19,7 +19,7 @@ from liftgs.synth.layout import Room, layout_room
 from liftgs.synth.render import render_frames
 from liftgs.types import ObjectInfo, Scene
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: "an orange ..." articles
 MIN_POINTS_FOR_LANGUAGE = 10  # objects with fewer fused points are never targets or anchors
 
 

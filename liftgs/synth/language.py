@@ -42,8 +42,12 @@ TEMPLATES: dict[str, list[str]] = {
 def caption(obj: PlacedObject) -> str:
     """Short object caption, e.g. "a red chair" (plants: the colour is the pot's)."""
     if obj.category == "plant":
-        return f"a plant in a {obj.color} pot"
-    return f"a {obj.color} {obj.category}"
+        return f"a plant in {_article(obj.color)} {obj.color} pot"
+    return f"{_article(obj.color)} {obj.color} {obj.category}"
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def footprint_gap(a: np.ndarray, b: np.ndarray) -> float:
