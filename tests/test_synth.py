@@ -146,7 +146,7 @@ def test_expressions_are_true_and_unambiguous(quick_rooms, standard_room):
     relations = set()
     for scene in quick_rooms + [standard_room] + [generate_room(QUICK, s) for s in (11, 12)]:
         objs = scene.objects
-        assert all(o.attributes["caption"].startswith("a ") and o.attributes["color"] in o.attributes["caption"]
+        assert all(o.attributes["caption"].startswith(("a ", "an ")) and o.attributes["color"] in o.attributes["caption"]
                    for o in objs.values())
         box = {i: np.asarray(o.attributes["box"]) for i, o in objs.items()}
         centre = {i: (b[:3] + b[3:]) / 2 for i, b in box.items()}
