@@ -6,8 +6,6 @@ Uses a toy model (MLP with dropout) so these tests need none of the model / rend
 from __future__ import annotations
 
 import json
-import os
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -163,40 +161,27 @@ def test_lr_schedule():
 
 
 # ------------------------------------------------------------------------------ DDP
+# The 2-process DDP tests share one process group with the real-recipe DDP test
+# (tests/test_train_recipes.py::test_ddp_two_processes), to pay the spawn cost once:
+# ``ddp_toy_check`` runs inside those workers and ``check_toy_ddp_result`` in the parent.
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def ddp_toy_check(info: DistInfo, out_dir: Path) -> None:
+    """In each rank: 4 steps of the toy loop with batch 2 per rank; save the weights."""
+    model = _run(out_dir / "toy", steps=4, batch=2, dropout=0.0, info=info)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(out_dir / f"toy_rank{info.rank}.safetensors"))
 
 
-def _ddp_worker(rank: int, world: int, port: int, out_dir: str) -> None:
-    from liftgs.train.distributed import cleanup_distributed, init_distributed
-
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
-    torch.set_num_threads(1)
-    info = init_distributed("cpu")
-    try:
-        model = _run(Path(out_dir) / "run", steps=4, batch=2, dropout=0.0, info=info)
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                  str(Path(out_dir) / f"rank{rank}.safetensors"))
-    finally:
-        cleanup_distributed()
-
-
-def test_ddp_two_processes_match_single_process(tmp_path):
-    import torch.multiprocessing as mp
-
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    r0 = load_file(str(tmp_path / "rank0.safetensors"))
-    r1 = load_file(str(tmp_path / "rank1.safetensors"))
-    single = _run(tmp_path / "single", steps=4, batch=4, dropout=0.0).state_dict()
+def check_toy_ddp_result(out_dir: Path) -> None:
+    """Ranks agree bitwise, and match one process with the union batch (4) within tolerance."""
+    r0 = load_file(str(out_dir / "toy_rank0.safetensors"))
+    r1 = load_file(str(out_dir / "toy_rank1.safetensors"))
+    single = _run(out_dir / "toy_single", steps=4, batch=4, dropout=0.0).state_dict()
     for k in r0:
         assert torch.equal(r0[k], r1[k]), f"{k} differs across ranks"
         torch.testing.assert_close(r0[k], single[k], rtol=1e-5, atol=1e-6)
     # rank 0 alone wrote the log and the checkpoints, with both ranks' RNG states
-    latest = ckpt.latest_checkpoint(tmp_path / "run")
+    latest = ckpt.latest_checkpoint(out_dir / "toy")
     assert (latest / "rng_rank1.safetensors").is_file()
-    assert len(read_jsonl(tmp_path / "run")) == 4
+    assert len(read_jsonl(out_dir / "toy")) == 4

@@ -314,6 +314,33 @@ def test_finetune_loss_falls_from_pretrained(dataset, tmp_path):
     assert after["loss"] <= 0.6 * before["loss"]
 
 
+def test_finetune_exact_resume(dataset, tmp_path):
+    from safetensors.torch import load_file
+
+    from liftgs.train.finetune import FinetuneConfig, run_finetune
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, scalars):
+        if step == 2:
+            raise Killed
+
+    def cfg(out, resume=False):
+        return FinetuneConfig(data=dataset / "data", out=out, task="both", steps=3, batch_size=1,
+                              ckpt_every=2, tensorboard=False, progress=False, resume=resume,
+                              data_fraction=0.67, loss_points=500)
+
+    run_finetune(cfg(tmp_path / "full"), text_encoder=HashEncoder())
+    with pytest.raises(Killed):
+        run_finetune(cfg(tmp_path / "cut"), text_encoder=HashEncoder(), on_step_end=kill)
+    run_finetune(cfg(tmp_path / "cut", resume=True), text_encoder=HashEncoder())
+    a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), f"{k} differs after kill + resume"
+
+
 def test_finetune_data_fraction_and_targets(dataset):
     from liftgs.train.finetune_data import FinetuneDataset
     from liftgs.train.pretrain import scene_paths
@@ -363,10 +390,11 @@ def test_pretrain_cli_writes_run_dir(dataset, tmp_path):
     assert latest_checkpoint(out).name == "step_00000002"
 
 
-def _ddp_pretrain_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     import os
 
     from safetensors.torch import save_file
+    from test_train_infra import ddp_toy_check
 
     from liftgs.train.distributed import cleanup_distributed, init_distributed
     from liftgs.train.pretrain import run_pretrain
@@ -376,6 +404,7 @@ def _ddp_pretrain_worker(rank: int, world: int, port: int, root: str, out: str) 
     torch.set_num_threads(1)
     info = init_distributed("cpu")
     try:
+        ddp_toy_check(info, Path(out))
         cfg = _pre_config(Path(root), Path(out) / "run", steps=2, ckpt_every=2, image_size=24,
                           num_pixels=128, losses="ground+rgb+feat")
         seen = []
@@ -387,18 +416,25 @@ def _ddp_pretrain_worker(rank: int, world: int, port: int, root: str, out: str) 
         cleanup_distributed()
 
 
-def test_pretrain_ddp_two_processes(dataset, tmp_path):
-    """The real recipe under DDP (gloo, 2 CPU processes): ranks end with identical weights,
-    rank 0 alone writes the run directory, and the checkpoint holds both ranks' RNG states."""
+def test_ddp_two_processes(dataset, tmp_path):
+    """Two CPU processes over gloo (one spawn for both checks):
+
+    * the generic loop on a toy model: ranks agree bitwise and match one process running the
+      union batch (gradient all-reduce + per-rank data sharding are right);
+    * the real pre-training recipe: ranks end with identical parameters, rank 0 alone writes
+      the run directory, and the checkpoint holds both ranks' RNG states (exact resume).
+    """
     import socket
 
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
+    from test_train_infra import check_toy_ddp_result
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.spawn(_ddp_pretrain_worker, args=(2, port, str(dataset), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, port, str(dataset), str(tmp_path)), nprocs=2, join=True)
+    check_toy_ddp_result(tmp_path)
     ckpt = tmp_path / "run" / "checkpoints" / "step_00000002"
     assert (ckpt / "rng_rank0.safetensors").is_file() and (ckpt / "rng_rank1.safetensors").is_file()
     weights = load_file(str(tmp_path / "run" / "model" / "model.safetensors"))
