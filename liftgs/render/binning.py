@@ -9,6 +9,7 @@ alpha >= 1/255 rule, so the rendered image does not depend on ``TILE``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +37,9 @@ class Blocks:
 def group_pixels(pixels: Tensor, width: int, tile_size: int) -> tuple[Tensor, Tensor]:
     """Blocks of rendered pixels: (rows [B, S], tile [B]).
 
-    Full tiles become one block; a sparse subset is cut into blocks of about the mean number
-    of chosen pixels per occupied tile, so padding stays small either way.
+    Full tiles become one block (also at a ragged image border); a sparse subset is cut into
+    blocks of about the mean number of chosen pixels per occupied tile, so padding stays small
+    either way.
     """
     dev = pixels.device
     tiles_x = (width + tile_size - 1) // tile_size
@@ -46,7 +48,8 @@ def group_pixels(pixels: Tensor, width: int, tile_size: int) -> tuple[Tensor, Te
     uniq, counts = torch.unique_consecutive(tile[order], return_counts=True)
     if uniq.numel() == 0:
         return torch.zeros(0, 1, dtype=torch.long, device=dev), uniq
-    S = int(torch.ceil(counts.double().mean()).item())
+    mean, most = float(counts.double().mean()), int(counts.max())
+    S = most if 2 * mean >= most else math.ceil(mean)  # whole tiles unless very uneven
     rank = torch.arange(order.numel(), device=dev)
     rank -= torch.repeat_interleave(torch.cumsum(counts, 0) - counts, counts)
     per_tile = (counts + S - 1) // S
