@@ -87,7 +87,7 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     info = info or current_info()
     run_dir = Path(run_dir)
     optimizer, scheduler = build_optimizer(model, optim, loop.steps)
-    start_step = _maybe_resume(model, optimizer, scheduler, run_dir, resume, info)
+    start_step = _maybe_resume(model, optimizer, scheduler, run_dir, resume, info, config)
     train_model = wrap_ddp(model, info, find_unused_parameters=find_unused_parameters)
     logger = TrainLogger(run_dir, loop.steps, start_step, enabled=info.is_main,
                          tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress)
@@ -163,7 +163,8 @@ def _one_step(train_model: nn.Module, model: nn.Module, step_fn: StepFn,
 
 
 def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any,
-                  run_dir: Path, resume: bool | str | Path, info: DistInfo) -> int:
+                  run_dir: Path, resume: bool | str | Path, info: DistInfo,
+                  config: dict[str, Any] | None = None) -> int:
     if resume is False or resume is None:
         existing = ckpt.latest_checkpoint(run_dir)
         if existing is not None:
@@ -178,4 +179,24 @@ def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler:
     else:
         path = ckpt.resolve_checkpoint(resume)
     state = ckpt.load_checkpoint(path, model, optimizer, scheduler, rank=info.rank)
+    changed = _config_changes(state.config, config or {})
+    if changed and info.is_main:
+        print(f"resume: settings differ from the checkpoint's ({', '.join(changed[:8])}); the "
+              "result will not match an uninterrupted run")
     return state.step
+
+
+_BOOKKEEPING = {"steps", "resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last",
+                "out", "device"}
+
+
+def _config_changes(saved: Any, current: Any, prefix: str = "") -> list[str]:
+    """Dotted names of settings that differ (bookkeeping fields such as ``steps`` ignored)."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(saved) | set(current)):
+            if key in _BOOKKEEPING:
+                continue
+            out += _config_changes(saved.get(key), current.get(key), f"{prefix}{key}.")
+        return out
+    return [] if saved == current else [prefix.rstrip(".")]
