@@ -185,3 +185,17 @@ def check_toy_ddp_result(out_dir: Path) -> None:
     latest = ckpt.latest_checkpoint(out_dir / "toy")
     assert (latest / "rng_rank1.safetensors").is_file()
     assert len(read_jsonl(out_dir / "toy")) == 4
+
+
+def test_logger_writes_tensorboard_and_jsonl(tmp_path):
+    from liftgs.train.logging import TrainLogger
+
+    with TrainLogger(tmp_path, total_steps=3, show_progress=False) as log:
+        for step in (1, 2, 3):
+            log.log(step, {"loss": 1.0 / step, "lr": 1e-4})
+            log.advance()
+    assert [r["loss"] for r in read_jsonl(tmp_path)] == [1.0, 0.5, 1.0 / 3]
+    assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    # resuming at step 2 drops the later record (written by the killed run)
+    TrainLogger(tmp_path, total_steps=3, start_step=2, tensorboard=False, show_progress=False).close()
+    assert [r["step"] for r in read_jsonl(tmp_path)] == [1, 2]
