@@ -8,11 +8,28 @@ import torch
 from torch import Tensor
 
 from liftgs.render.composite import RenderWeights, composite
+from liftgs.render.numba_backend import csr_weights, numba_available
 from liftgs.render.projection import Projection, project_gaussians
 from liftgs.render.rasterize import block_weights
 from liftgs.render.reference import dense_weights
 
-BACKENDS = ("auto", "torch", "reference", "gsplat")
+BACKENDS = ("auto", "numba", "torch", "reference", "gsplat")
+NUMBA_DTYPES = (torch.float32, torch.float64)
+
+
+def _cpu_backend(backend: str, means: Tensor) -> str:
+    """The weights backend for a request: "auto" -> numba on CPU when importable, else torch."""
+    if backend not in BACKENDS:
+        raise ValueError(f"render: backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "numba":
+        if means.is_cuda or means.dtype not in NUMBA_DTYPES:
+            raise ValueError("backend='numba' needs float32/float64 CPU tensors; use 'torch'")
+        if not numba_available():
+            raise RuntimeError("backend='numba' needs the numba package: pip install numba")
+    if backend == "auto":
+        ok = not means.is_cuda and means.dtype in NUMBA_DTYPES and numba_available()
+        return "numba" if ok else "torch"
+    return "torch" if backend == "gsplat" else backend
 
 
 @dataclass
@@ -50,9 +67,11 @@ def render_weights(
 ) -> RenderWeights:
     """Sparse pixel x Gaussian weights of one view, differentiable w.r.t. the geometry.
 
-    ``backend``: "torch" (vectorised tile rasteriser, default) or "reference" (dense).
+    ``backend``: "auto" (= "numba" on CPU when numba imports, else "torch"), "numba"
+    (compiled pair-list kernels), "torch" (vectorised dense blocks) or "reference" (dense).
     """
     _check_inputs(means, quats, scales, opacities, viewmat, K, width, height)
+    backend = _cpu_backend(backend, means)
     width, height = int(width), int(height)
     if pixels is None:
         pixels = torch.arange(width * height, device=means.device)
@@ -61,13 +80,13 @@ def render_weights(
         raise ValueError(f"render_weights: pixels must lie in [0, {width * height}) for a "
                          f"{width}x{height} image")
     proj = project_gaussians(means, quats, scales, opacities, viewmat, K, width, height)
-    if backend in ("auto", "torch", "gsplat"):
+    if backend == "numba":
+        layout, values, T = csr_weights(proj, opacities, pixels, width, height)
+    elif backend == "torch":
         layout, values, T = block_weights(proj, opacities, pixels, width, height)
-    elif backend == "reference":
+    else:
         values, T = dense_weights(proj, opacities, pixels, width)
         layout = None
-    else:
-        raise ValueError(f"render_weights: backend must be one of {BACKENDS}, got {backend!r}")
     return RenderWeights(pixels=pixels, values=values, transmittance=T, width=width,
                          height=height, num_gaussians=means.shape[0], layout=layout,
                          projection=proj)
@@ -99,8 +118,9 @@ def render(
         if backend == "gsplat" or gsplat_available():
             return render_gsplat(means, quats, scales, opacities, attributes, viewmat, K,
                                  width, height, background)
+    backend = _cpu_backend(backend, means)
     W = render_weights(means, quats, scales, opacities, viewmat, K, width, height,
-                       backend="reference" if backend == "reference" else "torch")
+                       backend=backend)
     values, alpha = composite(W, attributes, background)
     image = values.reshape(int(height), int(width), -1)
     return image, alpha.reshape(int(height), int(width)), RenderInfo(W, W.projection, backend)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from liftgs.render.numba_backend import CsrLayout, composite_csr
 from liftgs.render.projection import Projection
 from liftgs.render.rasterize import BlockLayout
 
@@ -19,7 +20,8 @@ from liftgs.render.rasterize import BlockLayout
 class RenderWeights:
     """Weights of one view: rows = rendered ``pixels``, columns = the N Gaussians.
 
-    Stored either as dense blocks (``layout`` set, fast path: ``values`` [sum g L, S]) or as
+    Stored as a pixel-major pair list (``layout`` a ``CsrLayout``, numba path: ``values`` [M]),
+    as dense blocks (``layout`` a ``BlockLayout``, torch path: ``values`` [sum g L, S]) or as
     a dense [P, N] matrix (``layout`` None, reference path: ``values`` [P, N]).
     ``values`` and ``transmittance`` carry the gradients back to the geometry.
     """
@@ -30,7 +32,7 @@ class RenderWeights:
     width: int
     height: int
     num_gaussians: int
-    layout: BlockLayout | None = None
+    layout: CsrLayout | BlockLayout | None = None
     projection: Projection | None = None
 
     @property
@@ -46,6 +48,9 @@ class RenderWeights:
         if self.layout is None:
             r, c = torch.nonzero(self.values.detach(), as_tuple=True)
             return r, c, self.values[r, c]
+        if isinstance(self.layout, CsrLayout):
+            ids = torch.from_numpy(self.layout.ids).long()
+            return self.layout.rows().to(ids.device), ids, self.values
         lay = self.layout
         dev = self.values.device
         g, L = torch.tensor(lay.groups, dtype=torch.long, device=dev).reshape(-1, 2).unbind(1)
@@ -91,6 +96,8 @@ def composite(
         )
     if weights.layout is None:
         out = weights.values.to(attributes.dtype) @ attributes
+    elif isinstance(weights.layout, CsrLayout):
+        out = composite_csr(weights.layout, weights.values, attributes)
     else:
         out = _composite_blocks(weights, attributes)
     T = weights.transmittance.to(attributes.dtype)
