@@ -14,6 +14,8 @@ thread count). See docs/renderer.md.
 from __future__ import annotations
 
 import functools
+import os
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,6 +25,10 @@ from torch.autograd import Function
 
 from liftgs.render.binning import TILE, tile_lists
 from liftgs.render.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projection
+
+
+CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows walk twice
+SCRATCH_BYTES = 1 << 28  # budget of that walk's scratch rows
 
 
 @functools.cache
@@ -35,25 +41,45 @@ def numba_available() -> bool:
     return True
 
 
-def _kernels():
-    from liftgs.render import numba_kernels  # noqa: PLC0415 (imports numba)
+@functools.cache
+def _load():
+    """Import numba and the kernels once, choosing numba's threading layer first.
 
+    numba's default OpenMP layer brings a second OpenMP runtime next to torch's; its idle
+    workers then slowed torch's own ops ~10x on this 2-core machine. The "workqueue" layer
+    sleeps when idle; it does not allow concurrent launches, hence ``LAUNCH_LOCK``.
+    """
     import numba  # noqa: PLC0415
 
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER = "workqueue"
+    from liftgs.render import numba_kernels  # noqa: PLC0415
+
+    return numba, numba_kernels
+
+
+LAUNCH_LOCK = threading.RLock()
+
+
+def _kernels():
+    numba, numba_kernels = _load()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     return numba_kernels
 
 
 @dataclass
 class CsrLayout:
-    """Pairs of one view, pixel-major: pixel i owns pairs ``row_ptr[i] : row_ptr[i + 1]``.
+    """Pairs of one view, row-major: row j (pixel ``order[j]``) owns ``row_ptr[j] : row_ptr[j+1]``.
 
-    ``ids`` [M] int32 Gaussian of each pair (front to back within a pixel). The transposed
-    list (pairs grouped by Gaussian, in pixel order) is built on first need and kept.
+    Rows follow the pixels sorted by screen tile (``order``), so neighbouring rows read the
+    same Gaussians (cache). ``ids`` [M] int32 Gaussian of each pair (front to back within a
+    row). The transposed list (pairs grouped by Gaussian, in row order, Gaussians visited by
+    first row) is built on first need and kept.
     """
 
     row_ptr: np.ndarray  # [P + 1] int64
     ids: np.ndarray  # [M] int32
+    order: np.ndarray  # [P] int64, pixel (index into the rendered pixels) of each row
     num_gaussians: int
     _transposed: tuple | None = field(default=None, repr=False)
 
@@ -61,20 +87,28 @@ class CsrLayout:
     def num_pairs(self) -> int:
         return int(self.ids.shape[0])
 
-    def transposed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(t_ptr [N + 1] int64, t_pair [M] int64 pair index, t_row [M] int64 pixel)."""
+    def transposed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(t_ptr [N + 1], t_pair [M] pair index, t_pix [M] pixel, g_order [N']), int64.
+
+        ``g_order``: the Gaussians that have pairs, sorted by their first row (stable).
+        """
         if self._transposed is None:
             M = self.num_pairs
             t_ptr = np.zeros(self.num_gaussians + 1, np.int64)
-            t_pair, t_row = np.empty(M, np.int64), np.empty(M, np.int64)
-            _kernels().transpose_pairs(self.row_ptr, self.ids, self.num_gaussians,
-                                       t_ptr, t_pair, t_row)
-            self._transposed = (t_ptr, t_pair, t_row)
+            t_pair, t_pix = np.empty(M, np.int64), np.empty(M, np.int64)
+            _kernels().transpose_pairs(self.row_ptr, self.ids, self.order, self.num_gaussians,
+                                       t_ptr, t_pair, t_pix)
+            has = np.flatnonzero(np.diff(t_ptr) > 0)
+            row_of_pair = np.repeat(np.arange(self.order.shape[0]), np.diff(self.row_ptr))
+            first = row_of_pair[t_pair[t_ptr[has]]]
+            g_order = has[np.argsort(first, kind="stable")].astype(np.int64)
+            self._transposed = (t_ptr, t_pair, t_pix, g_order)
         return self._transposed
 
-    def rows(self) -> Tensor:  # [M] long, the pixel row of every pair
+    def rows(self) -> Tensor:  # [M] long, the pixel (index into ``pixels``) of every pair
         counts = torch.from_numpy(np.diff(self.row_ptr))
-        return torch.repeat_interleave(torch.arange(counts.numel()), counts)
+        return torch.from_numpy(self.order)[torch.repeat_interleave(
+            torch.arange(counts.numel()), counts)]
 
 
 def _consts(dtype: torch.dtype) -> np.ndarray:
@@ -93,18 +127,28 @@ class _CsrWeights(Function):
         kern = _kernels()
         dt = means2d.dtype
         xs, ys = _np(xy[:, 0]), _np(xy[:, 1])
-        args = (xs, ys, _np(tile), _np(list_ptr), _np(list_ids), _np(means2d), _np(conics),
-                _np(opacities), _consts(dt))
+        order = _np(torch.sort(tile, stable=True).indices)
+        op = opacities.detach().double()
+        lim = torch.log(op.clamp_min(1e-30) / ALPHA_MIN)  # sigma beyond: alpha < 1/255
+        lim = (lim + 1e-4 * (1.0 + lim.abs())).to(dt)
+        args = (order, xs, ys, _np(tile), _np(list_ptr), _np(list_ids), _np(means2d),
+                _np(conics), _np(opacities), _np(lim), _consts(dt))
         P = xs.shape[0]
         counts = np.zeros(P, np.int64)
         T = np.empty(P, xs.dtype)
-        kern.count_pairs(*args, counts, T)
+        cap = int(min(CAP_MAX, max(8, SCRATCH_BYTES // max(1, P * (4 + xs.itemsize)))))
+        s_ids, s_w = np.empty(P * cap, np.int32), np.empty(P * cap, xs.dtype)
+        kern.walk_capped(*args, cap, s_ids, s_w, counts, T)
         row_ptr = np.zeros(P + 1, np.int64)
         np.cumsum(counts, out=row_ptr[1:])
         M = int(row_ptr[-1])
         ids, w = np.empty(M, np.int32), np.empty(M, xs.dtype)
-        kern.write_pairs(*args, row_ptr, ids, w)
-        layout = CsrLayout(row_ptr, ids, int(means2d.shape[0]))
+        kern.compact_rows(row_ptr, counts, cap, s_ids, s_w, ids, w)
+        del s_ids, s_w
+        redo = np.flatnonzero(counts > cap)
+        if redo.size:  # rows longer than the scratch: walk them again, writing in place
+            kern.write_pairs(order[redo], *args[1:], row_ptr[redo], ids, w)
+        layout = CsrLayout(row_ptr, ids, order, int(means2d.shape[0]))
         holder["layout"] = layout
         ctx.layout = layout
         ctx.args = args
@@ -116,17 +160,17 @@ class _CsrWeights(Function):
     def backward(ctx, g_w, g_T):  # noqa: D102
         w, T = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
-        xs, ys, _, _, _, m, con, op, k = ctx.args
+        order, xs, ys, _, _, _, m, con, op, _, k = ctx.args
         N = lay.num_gaussians
         g_w = torch.zeros_like(w) if g_w is None else g_w.to(w.dtype)
         gT_Tf = torch.zeros_like(T) if g_T is None else g_T.to(T.dtype) * T
         kern = _kernels()
         G = np.empty((lay.num_pairs, 6), xs.dtype)
-        kern.weights_bwd_pairs(xs, ys, lay.row_ptr, lay.ids, _np(w), m, con, op, k, _np(g_w),
-                               _np(gT_Tf), G)
-        t_ptr, t_pair, _ = lay.transposed()
+        kern.weights_bwd_pairs(order, xs, ys, lay.row_ptr, lay.ids, _np(w), m, con, op, k,
+                               _np(g_w), _np(gT_Tf), G)
+        t_ptr, t_pair, _, g_order = lay.transposed()
         out = np.zeros((N, 6), xs.dtype)
-        kern.reduce_pairs(t_ptr, t_pair, G, out)
+        kern.reduce_pairs(t_ptr, t_pair, g_order, G, out)
         out_t = torch.from_numpy(out)
         return (out_t[:, :2].contiguous(), out_t[:, 2:5].contiguous(), out_t[:, 5].contiguous(),
                 None, None, None, None, None)
@@ -161,7 +205,8 @@ class _CsrComposite(Function):
     def forward(ctx, w, attributes, layout):  # noqa: D102
         attr = attributes.detach().contiguous()
         out = np.zeros((layout.row_ptr.shape[0] - 1, attr.shape[1]), attr.numpy().dtype)
-        _kernels().composite_fwd(layout.row_ptr, layout.ids, _np(w), attr.numpy(), out)
+        _kernels().composite_fwd(layout.row_ptr, layout.ids, layout.order, _np(w),
+                                 attr.numpy(), out)
         ctx.layout = layout
         ctx.save_for_backward(w, attr)
         return torch.from_numpy(out)
@@ -175,13 +220,12 @@ class _CsrComposite(Function):
         g_w = g_attr = None
         if ctx.needs_input_grad[0]:
             gw = np.empty(lay.num_pairs, go.dtype)
-            zero = np.zeros((), go.dtype)[()]
-            kern.composite_bwd_weights(lay.row_ptr, lay.ids, attr.numpy(), go, zero, gw)
+            kern.composite_bwd_weights(lay.row_ptr, lay.ids, lay.order, attr.numpy(), go, gw)
             g_w = torch.from_numpy(gw)
         if ctx.needs_input_grad[1]:
-            t_ptr, t_pair, t_row = lay.transposed()
+            t_ptr, t_pair, t_pix, g_order = lay.transposed()
             ga = np.zeros(attr.shape, go.dtype)
-            kern.composite_bwd_attr(t_ptr, t_pair, t_row, _np(w), go, ga)
+            kern.composite_bwd_attr(t_ptr, t_pair, t_pix, g_order, _np(w), go, ga)
             g_attr = torch.from_numpy(ga)
         return g_w, g_attr, None
 
