@@ -9,6 +9,7 @@ import torch
 
 from liftgs.render import composite, render, render_reference, render_weights
 from liftgs.render.projection import project_gaussians
+from liftgs.render.numba_backend import csr_weights
 from liftgs.render.rasterize import block_weights
 
 
@@ -31,7 +32,13 @@ def random_scene(n: int, width: int, height: int, seed: int = 0, dtype=torch.flo
     }
 
 
+FAST = ("torch", "numba")  # every fast backend runs every test against the dense reference
 GEOM = ("means", "quats", "scales", "opacities")
+
+
+@pytest.fixture(params=FAST)
+def backend(request) -> str:
+    return request.param
 ALL = GEOM + ("attributes", "background")
 
 
@@ -47,9 +54,9 @@ def _ref(s, pixels=None):
 
 
 @pytest.mark.parametrize("seed,n,w,h", [(0, 60, 33, 21), (1, 300, 48, 40), (2, 500, 64, 64)])
-def test_forward_matches_reference_float64(seed, n, w, h):
+def test_forward_matches_reference_float64(seed, n, w, h, backend):
     s = random_scene(n, w, h, seed)
-    img, alpha, info = _fast(s)
+    img, alpha, info = _fast(s, backend=backend)
     ref_img, ref_alpha = _ref(s)
     assert info.weights.layout is not None  # the fast path ran
     assert (img - ref_img).abs().max() <= 1e-5
@@ -57,25 +64,25 @@ def test_forward_matches_reference_float64(seed, n, w, h):
     assert alpha.max() > 0.5  # the scene is not empty
 
 
-def test_forward_matches_reference_float32():
+def test_forward_matches_reference_float32(backend):
     s = random_scene(400, 50, 40, seed=3, dtype=torch.float32)
-    img, alpha, _ = _fast(s)
+    img, alpha, _ = _fast(s, backend=backend)
     ref_img, ref_alpha = _ref(s)
     assert (img - ref_img).abs().max() <= 1e-4
     assert (alpha - ref_alpha).abs().max() <= 1e-4
 
 
-def test_weights_match_dense_reference():
+def test_weights_match_dense_reference(backend):
     s = random_scene(200, 30, 26, seed=4)
     args = [s[k] for k in GEOM] + [s["viewmat"], s["K"], 30, 26]
-    fast = render_weights(*args).to_dense()
+    fast = render_weights(*args, backend=backend).to_dense()
     ref = render_weights(*args, backend="reference").to_dense()
     assert torch.equal(fast != 0, ref != 0)  # the same pairs are blended
     assert (fast - ref).abs().max() <= 1e-12
 
 
 @pytest.mark.parametrize("dtype,tol", [(torch.float64, 1e-8), (torch.float32, 2e-3)])
-def test_gradients_match_reference(dtype, tol):
+def test_gradients_match_reference(dtype, tol, backend):
     s = random_scene(120, 36, 28, seed=5, dtype=dtype)
     for k in ALL:
         s[k].requires_grad_(True)
@@ -84,14 +91,14 @@ def test_gradients_match_reference(dtype, tol):
     def loss(img, alpha):  # non-trivial upstream gradients for colour and alpha
         return (img * weight).sum() + (alpha * weight[:, 0]).sum() + (img**2).sum()
 
-    fast = torch.autograd.grad(loss(*_fast(s)[:2]), [s[k] for k in ALL])
+    fast = torch.autograd.grad(loss(*_fast(s, backend=backend)[:2]), [s[k] for k in ALL])
     ref = torch.autograd.grad(loss(*_ref(s)), [s[k] for k in ALL])
     for name, a, b in zip(ALL, fast, ref):
         scale = b.abs().max().clamp_min(1.0)
         assert (a - b).abs().max() <= tol * scale, name
 
 
-def test_gradcheck_tiny_scene():
+def test_gradcheck_tiny_scene(backend):
     """Finite differences on a tiny float64 scene built away from the hard thresholds."""
     g = torch.Generator().manual_seed(7)
     n, W, H = 4, 9, 7
@@ -107,20 +114,20 @@ def test_gradcheck_tiny_scene():
     vm = torch.eye(4, dtype=torch.float64)
 
     def f(means, quats, scales, opac, attr, bg):
-        img, alpha, _ = render(means, quats, scales, opac, attr, vm, K, W, H, bg)
+        img, alpha, _ = render(means, quats, scales, opac, attr, vm, K, W, H, bg, backend=backend)
         return img, alpha
 
     # the scene must sit away from alpha = 1/255, 0.99 and T = 1e-4 for finite differences
-    W_dense = render_weights(means, quats, scales, opac, vm, K, W, H).to_dense()
+    W_dense = render_weights(means, quats, scales, opac, vm, K, W, H, backend=backend).to_dense()
     assert W_dense.count_nonzero() > 40
     inputs = tuple(t.clone().requires_grad_(True) for t in (means, quats, scales, opac, attr, bg))
     assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-5, rtol=1e-4, fast_mode=True)
 
 
-def test_weights_reusable_across_attribute_stacks():
+def test_weights_reusable_across_attribute_stacks(backend):
     s = random_scene(150, 32, 24, seed=8, channels=3)
     args = [s[k] for k in GEOM] + [s["viewmat"], s["K"], 32, 24]
-    W = render_weights(*args)
+    W = render_weights(*args, backend=backend)
     feats = torch.rand(150, 7, dtype=torch.float64)
     rgb, a1 = composite(W, s["attributes"], s["background"])
     f1, a2 = composite(W, feats)
@@ -132,17 +139,19 @@ def test_weights_reusable_across_attribute_stacks():
     assert (f1 - ref_f).abs().max() <= 1e-10
 
 
-def test_pixel_subset_matches_full_render():
+def test_pixel_subset_matches_full_render(backend):
     s = random_scene(300, 40, 30, seed=9)
-    full, full_alpha, _ = _fast(s)
+    full, full_alpha, _ = _fast(s, backend=backend)
     pixels = torch.randperm(1200, generator=torch.Generator().manual_seed(0))[:97]
-    W = render_weights(*[s[k] for k in GEOM], s["viewmat"], s["K"], 40, 30, pixels=pixels)
+    W = render_weights(*[s[k] for k in GEOM], s["viewmat"], s["K"], 40, 30, pixels=pixels,
+                       backend=backend)
     vals, alpha = composite(W, s["attributes"], s["background"])
     assert (vals - full[pixels]).abs().max() <= 1e-12
     assert (alpha - full_alpha[pixels]).abs().max() <= 1e-12
     # gradients flow from the sampled pixels only
     s["means"].requires_grad_(True)
-    W = render_weights(*[s[k] for k in GEOM], s["viewmat"], s["K"], 40, 30, pixels=pixels)
+    W = render_weights(*[s[k] for k in GEOM], s["viewmat"], s["K"], 40, 30, pixels=pixels,
+                       backend=backend)
     composite(W, s["attributes"])[0].sum().backward()
     assert torch.isfinite(s["means"].grad).all() and s["means"].grad.abs().sum() > 0
 
@@ -155,9 +164,11 @@ def test_image_does_not_depend_on_tile_size(tile):
     _, _, T8 = block_weights(proj, s["opacities"], pixels, 45, 37)
     _, _, Tt = block_weights(proj, s["opacities"], pixels, 45, 37, tile_size=tile)
     assert (T8 - Tt).abs().max() <= 1e-12
+    _, _, Tn = csr_weights(proj, s["opacities"], pixels, 45, 37, tile_size=tile)
+    assert (T8 - Tn).abs().max() <= 1e-12
 
 
-def test_single_gaussian_by_hand():
+def test_single_gaussian_by_hand(backend):
     """An isotropic Gaussian facing the camera: weight = o exp(-d^2 / (2 var)), var with 0.3 px."""
     f, z, s, o = 20.0, 2.0, 0.1, 0.8
     K = torch.tensor([[f, 0, 8.0], [0, f, 6.0], [0, 0, 1]], dtype=torch.float64)
@@ -165,7 +176,7 @@ def test_single_gaussian_by_hand():
     W = render_weights(means, torch.tensor([[1.0, 0, 0, 0]], dtype=torch.float64),
                        torch.full((1, 3), s, dtype=torch.float64),
                        torch.tensor([o], dtype=torch.float64), torch.eye(4, dtype=torch.float64),
-                       K, 16, 12)
+                       K, 16, 12, backend=backend)
     var = (f * s / z) ** 2 + 0.3
     ys, xs = torch.meshgrid(torch.arange(12.0, dtype=torch.float64),
                             torch.arange(16.0, dtype=torch.float64), indexing="ij")

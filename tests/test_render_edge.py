@@ -17,6 +17,11 @@ VM = torch.eye(4, dtype=D)
 W, H = 32, 24
 
 
+@pytest.fixture(params=("torch", "numba"))
+def backend(request) -> str:
+    return request.param
+
+
 def scene(means, scales=None, quats=None, opac=None, C=3, seed=0):
     n = means.shape[0]
     g = torch.Generator().manual_seed(seed)
@@ -29,9 +34,9 @@ def scene(means, scales=None, quats=None, opac=None, C=3, seed=0):
     )
 
 
-def both(s, bg=None, k=K):
+def both(s, bg=None, k=K, backend="auto"):
     args = [s[k] for k in ("means", "quats", "scales", "opacities", "attributes")]
-    img, alpha, info = render(*args, VM, k, W, H, bg)
+    img, alpha, info = render(*args, VM, k, W, H, bg, backend=backend)
     ref, ref_alpha = render_reference(*args, VM, k, W, H, bg)
     C = s["attributes"].shape[1]
     assert (img.reshape(-1, C) - ref).abs().max() <= 1e-10
@@ -39,12 +44,12 @@ def both(s, bg=None, k=K):
     return img, alpha, info
 
 
-def test_gaussians_behind_or_at_the_camera_are_culled_with_zero_gradient():
+def test_gaussians_behind_or_at_the_camera_are_culled_with_zero_gradient(backend):
     means = torch.tensor([[0.0, 0.0, -1.0], [0.1, 0.0, 0.005], [0.0, 0.0, 0.0], [0.0, 0.0, 2.0]])
     s = scene(means)
     for k in ("means", "quats", "scales", "opacities", "attributes"):
         s[k].requires_grad_(True)
-    img, alpha, info = both(s)
+    img, alpha, info = both(s, backend=backend)
     assert info.projection.valid.tolist() == [False, False, False, True]
     (img.sum() + alpha.sum()).backward()
     for k in ("means", "scales", "opacities", "attributes"):
@@ -53,75 +58,76 @@ def test_gaussians_behind_or_at_the_camera_are_culled_with_zero_gradient():
     assert s["means"].grad[3].abs().sum() > 0
 
 
-def test_gaussians_straddling_the_border_and_far_off_axis():
+def test_gaussians_straddling_the_border_and_far_off_axis(backend):
     # centres just outside each edge, one far outside (culled), one far off-axis but large
     means = torch.tensor([[-0.58, 0.0, 1.0], [0.58, 0.1, 1.0], [0.0, -0.44, 1.0],
                           [0.1, 0.44, 1.0], [5.0, 0.0, 1.0], [-2.0, 0.3, 1.0]])
     scales = torch.tensor([[0.05] * 3] * 5 + [[1.5, 1.5, 0.2]])
     s = scene(means, scales=scales)
-    img, alpha, info = both(s, bg=torch.tensor([0.2, 0.3, 0.4], dtype=D))
+    img, alpha, info = both(s, bg=torch.tensor([0.2, 0.3, 0.4], dtype=D), backend=backend)
     valid = info.projection.valid.tolist()
     assert valid[:4] == [True] * 4 and valid[4] is False
     assert alpha[:, 0].max() > 0.1 and alpha[:, -1].max() > 0.1  # left / right borders lit
     assert alpha[0].max() > 0.1 and alpha[-1].max() > 0.1  # top / bottom borders lit
 
 
-def test_degenerate_scales_render_a_low_pass_dot():
+def test_degenerate_scales_render_a_low_pass_dot(backend):
     means = torch.tensor([[0.0, 0.0, 2.0], [0.2, 0.1, 2.5]])
     s = scene(means, scales=torch.zeros(2, 3), opac=torch.tensor([0.9, 0.9]))
     s["means"].requires_grad_(True)
-    img, alpha, _ = both(s)
+    img, alpha, _ = both(s, backend=backend)
     assert 0 < alpha.max() <= 0.9  # 0.3 px^2 low-pass keeps a visible, finite dot
     (img.sum() + alpha.sum()).backward()
     assert torch.isfinite(s["means"].grad).all()
 
 
-def test_zero_quaternion_is_the_identity_rotation():
+def test_zero_quaternion_is_the_identity_rotation(backend):
     assert torch.equal(quat_to_rotmat(torch.zeros(1, 4)), torch.eye(3)[None])
     means = torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.0, 3.0]])
     scales = torch.tensor([[0.2, 0.05, 0.1], [0.1, 0.3, 0.1]])
     q0 = torch.zeros(2, 4)
     q1 = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0]])
-    a = both(scene(means, scales=scales, quats=q0))[0]
-    b = both(scene(means, scales=scales, quats=q1))[0]
+    a = both(scene(means, scales=scales, quats=q0), backend=backend)[0]
+    b = both(scene(means, scales=scales, quats=q1), backend=backend)[0]
     assert torch.allclose(a, b, atol=1e-12)
     s = scene(means, scales=scales, quats=q0)
     s["quats"].requires_grad_(True)
     img, alpha, _ = render(*(s[k] for k in ("means", "quats", "scales", "opacities",
-                                               "attributes")), VM, K, W, H)
+                                               "attributes")), VM, K, W, H, backend=backend)
     img.sum().backward()
     assert torch.isfinite(s["quats"].grad).all()
 
 
-def test_no_gaussians():
+def test_no_gaussians(backend):
     s = scene(torch.zeros(0, 3))
     s["means"].requires_grad_(True)
     bg = torch.tensor([0.1, 0.2, 0.3], dtype=D)
     img, alpha, _ = render(*(s[k] for k in ("means", "quats", "scales", "opacities",
-                                               "attributes")), VM, K, W, H, bg)
+                                               "attributes")), VM, K, W, H, bg,
+                            backend=backend)
     assert img.shape == (H, W, 3) and torch.equal(alpha, torch.zeros(H, W, dtype=D))
     assert torch.equal(img, bg.expand(H, W, 3))
     img.sum().backward()
     assert s["means"].grad.shape == (0, 3)
 
 
-def test_fully_transparent_gaussians_leave_the_background():
+def test_fully_transparent_gaussians_leave_the_background(backend):
     means = torch.tensor([[0.0, 0.0, 2.0], [0.1, 0.1, 2.2]])
     s = scene(means, opac=torch.tensor([0.5 * ALPHA_MIN, 0.0]))
     bg = torch.tensor([0.5, 0.6, 0.7], dtype=D)
-    img, alpha, info = both(s, bg)
+    img, alpha, info = both(s, bg, backend=backend)
     assert alpha.abs().max() == 0 and torch.equal(img, bg.expand(H, W, 3))
     assert info.weights.values.numel() == 0
 
 
-def test_opaque_stack_terminates_like_gsplat():
+def test_opaque_stack_terminates_like_gsplat(backend):
     """Many opaque Gaussians: T reaches 1e-4 and the list ends; alpha clamps at 0.99."""
     n = 12
     means = torch.tensor([[0.0, 0.0, 2.0 + 0.01 * i] for i in range(n)])
     s = scene(means, scales=torch.full((n, 3), 0.3), opac=torch.full((n,), 1.0))
     k = K.clone()
     k[0, 2], k[1, 2] = W // 2 + 0.5, H // 2 + 0.5  # the stack projects onto a pixel centre
-    img, alpha, info = both(s, k=k)
+    img, alpha, info = both(s, k=k, backend=backend)
     Wd = info.weights.to_dense()
     centre = (H // 2) * W + W // 2
     row = Wd[centre]
@@ -131,10 +137,10 @@ def test_opaque_stack_terminates_like_gsplat():
     assert abs(float(alpha.reshape(-1)[centre]) - (1 - 1e-4)) < 1e-6
 
 
-def test_equal_depths_keep_index_order():
+def test_equal_depths_keep_index_order(backend):
     means = torch.tensor([[0.0, 0.0, 2.0], [0.0, 0.0, 2.0]])
     s = scene(means, quats=torch.tensor([[1.0, 0, 0, 0]] * 2), opac=torch.tensor([0.6, 0.3]))
-    img, alpha, info = both(s)
+    img, alpha, info = both(s, backend=backend)
     centre = (H // 2) * W + W // 2
     w = info.weights.to_dense()[centre]
     a0, a1 = w[0], w[1] / (1 - w[0])  # first by index is in front
@@ -158,7 +164,7 @@ def test_projection_follows_pinhole_and_clamps_the_jacobian():
     assert torch.isfinite(proj.conics).all()
 
 
-def test_full_gradcheck_on_a_two_gaussian_scene():
+def test_full_gradcheck_on_a_two_gaussian_scene(backend):
     means = torch.tensor([[0.02, 0.01, 1.0], [-0.03, 0.02, 1.3]], dtype=D)
     quats = torch.tensor([[0.9, 0.1, -0.2, 0.3], [0.5, 0.5, 0.1, -0.2]], dtype=D)
     scales = torch.tensor([[0.12, 0.08, 0.1], [0.1, 0.14, 0.09]], dtype=D)
@@ -168,7 +174,7 @@ def test_full_gradcheck_on_a_two_gaussian_scene():
     k = torch.tensor([[4.0, 0, 2.5], [0, 4.0, 2.0], [0, 0, 1]], dtype=D)
 
     def f(*x):
-        img, alpha, _ = render(*x[:5], VM, k, 5, 4, x[5])
+        img, alpha, _ = render(*x[:5], VM, k, 5, 4, x[5], backend=backend)
         return img, alpha
 
     inputs = tuple(t.clone().requires_grad_(True) for t in (means, quats, scales, opac, attr, bg))

@@ -1,0 +1,108 @@
+"""The compiled (numba) backend: determinism, weight reuse in one backward, subsets, overflow.
+
+Value and gradient agreement with the dense reference on random scenes and edge cases runs
+in test_render.py / test_render_edge.py, parametrised over every fast backend.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import liftgs.render.numba_backend as nb
+from liftgs.render import composite, render, render_reference, render_weights
+from liftgs.render.numba_backend import CsrLayout
+from test_render import ALL, GEOM, random_scene
+
+pytestmark = pytest.mark.skipif(not nb.numba_available(), reason="numba not installed")
+
+
+def _grads(s, threads: int, pixels=None):
+    """Values, alpha and the gradients of all six inputs, with ``threads`` threads."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        inputs = {k: s[k].detach().clone().requires_grad_(True) for k in ALL}
+        W = render_weights(*(inputs[k] for k in GEOM), s["viewmat"], s["K"], s["width"],
+                           s["height"], pixels=pixels, backend="numba")
+        vals, alpha = composite(W, inputs["attributes"], inputs["background"])
+        loss = (vals.square() * torch.arange(vals.shape[1], dtype=vals.dtype)).sum() + alpha.sum()
+        grads = torch.autograd.grad(loss, [inputs[k] for k in ALL])
+    finally:
+        torch.set_num_threads(old)
+    return [vals.detach(), alpha.detach(), *grads]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bitwise_deterministic_across_runs_and_thread_counts(dtype):
+    s = random_scene(800, 64, 48, seed=11, dtype=dtype, channels=19)
+    a, b, c = _grads(s, 2), _grads(s, 2), _grads(s, 1)
+    for x, y, z in zip(a, b, c):
+        assert torch.equal(x, y) and torch.equal(x, z)
+
+
+def test_several_composites_on_one_weights_in_one_backward():
+    s = random_scene(250, 40, 30, seed=12, channels=3)
+    feats = torch.rand(250, 9, dtype=torch.float64)
+    masks = torch.rand(250, 5, dtype=torch.float64)
+
+    def losses(fast: bool):
+        inp = {k: s[k].detach().clone().requires_grad_(True) for k in ALL}
+        f, m = feats.clone().requires_grad_(True), masks.clone().requires_grad_(True)
+        geom = [inp[k] for k in GEOM] + [s["viewmat"], s["K"], 40, 30]
+        if fast:
+            W = render_weights(*geom, backend="numba")
+            assert isinstance(W.layout, CsrLayout)
+            rgb, alpha = composite(W, inp["attributes"], inp["background"])
+            fv, _ = composite(W, f)
+            mv, _ = composite(W, m)
+        else:
+            rgb, alpha = render_reference(*geom[:4], inp["attributes"], *geom[4:],
+                                          inp["background"])
+            fv, _ = render_reference(*geom[:4], f, *geom[4:])
+            mv, _ = render_reference(*geom[:4], m, *geom[4:])
+        loss = rgb.square().sum() + (fv * fv.flip(1)).sum() + mv.sin().sum() + alpha.sum()
+        tensors = [inp[k] for k in ALL] + [f, m]
+        return [rgb, fv, mv], torch.autograd.grad(loss, tensors)
+
+    (fast_vals, fast_g), (ref_vals, ref_g) = losses(True), losses(False)
+    for a, b in zip(fast_vals, ref_vals):
+        assert (a - b).abs().max() <= 1e-10
+    for name, a, b in zip(ALL + ("feats", "masks"), fast_g, ref_g):
+        assert (a - b).abs().max() <= 1e-8 * b.abs().max().clamp_min(1.0), name
+
+
+def test_pixel_subset_values_and_gradients_match_reference():
+    s = random_scene(300, 40, 30, seed=13)
+    pixels = torch.randperm(1200, generator=torch.Generator().manual_seed(1))[:150]
+    pixels = torch.cat([pixels, pixels[:5]])  # a repeated pixel is rendered twice
+    fast = _grads(s, 1, pixels)
+    inputs = {k: s[k].detach().clone().requires_grad_(True) for k in ALL}
+    vals, alpha = render_reference(*(inputs[k] for k in GEOM), inputs["attributes"],
+                                   s["viewmat"], s["K"], 40, 30, inputs["background"],
+                                   pixels=pixels)
+    loss = (vals.square() * torch.arange(vals.shape[1], dtype=vals.dtype)).sum() + alpha.sum()
+    ref = [vals.detach(), alpha.detach(), *torch.autograd.grad(loss, [inputs[k] for k in ALL])]
+    for name, a, b in zip(("values", "alpha") + ALL, fast, ref):
+        assert (a - b).abs().max() <= 1e-8 * b.abs().max().clamp_min(1.0), name
+
+
+def test_rows_longer_than_the_scratch_are_walked_again(monkeypatch):
+    s = random_scene(400, 32, 24, seed=14)
+    full = _grads(s, 1)
+    monkeypatch.setattr(nb, "CAP_MAX", 2)  # most rows overflow the single-walk scratch
+    small = _grads(s, 1)
+    for x, y in zip(full, small):
+        assert torch.equal(x, y)
+
+
+def test_auto_picks_numba_on_cpu_and_rejects_unsupported_dtypes():
+    s = random_scene(20, 16, 12, seed=15)
+    _, _, info = render(*(s[k] for k in GEOM), s["attributes"], s["viewmat"], s["K"], 16, 12)
+    assert info.backend == "numba" and isinstance(info.weights.layout, CsrLayout)
+    half = {k: v.half() if torch.is_tensor(v) else v for k, v in s.items()}
+    with pytest.raises(ValueError, match="float32/float64"):
+        render_weights(*(half[k] for k in GEOM), half["viewmat"], half["K"], 16, 12,
+                       backend="numba")
+    W = render_weights(*(half[k] for k in GEOM), half["viewmat"], half["K"], 16, 12)
+    assert W.layout is not None and not isinstance(W.layout, CsrLayout)  # auto -> torch
