@@ -61,6 +61,17 @@ def _load():
 LAUNCH_LOCK = threading.RLock()
 
 
+def _locked(fn):
+    """Serialise kernel launches from concurrent Python threads (workqueue layer)."""
+
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with LAUNCH_LOCK:
+            return fn(*args, **kwargs)
+
+    return run
+
+
 def _kernels():
     numba, numba_kernels = _load()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
@@ -96,11 +107,11 @@ class CsrLayout:
             M = self.num_pairs
             t_ptr = np.zeros(self.num_gaussians + 1, np.int64)
             t_pair, t_pix = np.empty(M, np.int64), np.empty(M, np.int64)
-            _kernels().transpose_pairs(self.row_ptr, self.ids, self.order, self.num_gaussians,
-                                       t_ptr, t_pair, t_pix)
+            with LAUNCH_LOCK:
+                _kernels().transpose_pairs(self.row_ptr, self.ids, self.order,
+                                           self.num_gaussians, t_ptr, t_pair, t_pix)
             has = np.flatnonzero(np.diff(t_ptr) > 0)
-            row_of_pair = np.repeat(np.arange(self.order.shape[0]), np.diff(self.row_ptr))
-            first = row_of_pair[t_pair[t_ptr[has]]]
+            first = np.searchsorted(self.row_ptr, t_pair[t_ptr[has]], side="right") - 1
             g_order = has[np.argsort(first, kind="stable")].astype(np.int64)
             self._transposed = (t_ptr, t_pair, t_pix, g_order)
         return self._transposed
@@ -123,6 +134,7 @@ class _CsrWeights(Function):
     """(means2d, conics, opacities) -> (w [M], T_final [P]); the layout goes out via holder."""
 
     @staticmethod
+    @_locked
     def forward(ctx, means2d, conics, opacities, xy, tile, list_ptr, list_ids, holder):  # noqa: D102
         kern = _kernels()
         dt = means2d.dtype
@@ -157,6 +169,7 @@ class _CsrWeights(Function):
         return w_t, T_t
 
     @staticmethod
+    @_locked
     def backward(ctx, g_w, g_T):  # noqa: D102
         w, T = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
@@ -202,6 +215,7 @@ class _CsrComposite(Function):
     """(w [M], attributes [N, C]) -> W @ attributes [P, C] for one CsrLayout."""
 
     @staticmethod
+    @_locked
     def forward(ctx, w, attributes, layout):  # noqa: D102
         attr = attributes.detach().contiguous()
         out = np.zeros((layout.row_ptr.shape[0] - 1, attr.shape[1]), attr.numpy().dtype)
@@ -212,6 +226,7 @@ class _CsrComposite(Function):
         return torch.from_numpy(out)
 
     @staticmethod
+    @_locked
     def backward(ctx, g_out):  # noqa: D102
         w, attr = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
@@ -219,8 +234,10 @@ class _CsrComposite(Function):
         go = _np(g_out.to(attr.dtype))
         g_w = g_attr = None
         if ctx.needs_input_grad[0]:
-            gw = np.empty(lay.num_pairs, go.dtype)
-            kern.composite_bwd_weights(lay.row_ptr, lay.ids, lay.order, attr.numpy(), go, gw)
+            gw = np.zeros(lay.num_pairs, go.dtype)
+            if go.shape[1]:
+                kern.composite_bwd_weights(lay.row_ptr, lay.ids, lay.order, attr.numpy(), go,
+                                           gw)
             g_w = torch.from_numpy(gw)
         if ctx.needs_input_grad[1]:
             t_ptr, t_pair, t_pix, g_order = lay.transposed()

@@ -150,7 +150,14 @@ def composite_bwd_weights(row_ptr, ids, order, attr, g_out, g_w):
         gi = g_out[order[j]]
         buf = np.zeros(Cp, g_out.dtype)
         for p in range(row_ptr[j], row_ptr[j + 1]):
-            g_w[p] = _dot(gi, attr[ids[p]], C, buf)
+            a = attr[ids[p]]
+            if C <= 8:  # few channels: a plain left-to-right sum is cheaper than the tree
+                acc = gi[0] * a[0]
+                for c in range(1, C):
+                    acc += gi[c] * a[c]
+                g_w[p] = acc
+            else:
+                g_w[p] = _dot(gi, a, C, buf)
 
 
 @njit(**OPTS)
