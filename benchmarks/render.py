@@ -1,11 +1,11 @@
-"""Renderer speed and memory: fast CPU path vs the dense reference.
+"""Renderer speed and memory: compiled (numba) and torch CPU paths vs the dense reference.
 
-    python benchmarks/render.py                 # full table (takes a few minutes)
-    python benchmarks/render.py --quick         # the three target configurations only
+    python benchmarks/render.py --threads 1     # full table (takes a few minutes)
+    python benchmarks/render.py --quick         # the target configurations only
 
-Each configuration runs in its own subprocess so that peak memory (ru_maxrss delta over the
-process's baseline after set-up) is per configuration. Times are medians over repeats, with
-torch.set_num_threads(2). Layouts: "room" = Gaussians on the surfaces of a furnished box room
+Each configuration and backend runs in its own subprocess so that peak memory (ru_maxrss
+delta over the process's baseline after set-up and one warm-up render) is per run. Times
+are medians over repeats with torch.set_num_threads(--threads) (numba uses as many). Layouts: "room" = Gaussians on the surfaces of a furnished box room
 seen from inside (5 cm scales, opacities 0.5-0.9); "random" = Gaussians in a frustum.
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import resource
 import statistics
 import subprocess
@@ -99,12 +100,17 @@ def worker(cfg: dict) -> dict:
     geom = [s[k].requires_grad_(True) for k in ("means", "quats", "scales", "opacities")]
     attr = torch.rand(cfg["n"], cfg["channels"], requires_grad=True)
     cam = (s["viewmat"], s["K"], s["width"], s["height"])
+    fast = cfg["impl"] != "reference"
+    if fast:  # warm-up: numba loads (or compiles) its kernels on the first call
+        W = render_weights(*geom, *cam, backend=cfg["impl"])
+        composite(W, attr)[0].sum().backward()
+        del W
     base = _peak_mb()
     fwd, bwd, extra = [], [], {}
     for _ in range(cfg["repeats"]):
         t0 = time.perf_counter()
-        if cfg["impl"] == "fast":
-            W = render_weights(*geom, *cam)
+        if fast:
+            W = render_weights(*geom, *cam, backend=cfg["impl"])
             values, alpha = composite(W, attr)
             extra["pairs_per_pixel"] = float((W.values.detach() > 0).sum()) / cam[2] / cam[3]
         else:
@@ -116,7 +122,7 @@ def worker(cfg: dict) -> dict:
         bwd.append(1e3 * (t2 - t1))
         del values, alpha
     peak = _peak_mb() - base
-    if cfg["impl"] == "fast" and cfg.get("channel_cost"):
+    if fast and cfg.get("channel_cost"):
         extra.update(_channel_cost(W, cfg))
     return {"fwd_ms": statistics.median(fwd), "bwd_ms": statistics.median(bwd),
             "peak_mb": peak, **extra}
@@ -153,7 +159,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the target configurations")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--backends", default="numba,torch", help="fast backends, comma-separated")
     ap.add_argument("--ref-repeats", type=int, default=1)
     ap.add_argument("--ref-max-pairs", type=float, default=2e8,
                     help="run the dense reference when N * pixels <= this")
@@ -167,38 +174,45 @@ def main() -> None:
     else:
         grid = [(lay, n, res, ch) for lay in ("room", "random") for n in (10_000, 50_000)
                 for res in (128, 512) for ch in CHANNELS]
+    backends = [b for b in args.backends.split(",") if b]
     print(f"torch {torch.__version__}, threads {args.threads}, medians of {args.repeats} "
-          f"(reference: {args.ref_repeats}); peak = ru_maxrss growth in a fresh process\n")
-    print("| layout | N | res | channels | pairs/px | fwd ms | bwd ms | fwd+bwd ms | peak MB "
-          "| ref fwd ms | ref bwd ms | ref peak MB | speed-up |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+          f"(reference: {args.ref_repeats}); peak = ru_maxrss growth in a fresh process; "
+          f"load average at start {os.getloadavg()[0]:.1f}\n")
+    head = ["layout", "N", "res", "channels", "pairs/px"]
+    for b in backends:
+        head += [f"{b} fwd ms", f"{b} bwd ms", f"{b} fwd+bwd ms", f"{b} peak MB"]
+    head += ["ref fwd+bwd ms", "ref peak MB", "speed-up vs ref"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "---|" * len(head))
     for lay, n, res, ch in grid:
-        cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch], "impl": "fast",
+        cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch],
                "repeats": args.repeats, "threads": args.threads, "chunk": 1024,
-               "channel_cost": ch == "3+96" and lay == "room"}
-        fast = run(cfg)
+               "channel_cost": ch == "3+96" and lay == "room" or args.quick}
+        results = {b: run(cfg | {"impl": b}) for b in backends}
         ref = None
         if n * res * res <= args.ref_max_pairs:
             ref = run(cfg | {"impl": "reference", "repeats": args.ref_repeats,
                              "channel_cost": False})
-        row = [lay, f"{n // 1000}k", f"{res}²", ch]
-        if fast is None:
-            print("| " + " | ".join(row) + " | failed |")
-            continue
-        tot = fast["fwd_ms"] + fast["bwd_ms"]
-        row += [f"{fast['pairs_per_pixel']:.1f}", f"{fast['fwd_ms']:.0f}", f"{fast['bwd_ms']:.0f}",
-                f"{tot:.0f}", f"{fast['peak_mb']:.0f}"]
-        if ref is not None:
+        first = next((r for r in results.values() if r is not None), None)
+        row = [lay, f"{n // 1000}k", f"{res}²", ch,
+               f"{first['pairs_per_pixel']:.1f}" if first else "—"]
+        for b in backends:
+            r = results[b]
+            row += ([f"{r['fwd_ms']:.0f}", f"{r['bwd_ms']:.0f}", f"{r['fwd_ms'] + r['bwd_ms']:.0f}",
+                     f"{r['peak_mb']:.0f}"] if r else ["failed"] * 4)
+        if ref is not None and first is not None:
             rt = ref["fwd_ms"] + ref["bwd_ms"]
-            row += [f"{ref['fwd_ms']:.0f}", f"{ref['bwd_ms']:.0f}", f"{ref['peak_mb']:.0f}",
-                    f"{rt / tot:.0f}x"]
+            row += [f"{rt:.0f}", f"{ref['peak_mb']:.0f}",
+                    f"{rt / (first['fwd_ms'] + first['bwd_ms']):.0f}x"]
         else:
-            row += ["—", "—", "—", "—"]
+            row += ["—", "—", "—"]
         print("| " + " | ".join(row) + " |", flush=True)
-        if "composite_3ch_ms" in fast:
-            c3, c259 = fast["composite_3ch_ms"], fast["composite_259ch_ms"]
-            print(f"|   given W: composite fwd+bwd 3 ch {c3:.1f} ms, 3+256 ch {c259:.1f} ms "
-                  f"({c259 / c3:.1f}x); full render 3 ch vs 3+256 ch: see rows above |", flush=True)
+        for b in backends:
+            r = results[b]
+            if r and "composite_3ch_ms" in r:
+                c3, c259 = r["composite_3ch_ms"], r["composite_259ch_ms"]
+                print(f"|   {b}, given W: composite fwd+bwd 3 ch {c3:.1f} ms, 3+256 ch "
+                      f"{c259:.1f} ms ({c259 / c3:.1f}x) |", flush=True)
 
 
 if __name__ == "__main__":
