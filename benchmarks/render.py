@@ -5,7 +5,8 @@
 
 Each configuration and backend runs in its own subprocess so that peak memory (ru_maxrss
 delta over the process's baseline after set-up and one warm-up render) is per run. Times
-are medians over repeats with torch.set_num_threads(--threads) (numba uses as many). Layouts: "room" = Gaussians on the surfaces of a furnished box room
+are medians over repeats with torch.set_num_threads(--threads) (numba uses as many).
+Layouts: "room" = Gaussians on the surfaces of a furnished box room
 seen from inside (5 cm scales, opacities 0.5-0.9); "random" = Gaussians in a frustum.
 """
 

@@ -135,7 +135,8 @@ class _CsrWeights(Function):
 
     @staticmethod
     @_locked
-    def forward(ctx, means2d, conics, opacities, xy, tile, list_ptr, list_ids, holder):  # noqa: D102
+    def forward(ctx, means2d, conics, opacities, xy, tile, list_ptr, list_ids,  # noqa: D102
+                holder):
         kern = _kernels()
         dt = means2d.dtype
         xs, ys = _np(xy[:, 0]), _np(xy[:, 1])

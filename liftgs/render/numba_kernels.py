@@ -34,7 +34,8 @@ def _walk(i, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, ids, w, out, 
         g = list_ids[j]
         dx = x - m[g, 0]
         dy = y - m[g, 1]
-        sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (dx * con[g, 1]) * dy
+        sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (
+            dx * con[g, 1]) * dy
         if not sig >= k[5] or sig > lim[g]:
             continue
         a = op[g] * math.exp(-sig)
