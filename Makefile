@@ -21,8 +21,10 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(VENV)/bin/liftgs demo
 
+# Two test processes on two cores: one BLAS/OpenMP thread each, or they oversubscribe the CPU.
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 --dist loadfile
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+		$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
