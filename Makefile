@@ -23,7 +23,7 @@ demo-full: $(STAMP)
 
 # Two test processes on two cores: one BLAS/OpenMP thread each, or they oversubscribe the CPU.
 test: $(STAMP)
-	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 NUMBA_NUM_THREADS=1 \
+	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		$(PY) -m pytest -q -n 2 --dist loadfile
 
 bench: $(STAMP)
