@@ -35,12 +35,14 @@ class DemoPlan:
     finetune_steps: int
     eval_scenes: int
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    batch_size: int = 2
+    batch_size: int = 1
 
 
+# Sized for the 2-core reference machine (about 1.2 s per pre-training step and 1 s per
+# fine-tuning step with one thread): quick <= 10 minutes, full <= 60 minutes.
 PLANS = {
-    "quick": DemoPlan(rooms=24, pretrain_steps=250, finetune_steps=120, eval_scenes=6),
-    "full": DemoPlan(rooms=80, pretrain_steps=2000, finetune_steps=600, eval_scenes=16),
+    "quick": DemoPlan(rooms=16, pretrain_steps=150, finetune_steps=25, eval_scenes=3),
+    "full": DemoPlan(rooms=60, pretrain_steps=900, finetune_steps=150, eval_scenes=10),
 }
 
 
@@ -62,10 +64,14 @@ class DemoConfig:
     """strength of the synthetic teacher's imperfections (0 = perfect labels)"""
     seed: int = 0
     device: str = "auto"
+    threads: int = 1
+    """torch / numba threads; one was fastest on the 2-core reference machine"""
     fresh: bool = False
     """delete --out first instead of reusing it"""
 
     def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {self.threads}")
         if self.rooms is not None and self.rooms < 5:
             raise ValueError(f"--rooms must be >= 5 (train and val splits need rooms), got {self.rooms}")
         if not 0.0 <= self.noise <= 1.0:
@@ -183,6 +189,7 @@ def stage_zero_shot(state: DemoState, data: Path, model_dir: Path, encoder) -> N
 
     done = _stage(state, "4/6 zero-shot grounding of held-out object captions")
     scenes = _val_scenes(state, data)
+    state.results["eval_scenes"] = [s.scene_id for s in scenes]
     res = zero_shot_caption_accuracy(scenes, _grounder(model_dir, encoder))
     state.results["zero_shot"] = res
     m, r = res["model"], res["random"]
@@ -239,6 +246,9 @@ def run_demo(config: DemoConfig) -> Path:
 
     if config.fresh and Path(config.out).exists():
         shutil.rmtree(config.out)
+    import torch
+
+    torch.set_num_threads(config.threads)
     state = DemoState(config, config.plan())
     t0 = time.perf_counter()
     data = stage_data(state)

@@ -105,7 +105,7 @@ def write_report(state, data: Path, encoder) -> Path:
     md = ["# liftgs demo report", "",
           f"Synthetic benchmark: {plan.rooms} rooms (train/val split), pre-training {plan.pretrain_steps} steps "
           f"on 2D pseudo-labels only, fine-tuning {plan.finetune_steps} steps per run on 3D labels, "
-          f"evaluation on {plan.eval_scenes} held-out rooms. Numbers are percentages.", ""]
+          f"evaluation on {len(res.get('eval_scenes', []))} held-out rooms. Numbers are percentages.", ""]
     if zs:
         m, r = zs["model"], zs["random"]
         ratio = m["acc@0.25"] / r["acc@0.25"] if r["acc@0.25"] else float("nan")

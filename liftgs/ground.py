@@ -41,7 +41,7 @@ class GroundConfig:
     """scene directory, or a .ply / .npy / .bin point cloud (N x 6 xyz + rgb)"""
     phrase: str
     """what to find, e.g. "the red chair next to the table" """
-    checkpoint: Path = Path("runs/demo/finetune_pretrained_1.0")
+    checkpoint: Path = Path("runs/demo/finetune_pretrained_1")
     """model folder, checkpoint or run directory (default: the demo's fine-tuned model)"""
     out: Path | None = None
     """output folder (default: ground_out/<scene name>)"""
