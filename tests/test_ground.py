@@ -13,28 +13,11 @@ from liftgs.io.ply import read_point_cloud, write_point_cloud
 from liftgs.model import ModelConfig, build_liftgs
 
 
-class FakeEncoder:
-    """Deterministic 384-d vectors per word (no download, no model load)."""
+def FakeEncoder():
+    """The library's hashing stand-in encoder (384-d, no model to load)."""
+    from liftgs.text import load_text_encoder
 
-    dim = 384
-    name = "fake"
-
-    def encode(self, texts):
-        from liftgs.text.base import TextEncoding
-
-        tokens, spans, pooled = [], [], []
-        for t in texts:
-            words, pos, sp = t.split(), 0, []
-            for w in words:
-                start = t.index(w, pos)
-                sp.append((start, start + len(w)))
-                pos = start + len(w)
-            g = torch.Generator().manual_seed(sum(map(ord, t)))
-            vec = torch.nn.functional.normalize(torch.randn(max(len(words), 1), self.dim, generator=g), dim=-1)
-            tokens.append(vec)
-            spans.append(sp)
-            pooled.append(torch.nn.functional.normalize(vec.mean(0), dim=0))
-        return TextEncoding(tokens=tokens, spans=spans, pooled=torch.stack(pooled))
+    return load_text_encoder("hash-384")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ renamed into place, so a failure never leaves a half-written scene.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from liftgs.config import save_json_atomic
+from liftgs.files import replace_dir
 from liftgs.io.errors import DataError, data_error
 from liftgs.io.images import (read_depth, read_instance_png, read_rgb, write_depth_mm,
                               write_instance_png, write_rgb)
@@ -128,27 +128,11 @@ def write_scene(scene: Scene, root: str | Path, image_format: str = "png", overw
             if frame.instance_ids is not None:
                 write_instance_png(tmp / entry["instance"], frame.instance_ids)
         (tmp / SCENE_JSON).write_text(text)
-        _replace_dir(tmp, dest)
+        replace_dir(tmp, dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return dest
-
-
-def _replace_dir(src: Path, dest: Path) -> None:
-    """Move ``src`` to ``dest``; an existing ``dest`` is swapped out first, then deleted."""
-    if not dest.exists():
-        os.replace(src, dest)
-        return
-    trash = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.old-"))
-    os.replace(dest, trash / dest.name)
-    try:
-        os.replace(src, dest)
-    except BaseException:
-        os.replace(trash / dest.name, dest)  # put the old scene back
-        raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
 
 
 def read_scene_json(scene_path: str | Path) -> dict[str, Any]:

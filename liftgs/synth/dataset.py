@@ -8,7 +8,6 @@ generating twice gives byte-identical files.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from liftgs.config import save_json_atomic, to_dict
+from liftgs.files import replace_dir
 from liftgs.io.scene_dir import write_scene, write_splits
 from liftgs.synth.config import SynthConfig
 from liftgs.synth.generate import GENERATOR_VERSION, generate_room, room_seed
@@ -46,21 +46,6 @@ def _check_out(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out} exists and is not empty; choose a new --out or pass --overwrite")
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    if not out.exists():
-        os.replace(tmp, out)
-        return
-    trash = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.old-"))
-    os.replace(out, trash / out.name)
-    try:
-        os.replace(tmp, out)
-    except BaseException:
-        os.replace(trash / out.name, out)
-        raise
-    finally:
-        shutil.rmtree(trash, ignore_errors=True)
-
-
 def generate_dataset(config: SynthConfig, out: str | Path, rooms: int, seed: int = 0,
                      overwrite: bool = False, progress: bool = True) -> Path:
     """Generate ``rooms`` rooms into the dataset root ``out`` (train/val split in ``splits.json``)."""
@@ -78,7 +63,7 @@ def generate_dataset(config: SynthConfig, out: str | Path, rooms: int, seed: int
             "generator": "liftgs.synth", "generator_version": GENERATOR_VERSION, "seed": int(seed),
             "rooms": int(rooms), "config": to_dict(config)})
         write_splits(tmp, make_splits(ids, config.val_fraction, seed))  # last: marks the root complete
-        _swap_into_place(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -13,7 +13,7 @@ scenes for data-scaling curves (Fig. 7).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -25,14 +25,13 @@ from liftgs.train.batching import collate_points, positive_map
 from liftgs.train.checkpoint import CheckpointError, latest_checkpoint
 from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
 from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
-from liftgs.train.loop import LoopConfig, TrainResult, run_training, seed_everything
-from liftgs.train.optim import OptimConfig
+from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
 from liftgs.train.pretrain import loss_scalars, build_model, preset_from_argv, scene_paths
 from liftgs.train.render_targets import grounding_layers
 
 
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(RunConfig):
     """Fine-tuning run on scenes with GT instances and referring expressions."""
 
     data: Path | None = None
@@ -50,23 +49,12 @@ class FinetuneConfig:
     split: str | None = "train"
     text_encoder: str = "minilm"
     """text encoder name or path (must match the model's query width)"""
-    steps: int = 2000
-    batch_size: int = 2
-    seed: int = 0
-    resume: bool = False
-    ckpt_every: int = 200
-    keep_last: int = 3
-    log_every: int = 10
     min_instance_points: int = 20
     """instances with fewer points are neither targets nor queried categories"""
     negative_categories: int = 4
     """absent categories added to each instance-segmentation query set"""
     loss_points: int = 0
     """points sampled per scene for the mask loss (0 = all points)"""
-    device: str = "auto"
-    tensorboard: bool = True
-    progress: bool = True
-    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
         if not 0.0 < self.data_fraction <= 1.0:
@@ -75,12 +63,6 @@ class FinetuneConfig:
             raise ValueError("min_instance_points must be >= 1; negative_categories and "
                              "loss_points >= 0")
         self.loop_config()
-
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, batch_size=self.batch_size, seed=self.seed,
-                          log_every=self.log_every, ckpt_every=self.ckpt_every,
-                          keep_last=self.keep_last, tensorboard=self.tensorboard,
-                          progress=self.progress)
 
 
 PRESETS: dict[str, FinetuneConfig] = {

@@ -55,6 +55,34 @@ class LoopConfig:
 
 
 @dataclass
+class RunConfig:
+    """Fields every recipe shares: loop length, checkpoints, logging, device, optimiser.
+
+    ``PretrainConfig`` and ``FinetuneConfig`` extend it with their data and loss settings.
+    """
+
+    steps: int = 2000
+    batch_size: int = 2
+    """scenes per process per step"""
+    seed: int = 0
+    resume: bool = False
+    """continue from the latest checkpoint in --out (bitwise the same result as no interruption)"""
+    ckpt_every: int = 200
+    keep_last: int = 3
+    log_every: int = 10
+    device: str = "auto"
+    tensorboard: bool = True
+    progress: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def loop_config(self) -> LoopConfig:
+        return LoopConfig(steps=self.steps, batch_size=self.batch_size, seed=self.seed,
+                          log_every=self.log_every, ckpt_every=self.ckpt_every,
+                          keep_last=self.keep_last, tensorboard=self.tensorboard,
+                          progress=self.progress)
+
+
+@dataclass
 class TrainResult:
     run_dir: Path
     step: int

@@ -13,7 +13,7 @@ reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+f
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,8 +23,7 @@ from torch import Tensor, nn
 from liftgs.config import parse_cli, save_json_atomic, to_dict
 from liftgs.train.batching import collate_points, one_hot_tokens
 from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
-from liftgs.train.loop import LoopConfig, TrainResult, run_training, seed_everything
-from liftgs.train.optim import OptimConfig
+from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
 from liftgs.train.pretrain_data import PretrainDataset, PretrainSample
 from liftgs.train.render_targets import render_view
 
@@ -32,7 +31,7 @@ LOSS_SETS = {"ground": (False, False), "ground+rgb": (True, False), "ground+rgb+
 
 
 @dataclass
-class PretrainConfig:
+class PretrainConfig(RunConfig):
     """Pre-training run. Presets (``--preset``) fill model size and recipe numbers."""
 
     data: Path | None = None
@@ -46,15 +45,6 @@ class PretrainConfig:
     """loss set (paper Table 4): grounding only, + photometric, + feature"""
     split: str | None = "train"
     """scenes of this split of splits.json (all scenes when the root has no splits.json)"""
-    steps: int = 2000
-    batch_size: int = 2
-    """scenes per process per step"""
-    seed: int = 0
-    resume: bool = False
-    """continue from the latest checkpoint in --out (bitwise the same result as no interruption)"""
-    ckpt_every: int = 200
-    keep_last: int = 3
-    log_every: int = 10
     image_size: int = 128
     """working render resolution (longer image side, pixels); paper: 512"""
     max_segments: int = 8
@@ -65,10 +55,6 @@ class PretrainConfig:
     """pixels sampled per view for the mask and feature losses"""
     rgb_weight: float = 1.0
     feature_weight: float = 0.1
-    device: str = "auto"
-    tensorboard: bool = True
-    progress: bool = True
-    optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
         if self.losses not in LOSS_SETS:
@@ -79,12 +65,6 @@ class PretrainConfig:
         if self.rgb_weight < 0 or self.feature_weight < 0:
             raise ValueError("loss weights must be >= 0")
         self.loop_config()  # validates steps / batch / checkpoint numbers
-
-    def loop_config(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, batch_size=self.batch_size, seed=self.seed,
-                          log_every=self.log_every, ckpt_every=self.ckpt_every,
-                          keep_last=self.keep_last, tensorboard=self.tensorboard,
-                          progress=self.progress)
 
 
 PRESETS: dict[str, PretrainConfig] = {
