@@ -66,18 +66,7 @@ def _resolved_hints(cls: type) -> dict[str, Any]:
 
 def save_json_atomic(path: str | Path, data: Any) -> None:
     """Write JSON to ``path`` atomically (temporary file in the same folder, then rename)."""
-    import os
-    import tempfile
+    from liftgs.files import atomic_write
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)

@@ -11,7 +11,6 @@ ours there.
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from liftgs.eval.instance_ap import ClassSet, InstanceAPResult, InstancePrediction, evaluate_instances
+from liftgs.files import atomic_write
 
 __all__ = [
     "RESULT_FILE_NAME",
@@ -38,16 +38,8 @@ MASK_DIR = "pred_mask"
 
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file in the same folder, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as fh:
+        fh.write(text)
 
 
 def read_ids(path: str | Path, what: str = "id file") -> np.ndarray:

@@ -9,14 +9,13 @@ float or uchar colours, no colours (grey), extra properties and faces (ignored).
 
 from __future__ import annotations
 
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from liftgs.files import atomic_write
 from liftgs.io.errors import DataError, data_error
 
 __all__ = ["PointCloud", "write_point_cloud", "read_point_cloud", "load_point_cloud"]
@@ -65,15 +64,8 @@ def write_point_cloud(path: str | Path, points: np.ndarray, colors: np.ndarray,
             raise DataError(f"instance_ids must be [{P}], got {list(ids.shape)}", path)
         vertex["instance_id"] = ids.astype(np.int32)
     ply = PlyData([PlyElement.describe(vertex, "vertex")], text=text, byte_order="<")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            ply.write(fh)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        ply.write(fh)
 
 
 def _vertex_colours(v: np.ndarray, names: tuple[str, ...], path: Path) -> np.ndarray:

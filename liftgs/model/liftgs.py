@@ -8,8 +8,6 @@ offsets (Pointcept style).
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import from_dict, save_json_atomic, to_dict
+from liftgs.files import atomic_write
 from liftgs.model.config import ModelConfig
 from liftgs.model.decoder import GroundingDecoder
 from liftgs.model.encoder import SparseUNet
@@ -147,21 +146,15 @@ class LiftGS(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` and ``model.safetensors`` into directory ``path`` (atomically per file)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         if self.config is None:
             raise ValueError("save_pretrained needs the model's ModelConfig; build the model with build_liftgs")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        fd, tmp = tempfile.mkstemp(dir=path, prefix=f".{WEIGHTS_NAME}.", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(state, tmp, metadata={"format": "pt", "library": "liftgs"})
-            os.replace(tmp, path / WEIGHTS_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_write(path / WEIGHTS_NAME, "wb") as fh:
+            fh.write(save(state, metadata={"format": "pt", "library": "liftgs"}))
         save_json_atomic(path / CONFIG_NAME, to_dict(self.config))
         return path
 

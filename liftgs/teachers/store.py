@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from liftgs.files import atomic_write
 from liftgs.io.errors import DataError
 from liftgs.types import Frame, PseudoLabels
 
@@ -119,18 +118,9 @@ def decode_labels(data: bytes, where: str | Path = "<bytes>") -> PseudoLabels:
 def write_labels(path: str | Path, labels: PseudoLabels) -> Path:
     """Write one cache file atomically (temporary file in the same folder, then rename)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = encode_labels(labels)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
     return path
 
 

@@ -12,21 +12,20 @@ scenes for data-scaling curves (Fig. 7).
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from liftgs.config import parse_cli, save_json_atomic, to_dict
+from liftgs.config import save_json_atomic, to_dict
 from liftgs.train.batching import collate_points, positive_map
 from liftgs.train.checkpoint import CheckpointError, latest_checkpoint
-from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
+from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
-from liftgs.train.pretrain import loss_scalars, build_model, preset_from_argv, scene_paths
+from liftgs.train.pretrain import build_model, loss_scalars, recipe_main, scene_paths
 from liftgs.train.render_targets import grounding_layers
 
 
@@ -172,16 +171,4 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    default = PRESETS[preset_from_argv(argv, PRESETS)]
-    config = parse_cli(FinetuneConfig, argv, prog="liftgs finetune", description=__doc__,
-                       default=replace(default))
-    try:
-        result = run_finetune(config)
-        if current_info().is_main:
-            print(f"finetune: {result.step} steps, final loss "
-                  f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
-                  f"{Path(config.out) / 'model'}")
-    finally:
-        cleanup_distributed()
-    return 0
+    return recipe_main(argv, FinetuneConfig, PRESETS, run_finetune, "finetune")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
+
+from liftgs.files import atomic_write
 
 LOG_FILE = "log.jsonl"
 
@@ -108,8 +108,6 @@ def truncate_jsonl(path: Path, keep_through_step: int) -> None:
     kept = [r for r in records if int(r.get("step", 0)) <= keep_through_step]
     if len(kept) == len(records):
         return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
+    with atomic_write(path) as fh:
         for r in kept:
             fh.write(json.dumps(r) + "\n")
-    os.replace(tmp, path)

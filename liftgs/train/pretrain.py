@@ -204,18 +204,22 @@ def preset_from_argv(argv: list[str], presets: dict) -> str:
     return "tiny"
 
 
-def main(argv: list[str] | None = None) -> int:
+def recipe_main(argv: list[str] | None, config_cls: type, presets: dict, run, name: str) -> int:
+    """A recipe's command: preset defaults, typed CLI, run, one summary line, clean DDP exit."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    default = PRESETS[preset_from_argv(argv, PRESETS)]
-    config = parse_cli(PretrainConfig, argv, prog="liftgs pretrain", description=__doc__,
+    default = presets[preset_from_argv(argv, presets)]
+    config = parse_cli(config_cls, argv, prog=f"liftgs {name}", description=sys.modules[run.__module__].__doc__,
                        default=replace(default))
     try:
-        result = run_pretrain(config)
+        result = run(config)
         if current_info().is_main:
-            print(f"pretrain: {result.step} steps, final loss "
+            print(f"{name}: {result.step} steps, final loss "
                   f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
                   f"{Path(config.out) / 'model'}")
     finally:
         cleanup_distributed()
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    return recipe_main(argv, PretrainConfig, PRESETS, run_pretrain, "pretrain")
