@@ -78,15 +78,11 @@ class HFCaptioner:
     def from_dir(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs) -> "HFCaptioner":
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        from liftgs.text.hf import _offline, _quiet_transformers
+        from liftgs.text.hf import load_local
 
-        _offline()
-        _quiet_transformers()
-        try:
-            processor = AutoProcessor.from_pretrained(path, local_files_only=True)
-            model = AutoModelForImageTextToText.from_pretrained(path, local_files_only=True).to(device)
-        except (OSError, ValueError) as err:
-            raise OSError(f"cannot load an image-text-to-text model from {path}: {err}") from err
+        processor, model = load_local([AutoProcessor, AutoModelForImageTextToText], path,
+                                      "an image-text-to-text model")
+        model = model.to(device)
         return cls(model, processor, name=str(path), **kwargs)
 
     def _text(self) -> str:

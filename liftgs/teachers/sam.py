@@ -186,15 +186,10 @@ class SamAutoMaskGenerator:
                  name: str | None = None) -> "SamAutoMaskGenerator":
         from transformers import SamModel
 
-        from liftgs.text.hf import _offline, _quiet_transformers
+        from liftgs.text.hf import load_local
 
-        _offline()
-        _quiet_transformers()
         path = Path(path)
-        try:
-            model = SamModel.from_pretrained(path, local_files_only=True).to(device)
-        except (OSError, ValueError) as err:
-            raise OSError(f"cannot load a SamModel from {path}: {err}") from err
+        model = load_local([SamModel], path, "a SamModel")[0].to(device)
         mean, std = _read_norm(path, IMAGENET_MEAN, IMAGENET_STD)
         return cls(model, config, name=name or str(path), mean=mean, std=std)
 

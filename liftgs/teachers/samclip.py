@@ -73,15 +73,10 @@ class ClipImageEncoder:
                  batch_size: int = 32) -> "ClipImageEncoder":
         from transformers import CLIPModel
 
-        from liftgs.text.hf import _offline, _quiet_transformers
+        from liftgs.text.hf import load_local
 
-        _offline()
-        _quiet_transformers()
         path = Path(path)
-        try:
-            model = CLIPModel.from_pretrained(path, local_files_only=True).to(device)
-        except (OSError, ValueError) as err:
-            raise OSError(f"cannot load a CLIPModel from {path}: {err}") from err
+        model = load_local([CLIPModel], path, "a CLIPModel")[0].to(device)
         mean, std = _read_norm(path, CLIP_MEAN, CLIP_STD)
         return cls(model, name=name or str(path), mean=mean, std=std, batch_size=batch_size)
 

@@ -41,6 +41,17 @@ def _quiet_transformers() -> None:
         pass
 
 
+def load_local(loaders, path: str | Path, what: str) -> list:
+    """``[L.from_pretrained(path, local_files_only=True) for L in loaders]`` with the network off
+    and transformers quiet; a failure is one ``OSError`` naming ``what`` and ``path``."""
+    _offline()
+    _quiet_transformers()
+    try:
+        return [loader.from_pretrained(Path(path), local_files_only=True) for loader in loaders]
+    except (OSError, ValueError) as err:
+        raise OSError(f"cannot load {what} from {path}: {err}") from err
+
+
 def _tokenize(tokenizer, texts: list[str], max_length: int, device: torch.device) -> dict[str, Tensor]:
     if not getattr(tokenizer, "is_fast", True):
         raise ValueError(f"{type(tokenizer).__name__} is not a fast tokenizer; character spans need "
@@ -80,14 +91,9 @@ class SentenceEncoder(CachedEncoder):
                  **kwargs) -> "SentenceEncoder":
         from transformers import AutoModel, AutoTokenizer
 
-        _offline()
-        _quiet_transformers()
         path = Path(path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(path, local_files_only=True).to(device)
-        except (OSError, ValueError) as err:
-            raise OSError(f"cannot load a text encoder from {path}: {err}") from err
+        tokenizer, model = load_local([AutoTokenizer, AutoModel], path, "a text encoder")
+        model = model.to(device)
         max_length = min(_sbert_max_length(path), int(getattr(model.config, "max_position_embeddings", 512)),
                          int(getattr(tokenizer, "model_max_length", 512) or 512))
         return cls(model, tokenizer, name=name or str(path), max_length=max_length, **kwargs)
@@ -134,13 +140,8 @@ class ClipTextEncoder(CachedEncoder):
                  **kwargs) -> "ClipTextEncoder":
         from transformers import AutoTokenizer, CLIPModel
 
-        _offline()
-        _quiet_transformers()
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = CLIPModel.from_pretrained(path, local_files_only=True).to(device)
-        except (OSError, ValueError) as err:
-            raise OSError(f"cannot load a CLIP text encoder from {path}: {err}") from err
+        tokenizer, model = load_local([AutoTokenizer, CLIPModel], path, "a CLIP text encoder")
+        model = model.to(device)
         return cls(model, tokenizer, name=name or str(path), **kwargs)
 
     @property
