@@ -58,6 +58,9 @@ class GroundConfig:
     """a point belongs to a mask when sigmoid(mask logit) exceeds this"""
     min_score: float = 0.0
     """drop masks whose score is below this"""
+    component_radius: float = 0.1
+    """metres: keep each mask's main connected piece (points in touching cells of this size);
+    0 keeps masks whole"""
     views: int = 4
     """PNG renders around the scene (0 = none)"""
     image_size: int = 256
@@ -70,6 +73,8 @@ class GroundConfig:
             raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
+        if self.component_radius < 0:
+            raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {self.component_radius}")
         if self.views < 0 or self.image_size < 16:
             raise ValueError("--views must be >= 0 and --image-size >= 16")
         if self.target is not None and self.target not in self.phrase:
@@ -147,14 +152,16 @@ def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, c
     with timer("model"), torch.no_grad():
         if mode == "phrase":
             result = ground(model, text_encoder, points, colors, [config.phrase],
-                            top_k=config.top_k, threshold=config.threshold)[0]
+                            top_k=config.top_k, threshold=config.threshold,
+                            component_radius=config.component_radius or None)[0]
         else:
             span = None
             if config.target is not None:
                 start = config.phrase.index(config.target)
                 span = (start, start + len(config.target))
             result = ground_expressions(model, text_encoder, points, colors, [config.phrase], [span],
-                                        top_k=config.top_k, threshold=config.threshold)[0]
+                                        top_k=config.top_k, threshold=config.threshold,
+                            component_radius=config.component_radius or None)[0]
     with timer("masks"):
         masks = result.masks.cpu().numpy().astype(bool)
         scores = result.scores.cpu().numpy().astype(np.float64)

@@ -4,7 +4,9 @@ Zero-shot (issue 5 item 5): a phrase's pooled text vector is fed as a single que
 exactly like a pseudo-query in pre-training, where each segment embedding is one token
 (appendix A.1). Proposals are ranked by the probability they give that token (the no-match
 column excluded) and each proposal's mask is ``sigmoid(mask_logits) > threshold`` over the
-input points. After fine-tuning on referring expressions, :func:`ground_tokens` scores
+input points, reduced to its main spatially connected piece (``component_radius``, see
+:mod:`liftgs.model.components`: a proposal is one object, and a box from the min / max of a
+mask's points is ruined by one far stray point). After fine-tuning on referring expressions, :func:`ground_tokens` scores
 proposals by the probability mass on the target span's tokens instead.
 """
 
@@ -18,6 +20,8 @@ import torch
 from torch import Tensor
 
 from liftgs.model.liftgs import LiftGS
+
+DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
 
 
 @dataclass
@@ -44,11 +48,13 @@ def tokens_in_span(token_spans: Sequence[tuple[int, int]], span: tuple[int, int]
 @torch.no_grad()
 def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
                   tokens: Sequence[Tensor], target_tokens: Sequence[Sequence[int]], top_k: int = 5,
-                  threshold: float = 0.5, labels: Sequence[str] | None = None) -> list[GroundingResult]:
+                  threshold: float = 0.5, labels: Sequence[str] | None = None,
+                  component_radius: float | None = DEFAULT_COMPONENT_RADIUS) -> list[GroundingResult]:
     """Ground several token sequences in one scene (encoded once).
 
     ``tokens[i]`` [T_i, F] are the query token vectors of sequence i; ``target_tokens[i]`` the
     indices whose probability mass ranks the proposals (e.g. the target mention's tokens).
+    ``component_radius`` (metres) keeps each mask's main connected piece; None keeps it whole.
     """
     if len(tokens) != len(target_tokens):
         raise ValueError(f"{len(tokens)} token sequences but {len(target_tokens)} target index lists")
@@ -78,25 +84,42 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         k = min(int(top_k), prob.shape[0])
         scores, idx = prob.topk(k)
         mask_probs = torch.sigmoid(g.mask_logits[idx])
+        masks = mask_probs > threshold
+        if component_radius is not None:
+            masks = _main_components(pts, masks, mask_probs, component_radius)
         label = labels[i] if labels is not None else ""
-        results.append(GroundingResult(label, mask_probs > threshold, scores, idx, mask_probs))
+        results.append(GroundingResult(label, masks, scores, idx, mask_probs))
     return results
 
 
+def _main_components(points: Tensor, masks: Tensor, probs: Tensor, radius: float) -> Tensor:
+    """Each mask [k, P] reduced to its connected piece of largest probability mass."""
+    from liftgs.model.components import keep_main_component
+
+    pts = points.detach().cpu().numpy()
+    m, p = masks.cpu().numpy(), probs.detach().cpu().numpy()
+    kept = [keep_main_component(pts, m[j], p[j], radius) for j in range(m.shape[0])]
+    out = np.stack(kept) if kept else m
+    return torch.from_numpy(out).to(masks.device)
+
+
 def ground(model: LiftGS, text_encoder, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
-           phrases: Sequence[str], top_k: int = 5, threshold: float = 0.5) -> list[GroundingResult]:
+           phrases: Sequence[str], top_k: int = 5, threshold: float = 0.5,
+           component_radius: float | None = DEFAULT_COMPONENT_RADIUS) -> list[GroundingResult]:
     """Zero-shot grounding: each phrase's pooled vector is one query token (as in pre-training)."""
     phrases = list(phrases)
     if not phrases:
         return []
     pooled = text_encoder.encode(phrases).pooled  # [B, F]
     tokens = [pooled[i: i + 1] for i in range(len(phrases))]
-    return ground_tokens(model, points, colors, tokens, [[0]] * len(phrases), top_k, threshold, labels=phrases)
+    return ground_tokens(model, points, colors, tokens, [[0]] * len(phrases), top_k, threshold, labels=phrases,
+                         component_radius=component_radius)
 
 
 def ground_expressions(model: LiftGS, text_encoder, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
                        texts: Sequence[str], spans: Sequence[tuple[int, int] | None], top_k: int = 5,
-                       threshold: float = 0.5) -> list[GroundingResult]:
+                       threshold: float = 0.5,
+                       component_radius: float | None = DEFAULT_COMPONENT_RADIUS) -> list[GroundingResult]:
     """Referring expressions after fine-tuning: all tokens are queries, the target mention's
     tokens (character ``spans[i]``; None = every token) rank the proposals."""
     texts = list(texts)
@@ -109,4 +132,5 @@ def ground_expressions(model: LiftGS, text_encoder, points: np.ndarray | Tensor,
     for i, span in enumerate(spans):
         chosen = tokens_in_span(enc.spans[i], span) if span is not None else []
         targets.append(chosen or list(range(int(enc.tokens[i].shape[0]))))
-    return ground_tokens(model, points, colors, enc.tokens, targets, top_k, threshold, labels=texts)
+    return ground_tokens(model, points, colors, enc.tokens, targets, top_k, threshold, labels=texts,
+                         component_radius=component_radius)
