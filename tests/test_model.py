@@ -154,6 +154,28 @@ def test_batching_equals_each_scene_alone(model):
     model.train()
 
 
+def test_query_sets_sharing_a_scene_equal_each_set_alone(model):
+    """Several query sets on one scene (multi-view pre-training) == one forward per set."""
+    model.eval()
+    a, b = room(300, 12), room(200, 13, shift=(2.0, 0.0, 0.0))
+    pts, cols, offsets, _, _ = batch_of([a, b])
+    g = torch.Generator().manual_seed(3)
+    q = torch.randn(3, 2, TEXT_DIM, generator=g)
+    qm = torch.ones(3, 2, dtype=torch.bool)
+    shared = model(pts, cols, offsets, q, qm, query_scene=torch.tensor([0, 1, 0]))
+    assert len(shared) == 3 and shared[0][0] is shared[2][0]  # one Gaussian set per scene
+    for i, scene in enumerate([a, b, a]):
+        g1, gr1 = model(scene[0], scene[1], torch.tensor([len(scene[0])]), q[i:i + 1], qm[i:i + 1])[0]
+        torch.testing.assert_close(shared[i][0].means, g1.means, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(shared[i][1].mask_logits, gr1.mask_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(shared[i][1].token_logits, gr1.token_logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="query_scene"):
+        model(pts, cols, offsets, q, qm, query_scene=torch.tensor([0, 2, 0]))
+    with pytest.raises(ValueError, match="query sets"):
+        model(pts, cols, offsets, q, qm)
+    model.train()
+
+
 def test_save_load_round_trip(tmp_path, model):
     model.eval()
     path = model.save_pretrained(tmp_path / "ckpt")

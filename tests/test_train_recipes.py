@@ -158,6 +158,22 @@ def test_pretrain_samples_are_pure_and_area_filtered(dataset):
     assert ds_strict.sample(0).queries.shape[0] == 0  # nothing passes the filter
 
 
+def test_multi_view_samples_extend_the_single_view_stream(dataset):
+    """View 0 of ``sample_views`` is ``sample``; the other views are other frames of that scene."""
+    from liftgs.train.pretrain import scene_paths
+    from liftgs.train.pretrain_data import PretrainDataset
+
+    ds = PretrainDataset(scene_paths(dataset / "data", "train"), dataset / "labels", seed=1,
+                         image_size=32, num_pixels=256)
+    for pos in range(4):
+        one, views = ds.sample(pos), ds.sample_views(pos, 3)
+        assert len(views) == 3 and len({v.scene_id for v in views}) == 1
+        assert torch.equal(one.pixels, views[0].pixels) and torch.equal(one.queries, views[0].queries)
+        assert len({id(v.view) for v in views}) == 3  # distinct frames (the rooms have enough)
+    with pytest.raises(ValueError, match="views"):
+        ds.sample_views(0, 0)
+
+
 def test_render_view_paths_agree():
     """Full-image weights then indexing == weights of the sampled pixels only (values + grads)."""
     from liftgs.train.render_targets import render_view

@@ -62,22 +62,25 @@ class LiftGS(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, points: Tensor, colors: Tensor, offsets: Tensor, queries: Tensor,
-                query_mask: Tensor) -> list[tuple[Gaussians, Grounding]]:
-        """points [P, 3], colors [P, 3] in [0, 1], offsets [B] cumulative ends, queries [B, T, Fq]
-        zero-padded, query_mask [B, T] True = real token -> one (Gaussians, Grounding) per scene."""
+                query_mask: Tensor, query_scene: Tensor | None = None) -> list[tuple[Gaussians, Grounding]]:
+        """points [P, 3], colors [P, 3] in [0, 1], offsets [B] cumulative ends, queries [Bq, T, Fq]
+        zero-padded, query_mask [Bq, T] True = real token -> one (Gaussians, Grounding) per query set.
+
+        Normally there is one query set per scene (Bq = B). ``query_scene`` [Bq] (scene index of
+        each query set) lets several query sets share one scene's encoding and Gaussians, e.g.
+        several views of a scene rendered from one encoder pass (multi-view pre-training)."""
         dtype = self.mask_proj[0].weight.dtype  # inputs follow the model's precision (no in-place casts)
         points, colors = points.to(dtype), colors.to(dtype)
         encoding = self.encode(points, colors, offsets)
-        groundings = self.decode(encoding, queries, query_mask)
+        groundings = self.decode(encoding, queries, query_mask, query_scene)
         gaussians = self.gaussian_head(encoding.point_features, points, colors)
         starts = [0] + encoding.point_offsets[:-1].tolist()
         ends = encoding.point_offsets.tolist()
-        out = []
-        for b, (s, e) in enumerate(zip(starts, ends)):
-            g = Gaussians(**{k: getattr(gaussians, k)[s:e] for k in
-                             ("means", "quats", "scales", "opacities", "colors", "features")})
-            out.append((g, groundings[b]))
-        return out
+        per_scene = [Gaussians(**{k: getattr(gaussians, k)[s:e] for k in
+                                  ("means", "quats", "scales", "opacities", "colors", "features")})
+                     for s, e in zip(starts, ends)]
+        scene_of = _scene_of_queries(query_scene, len(per_scene), len(groundings))
+        return [(per_scene[b], groundings[i]) for i, b in enumerate(scene_of)]
 
     def encode(self, points: Tensor, colors: Tensor, offsets: Tensor) -> PointEncoding:
         """Voxelise, run the UNet, pool decoder tokens (queries are not needed here).
@@ -96,16 +99,19 @@ class LiftGS(nn.Module):
             tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
         )
 
-    def decode(self, encoding: PointEncoding, queries: Tensor, query_mask: Tensor) -> list[Grounding]:
+    def decode(self, encoding: PointEncoding, queries: Tensor, query_mask: Tensor,
+               query_scene: Tensor | None = None) -> list[Grounding]:
         """Grounding per query set. A one-scene encoding is shared by every query set in
-        ``queries`` (used to ground many phrases in one scene without re-encoding it)."""
+        ``queries`` (used to ground many phrases in one scene without re-encoding it);
+        ``query_scene`` [Bq] names each query set's scene for several scenes."""
         B = encoding.tokens.shape[0]
         Bq = queries.shape[0]
-        _check_queries(queries, query_mask, self.text_dim, B)
-        scene = list(range(B)) if B == Bq else [0] * Bq
+        _check_queries(queries, query_mask, self.text_dim, B if query_scene is None else Bq)
+        scene = _scene_of_queries(query_scene, B, Bq)
         tokens, xyz, pad = encoding.tokens, encoding.token_xyz, encoding.token_pad
-        if B != Bq:
-            tokens, xyz, pad = (t.expand(Bq, *t.shape[1:]) for t in (tokens, xyz, pad))
+        if scene != list(range(B)):
+            index = torch.tensor(scene, dtype=torch.long, device=tokens.device)
+            tokens, xyz, pad = (torch.index_select(t, 0, index) for t in (tokens, xyz, pad))
         layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool())
         vox = encoding.voxels
         v_starts = [0] + vox.voxel_offsets[:-1].tolist()
@@ -207,6 +213,19 @@ def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
     if ((offsets - starts) < 1).any() or int(offsets[-1]) != points.shape[0]:
         raise ValueError(f"offsets must be strictly increasing and end at P={points.shape[0]} "
                          f"(every scene needs a point), got {offsets.tolist()}")
+
+
+def _scene_of_queries(query_scene: Tensor | None, num_scenes: int, num_sets: int) -> list[int]:
+    """Scene index of every query set: ``query_scene`` when given, else one set per scene (or
+    every set on the single scene)."""
+    if query_scene is None:
+        if num_sets != num_scenes and num_scenes != 1:
+            raise ValueError(f"{num_sets} query sets for {num_scenes} scenes; give one per scene or query_scene")
+        return list(range(num_scenes)) if num_sets == num_scenes else [0] * num_sets
+    scene = [int(b) for b in query_scene.reshape(-1).tolist()]
+    if len(scene) != num_sets or (scene and not 0 <= min(scene) <= max(scene) < num_scenes):
+        raise ValueError(f"query_scene must hold {num_sets} scene indices in [0, {num_scenes}), got {scene}")
+    return scene
 
 
 def _check_queries(queries: Tensor, query_mask: Tensor, text_dim: int, num_scenes: int) -> None:

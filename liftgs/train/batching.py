@@ -34,13 +34,15 @@ class PointBatch:
 
 def collate_points(points: list[Tensor], colors: list[Tensor], queries: list[Tensor],
                    query_dim: int) -> PointBatch:
-    """points / colors: B x [P_b, 3]; queries: B x [T_b, F] (T_b may be 0) -> PointBatch.
+    """points / colors: B x [P_b, 3]; queries: Bq x [T_b, F] (T_b may be 0) -> PointBatch.
 
-    The padded length is at least 1 so the decoder always sees a (masked) token slot.
+    Bq = B (one query set per scene) or more, when several query sets share a scene (the
+    model's ``query_scene``). The padded length is at least 1 so the decoder always sees a
+    (masked) token slot.
     """
-    if not (len(points) == len(colors) == len(queries)) or not points:
-        raise ValueError("collate_points needs the same, non-zero number of point sets, colour "
-                         "sets and query sets")
+    if len(points) != len(colors) or not points or len(queries) < len(points):
+        raise ValueError("collate_points needs the same, non-zero number of point sets and colour "
+                         "sets, and at least one query set per scene")
     lengths = torch.tensor([p.shape[0] for p in points], dtype=torch.long)
     T = max(1, max(q.shape[0] for q in queries))
     B = len(queries)

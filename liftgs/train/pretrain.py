@@ -53,13 +53,16 @@ class PretrainConfig(RunConfig):
     """segments smaller than this many pixels at 512x512 are dropped (scaled to image_size)"""
     num_pixels: int = 4096
     """pixels sampled per view for the mask and feature losses"""
+    views_per_scene: int = 1
+    """views rendered per scene sample, each with its own pseudo queries, from one encoder pass
+    (the paper uses 1; more views amortise the point encoder, the costliest part on a CPU)"""
     rgb_weight: float = 1.0
     feature_weight: float = 0.1
 
     def __post_init__(self) -> None:
         if self.losses not in LOSS_SETS:
             raise ValueError(f"losses must be one of {sorted(LOSS_SETS)}, got {self.losses!r}")
-        for name in ("image_size", "max_segments", "num_pixels"):
+        for name in ("image_size", "max_segments", "num_pixels", "views_per_scene"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.rgb_weight < 0 or self.feature_weight < 0:
@@ -142,10 +145,13 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
     use_rgb, use_feat = LOSS_SETS[config.losses]
 
     def step_fn(model: nn.Module, positions: list[int], step: int):
-        samples = [dataset.sample(p) for p in positions]
-        batch = collate_points([s.points for s in samples], [s.colors for s in samples],
+        groups = [dataset.sample_views(p, config.views_per_scene) for p in positions]
+        samples = [s for group in groups for s in group]
+        batch = collate_points([g[0].points for g in groups], [g[0].colors for g in groups],
                                [s.queries for s in samples], query_dim).to(device)
-        outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask)
+        query_scene = torch.tensor([b for b, g in enumerate(groups) for _ in g], device=device)
+        outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
+                        query_scene=query_scene)
         return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
                              use_feat, config.rgb_weight, config.feature_weight)
 

@@ -155,18 +155,42 @@ class PretrainDataset:
                         areas=areas)
 
     def sample(self, position: int) -> PretrainSample:
-        """The sample at stream ``position``: scene from the epoch permutation, then a view
-        with at least one segment above the area threshold (a few tries), then segments and
-        pixels, every choice drawn from the (seed, position) generator."""
+        """The sample at stream ``position`` (its first view; see :meth:`sample_views`)."""
+        return self.sample_views(position, 1)[0]
+
+    def sample_views(self, position: int, views: int = 1) -> list[PretrainSample]:
+        """``views`` samples of one scene at stream ``position``: the scene comes from the epoch
+        permutation; each view is a frame with at least one segment above the area threshold
+        (a few tries; distinct frames while the scene has enough), then its segments and
+        pixels. Every choice is drawn from the (seed, position) generator, in order, so view 0
+        is the same whatever ``views`` is."""
+        if views < 1:
+            raise ValueError(f"views must be >= 1, got {views}")
         rng = sample_rng(self.seed, position)
         si = self.sampler.item(position)
         entry = self.scenes[si]
+        used: set[int] = set()
+        out = []
+        for _ in range(views):
+            view, frame_index = self._pick_view(rng, si, entry, used)
+            used.add(frame_index)
+            out.append(self._draw_targets(rng, entry, view))
+        return out
+
+    def _pick_view(self, rng: np.random.Generator, si: int, entry: _SceneEntry,
+                   used: set[int]) -> tuple[ViewData, int]:
+        fresh = [f for f in entry.frames if f[0] not in used] or entry.frames
         for _ in range(8):
-            view = self.view(si, entry.frames[int(rng.integers(len(entry.frames)))])
+            frame = fresh[int(rng.integers(len(fresh)))]
+            view = self.view(si, frame)
             H, W = view.segments.shape
-            valid = np.flatnonzero(view.areas >= min_area_at(W, H, self.min_area_512))
-            if valid.size:
+            if (view.areas >= min_area_at(W, H, self.min_area_512)).any():
                 break
+        return view, frame[0]
+
+    def _draw_targets(self, rng: np.random.Generator, entry: _SceneEntry, view: ViewData) -> PretrainSample:
+        H, W = view.segments.shape
+        valid = np.flatnonzero(view.areas >= min_area_at(W, H, self.min_area_512))
         chosen = rng.permutation(valid)[: self.max_segments] if valid.size else valid
         npx = min(self.num_pixels, H * W)
         pixels = torch.from_numpy(np.sort(rng.choice(H * W, size=npx, replace=False)))
