@@ -203,6 +203,12 @@ class Gaussians:
     opacities: Tensor  # [N] in (0, 1)
     colors: Tensor  # [N, 3] in [0, 1]
     features: Tensor | None = None  # [N, F]
+    # optional low-rank form of ``features`` = feature_basis @ feature_weight.T + feature_bias:
+    # compositing is linear, so a renderer may composite the narrow basis [N, H] and map the
+    # pixels afterwards (exact, and F / H times fewer channels to render)
+    feature_basis: Tensor | None = None  # [N, H]
+    feature_weight: Tensor | None = None  # [F, H]
+    feature_bias: Tensor | None = None  # [F]
 
     def __len__(self) -> int:
         return int(self.means.shape[0])

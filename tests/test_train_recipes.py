@@ -204,6 +204,35 @@ def test_render_view_paths_agree():
         torch.testing.assert_close(x, y)
 
 
+def test_low_rank_features_render_exactly():
+    """Compositing the basis then mapping == compositing basis @ W.T + b (values and grads)."""
+    from liftgs.train.render_targets import render_view
+    from liftgs.types import Gaussians, Grounding
+
+    g = torch.Generator().manual_seed(1)
+    N, m, H, F = 150, 3, 6, 11
+    means = (torch.rand(N, 3, generator=g) - 0.5) * torch.tensor([1.0, 1.0, 0.2]) + torch.tensor([0, 0, 3.0])
+    basis = torch.randn(N, H, generator=g, requires_grad=True)
+    weight = torch.randn(F, H, generator=g, requires_grad=True)
+    bias = torch.randn(F, generator=g, requires_grad=True)
+    common = dict(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(N, 4), scales=torch.full((N, 3), 0.05),
+                  opacities=torch.full((N,), 0.6), colors=torch.rand(N, 3, generator=g))
+    low = Gaussians(**common, features=None, feature_basis=basis, feature_weight=weight, feature_bias=bias)
+    full = Gaussians(**common, features=basis @ weight.T + bias)
+    grounding = Grounding(mask_logits=torch.randn(m, N, generator=g), token_logits=torch.zeros(m, 3))
+    K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
+    pixels = torch.arange(0, 1024, 7)
+    a = render_view(low, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False)
+    b = render_view(full, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False)
+    assert a.features.shape == (pixels.numel(), F) and float(a.alpha.max()) > 0.5
+    torch.testing.assert_close(a.features, b.features, atol=1e-5, rtol=1e-5)
+    probe = torch.randn(pixels.numel(), F, generator=g)
+    ga = torch.autograd.grad((a.features * probe).sum(), [basis, weight, bias])
+    gb = torch.autograd.grad((b.features * probe).sum(), [basis, weight, bias])
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, atol=1e-4, rtol=1e-4)
+
+
 # --------------------------------------------------------------------------- recipes
 
 

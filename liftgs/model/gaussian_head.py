@@ -59,4 +59,5 @@ class GaussianHead(nn.Module):
             opacities=torch.sigmoid(opacity[:, 0]),
             colors=torch.sigmoid(base_color + color),
             features=self.features(h),
+            feature_basis=h, feature_weight=self.features.weight, feature_bias=self.features.bias,
         )

@@ -76,8 +76,10 @@ class LiftGS(nn.Module):
         gaussians = self.gaussian_head(encoding.point_features, points, colors)
         starts = [0] + encoding.point_offsets[:-1].tolist()
         ends = encoding.point_offsets.tolist()
+        shared = {"feature_weight": gaussians.feature_weight, "feature_bias": gaussians.feature_bias}
         per_scene = [Gaussians(**{k: getattr(gaussians, k)[s:e] for k in
-                                  ("means", "quats", "scales", "opacities", "colors", "features")})
+                                  ("means", "quats", "scales", "opacities", "colors", "features",
+                                   "feature_basis")}, **shared)
                      for s, e in zip(starts, ends)]
         scene_of = _scene_of_queries(query_scene, len(per_scene), len(groundings))
         return [(per_scene[b], groundings[i]) for i, b in enumerate(scene_of)]

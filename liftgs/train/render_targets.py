@@ -40,10 +40,11 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     layers = grounding_layers(grounding)
     m = layers[-1].mask_logits.shape[0]
     attrs = [torch.sigmoid(layer.mask_logits).T for layer in layers]  # L x [N, m]
+    low_rank = want_features and g.feature_basis is not None and g.feature_weight is not None
     if want_features:
-        if g.features is None:
+        if g.features is None and not low_rank:
             raise ValueError("the feature loss is on but the model predicts no Gaussian features")
-        attrs.append(g.features)
+        attrs.append(g.feature_basis if low_rank else g.features)  # [N, H] or [N, F]
     if want_rgb:  # one W for the full image; every attribute stack composited from it
         full = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height)
         values, alpha = composite(full, torch.cat([g.colors, *attrs], dim=1))  # [H*W, 3 + C]
@@ -56,4 +57,8 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
         values, alpha = composite(sub, torch.cat(attrs, dim=1))  # [Np, C]
     probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]
     feats = values[:, len(layers) * m:] if want_features else None
+    if low_rank:  # composite(basis) @ W.T + alpha * b == composite(basis @ W.T + b): linear
+        feats = feats @ g.feature_weight.T
+        if g.feature_bias is not None:
+            feats = feats + alpha[:, None] * g.feature_bias
     return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
