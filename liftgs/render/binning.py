@@ -81,6 +81,26 @@ def _ellipse_misses_rect(
     return ~inside & (best > r2 * (1 + 1e-5) + 1e-5)
 
 
+def depth_sorted_boxes(
+    proj: Projection, opacities: Tensor, width: int, height: int,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Valid Gaussians front to back with their pixel boxes (no grad).
+
+    Returns (g [Q] ids sorted by camera z, stable: ties keep index order; box [Q, 4] long
+    x0, x1, y0, y1 clamped to the image; uv [Q, 2]; r2 [Q] squared opacity extent).
+    """
+    g = torch.nonzero(proj.valid).squeeze(1)
+    g = g[torch.sort(proj.depths.detach()[g], stable=True).indices]
+    uv, ext = proj.means2d.detach()[g], proj.extents[g]
+    margin = 1e-3  # px; the box is exact, the margin only guards rounding
+    x0 = torch.ceil(uv[:, 0] - ext[:, 0] - 0.5 - margin).clamp(0, width - 1).long()
+    x1 = torch.floor(uv[:, 0] + ext[:, 0] - 0.5 + margin).clamp(0, width - 1).long()
+    y0 = torch.ceil(uv[:, 1] - ext[:, 1] - 0.5 - margin).clamp(0, height - 1).long()
+    y1 = torch.floor(uv[:, 1] + ext[:, 1] - 0.5 + margin).clamp(0, height - 1).long()
+    r2 = opacity_extent(opacities.detach()[g].to(uv.dtype)).square()
+    return g, torch.stack([x0, x1, y0, y1], -1), uv, r2
+
+
 def tile_lists(
     proj: Projection, opacities: Tensor, width: int, height: int, tile_size: int,
     occupied: Tensor | None = None,
@@ -93,14 +113,8 @@ def tile_lists(
     """
     dev = proj.means2d.device
     tiles_x, tiles_y = (width + tile_size - 1) // tile_size, (height + tile_size - 1) // tile_size
-    g = torch.nonzero(proj.valid).squeeze(1)
-    g = g[torch.sort(proj.depths.detach()[g], stable=True).indices]
-    uv, ext = proj.means2d.detach()[g], proj.extents[g]
-    margin = 1e-3  # px; the box is exact, the margin only guards rounding
-    x0 = torch.ceil(uv[:, 0] - ext[:, 0] - 0.5 - margin).clamp(0, width - 1).long()
-    x1 = torch.floor(uv[:, 0] + ext[:, 0] - 0.5 + margin).clamp(0, width - 1).long()
-    y0 = torch.ceil(uv[:, 1] - ext[:, 1] - 0.5 - margin).clamp(0, height - 1).long()
-    y1 = torch.floor(uv[:, 1] + ext[:, 1] - 0.5 + margin).clamp(0, height - 1).long()
+    g, box, uv, r2 = depth_sorted_boxes(proj, opacities, width, height)
+    x0, x1, y0, y1 = box.unbind(1)
     tx0, ty0 = x0 // tile_size, y0 // tile_size
     ntx = x1 // tile_size - tx0 + 1
     n = ntx * (y1 // tile_size - ty0 + 1)
@@ -113,7 +127,6 @@ def tile_lists(
     # drop tiles that the box touches but the alpha >= 1/255 ellipse does not (box corners)
     lo = torch.stack([tx, ty], -1).to(uv.dtype) * tile_size + 0.5
     hi = torch.minimum(lo + (tile_size - 1), lo.new_tensor([width - 0.5, height - 0.5]))
-    r2 = opacity_extent(opacities.detach()[g].to(uv.dtype)).square()
     miss = _ellipse_misses_rect(uv[gi], proj.conics.detach()[g][gi], r2[gi], lo, hi)
     gi, t = gi[~miss], (ty * tiles_x + tx)[~miss]
     by_tile = torch.sort(t, stable=True).indices  # stable: depth order kept inside a tile

@@ -23,11 +23,13 @@ import torch
 from torch import Tensor
 from torch.autograd import Function
 
-from liftgs.render.binning import TILE, tile_lists
+from liftgs.render.binning import TILE, depth_sorted_boxes
 from liftgs.render.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projection
 
 
 CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows walk twice
+GEMM_MIN_CHANNELS = 16  # composite with per-tile BLAS GEMMs from this many channels on,
+GEMM_MIN_DENSITY = 0.4  # when pairs fill at least this share of the dense tile blocks
 SCRATCH_BYTES = 1 << 28  # budget of that walk's scratch rows
 
 
@@ -39,6 +41,33 @@ def numba_available() -> bool:
     except Exception:  # noqa: BLE001 - any import failure means "use the torch path"
         return False
     return True
+
+
+def _single_thread_scipy_blas() -> None:
+    """Cap scipy's bundled OpenBLAS (the BLAS numba's ``np.dot`` calls) at one thread.
+
+    Each tile's GEMM is small and already runs on one numba thread; OpenBLAS's own threads
+    on top made those calls ~40x slower on this 2-core machine. torch's BLAS is untouched.
+    """
+    import ctypes  # noqa: PLC0415
+    import glob  # noqa: PLC0415
+
+    try:
+        import scipy  # noqa: PLC0415
+    except ImportError:
+        return
+    libs = os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "*openblas*")
+    for path in glob.glob(libs):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
+                     "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(1)
+                break
 
 
 @functools.cache
@@ -53,9 +82,10 @@ def _load():
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
-    from liftgs.render import numba_kernels  # noqa: PLC0415
+    from liftgs.render import numba_composite, numba_kernels  # noqa: PLC0415
 
-    return numba, numba_kernels
+    _single_thread_scipy_blas()
+    return numba, numba_kernels, numba_composite
 
 
 LAUNCH_LOCK = threading.RLock()
@@ -73,48 +103,62 @@ def _locked(fn):
 
 
 def _kernels():
-    numba, numba_kernels = _load()
+    numba, numba_kernels, _ = _load()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
     return numba_kernels
 
 
+def _composite_kernels():
+    _kernels()
+    return _load()[2]
+
+
 @dataclass
 class CsrLayout:
-    """Pairs of one view, row-major: row j (pixel ``order[j]``) owns ``row_ptr[j] : row_ptr[j+1]``.
+    """Pairs of one view, row-major: row r (pixel ``order[r]``) owns ``row_ptr[r] : row_ptr[r+1]``.
 
-    Rows follow the pixels sorted by screen tile (``order``), so neighbouring rows read the
-    same Gaussians (cache). ``ids`` [M] int32 Gaussian of each pair (front to back within a
-    row). The transposed list (pairs grouped by Gaussian, in row order, Gaussians visited by
-    first row) is built on first need and kept.
+    Rows are the rendered pixels sorted by screen tile; tile t owns rows
+    ``tile_ptr[t] : tile_ptr[t+1]`` and columns ``col_ptr[t] : col_ptr[t+1]`` (its tile-list
+    entries blended at least once, front to back; ``col_gid`` [U] their Gaussians). ``col``
+    [M] int32 is the column of each pair (front to back within a row).
     """
 
     row_ptr: np.ndarray  # [P + 1] int64
-    ids: np.ndarray  # [M] int32
+    col: np.ndarray  # [M] int32
     order: np.ndarray  # [P] int64, pixel (index into the rendered pixels) of each row
+    tile_ptr: np.ndarray  # [num_tiles + 1] int64, rows of each tile
+    col_ptr: np.ndarray  # [num_tiles + 1] int64, columns of each tile
+    col_gid: np.ndarray  # [U] int32
     num_gaussians: int
-    _transposed: tuple | None = field(default=None, repr=False)
+    _by_gaussian: tuple | None = field(default=None, repr=False)
 
     @property
     def num_pairs(self) -> int:
-        return int(self.ids.shape[0])
+        return int(self.col.shape[0])
 
-    def transposed(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """(t_ptr [N + 1], t_pair [M] pair index, t_pix [M] pixel, g_order [N']), int64.
+    @property
+    def density(self) -> float:
+        """Pairs / entries of the dense per-tile blocks [rows_t, columns_t]."""
+        dense = int(np.dot(np.diff(self.tile_ptr), np.diff(self.col_ptr)))
+        return self.num_pairs / max(1, dense)
 
-        ``g_order``: the Gaussians that have pairs, sorted by their first row (stable).
-        """
-        if self._transposed is None:
-            M = self.num_pairs
-            t_ptr = np.zeros(self.num_gaussians + 1, np.int64)
-            t_pair, t_pix = np.empty(M, np.int64), np.empty(M, np.int64)
+    def use_gemm(self, channels: int) -> bool:
+        """Composite through per-tile BLAS GEMMs (many channels, dense enough blocks)."""
+        return channels >= GEMM_MIN_CHANNELS and self.density >= GEMM_MIN_DENSITY
+
+    @property
+    def ids(self) -> np.ndarray:  # [M] int32, the Gaussian of every pair
+        return self.col_gid[self.col]
+
+    def columns_by_gaussian(self) -> tuple[np.ndarray, np.ndarray]:
+        """(g_ptr [N + 1], g_cols [U]): each Gaussian's columns in tile order (kept)."""
+        if self._by_gaussian is None:
+            g_ptr = np.zeros(self.num_gaussians + 1, np.int64)
+            g_cols = np.empty(self.col_gid.shape[0], np.int64)
             with LAUNCH_LOCK:
-                _kernels().transpose_pairs(self.row_ptr, self.ids, self.order,
-                                           self.num_gaussians, t_ptr, t_pair, t_pix)
-            has = np.flatnonzero(np.diff(t_ptr) > 0)
-            first = np.searchsorted(self.row_ptr, t_pair[t_ptr[has]], side="right") - 1
-            g_order = has[np.argsort(first, kind="stable")].astype(np.int64)
-            self._transposed = (t_ptr, t_pair, t_pix, g_order)
-        return self._transposed
+                _kernels().group_columns(self.col_gid, self.num_gaussians, g_ptr, g_cols)
+            self._by_gaussian = (g_ptr, g_cols)
+        return self._by_gaussian
 
     def rows(self) -> Tensor:  # [M] long, the pixel (index into ``pixels``) of every pair
         counts = torch.from_numpy(np.diff(self.row_ptr))
@@ -130,6 +174,43 @@ def _np(t: Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
 
 
+def _walk(kern, tile: Tensor, list_ptr: np.ndarray, list_ids: np.ndarray, xs, ys, m, con,
+          op, lim, k) -> tuple[CsrLayout, np.ndarray, np.ndarray]:
+    """All rows' pairs: (layout without num_gaussians set, w [M], T_final [P])."""
+    order_t = torch.sort(tile, stable=True).indices
+    order = _np(order_t)
+    tile_sorted = _np(tile[order_t])
+    tile_ptr = np.searchsorted(tile_sorted, np.arange(list_ptr.shape[0])).astype(np.int64)
+    rec = np.empty((list_ids.shape[0], 7), xs.dtype)
+    kern.pack_records(list_ids, m, con, op, lim, k, rec)
+    P = xs.shape[0]
+    counts = np.zeros(P, np.int64)
+    T = np.empty(P, xs.dtype)
+    used = np.zeros(list_ids.shape[0], np.uint8)
+    cap = int(min(CAP_MAX, max(2, SCRATCH_BYTES // max(1, P * (4 + xs.itemsize)))))
+    s_ent, s_w = np.empty(P * cap, np.int32), np.empty(P * cap, xs.dtype)
+    kern.walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, counts, T,
+                    used)
+    row_ptr = np.zeros(P + 1, np.int64)
+    np.cumsum(counts, out=row_ptr[1:])
+    cum_used = np.zeros(list_ids.shape[0] + 1, np.int64)
+    np.cumsum(used, out=cum_used[1:])
+    col_of_ent = (cum_used[1:] - 1).astype(np.int32)
+    col_gid = list_ids[used.view(bool)].astype(np.int32)
+    col_ptr = cum_used[list_ptr]
+    M = int(row_ptr[-1])
+    col, w = np.empty(M, np.int32), np.empty(M, xs.dtype)
+    kern.compact_rows(row_ptr, counts, cap, s_ent, s_w, col_of_ent, col, w)
+    del s_ent, s_w
+    redo = np.flatnonzero(counts > cap)
+    if redo.size:  # rows longer than the scratch: walk them again, writing in place
+        tile_of_row = tile_sorted[redo]
+        kern.rewalk_rows(redo, tile_of_row, order, xs, ys, list_ptr, rec, k, row_ptr,
+                         col_of_ent, used, col, w)
+    layout = CsrLayout(row_ptr, col, order, tile_ptr, col_ptr, col_gid, 0)
+    return layout, w, T
+
+
 class _CsrWeights(Function):
     """(means2d, conics, opacities) -> (w [M], T_final [P]); the layout goes out via holder."""
 
@@ -140,31 +221,16 @@ class _CsrWeights(Function):
         kern = _kernels()
         dt = means2d.dtype
         xs, ys = _np(xy[:, 0]), _np(xy[:, 1])
-        order = _np(torch.sort(tile, stable=True).indices)
         op = opacities.detach().double()
         lim = torch.log(op.clamp_min(1e-30) / ALPHA_MIN)  # sigma beyond: alpha < 1/255
         lim = (lim + 1e-4 * (1.0 + lim.abs())).to(dt)
-        args = (order, xs, ys, _np(tile), _np(list_ptr), _np(list_ids), _np(means2d),
-                _np(conics), _np(opacities), _np(lim), _consts(dt))
-        P = xs.shape[0]
-        counts = np.zeros(P, np.int64)
-        T = np.empty(P, xs.dtype)
-        cap = int(min(CAP_MAX, max(8, SCRATCH_BYTES // max(1, P * (4 + xs.itemsize)))))
-        s_ids, s_w = np.empty(P * cap, np.int32), np.empty(P * cap, xs.dtype)
-        kern.walk_capped(*args, cap, s_ids, s_w, counts, T)
-        row_ptr = np.zeros(P + 1, np.int64)
-        np.cumsum(counts, out=row_ptr[1:])
-        M = int(row_ptr[-1])
-        ids, w = np.empty(M, np.int32), np.empty(M, xs.dtype)
-        kern.compact_rows(row_ptr, counts, cap, s_ids, s_w, ids, w)
-        del s_ids, s_w
-        redo = np.flatnonzero(counts > cap)
-        if redo.size:  # rows longer than the scratch: walk them again, writing in place
-            kern.write_pairs(order[redo], *args[1:], row_ptr[redo], ids, w)
-        layout = CsrLayout(row_ptr, ids, order, int(means2d.shape[0]))
+        m, con, k = _np(means2d), _np(conics), _consts(dt)
+        opn = _np(opacities)
+        layout, w, T = _walk(kern, tile, list_ptr, list_ids, xs, ys, m, con, opn, _np(lim), k)
+        layout.num_gaussians = int(means2d.shape[0])
         holder["layout"] = layout
         ctx.layout = layout
-        ctx.args = args
+        ctx.args = (xs, ys, m, con, opn, k)
         w_t, T_t = torch.from_numpy(w), torch.from_numpy(T)
         ctx.save_for_backward(w_t, T_t)
         return w_t, T_t
@@ -174,20 +240,34 @@ class _CsrWeights(Function):
     def backward(ctx, g_w, g_T):  # noqa: D102
         w, T = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
-        order, xs, ys, _, _, _, m, con, op, _, k = ctx.args
-        N = lay.num_gaussians
+        xs, ys, m, con, op, k = ctx.args
         g_w = torch.zeros_like(w) if g_w is None else g_w.to(w.dtype)
         gT_Tf = torch.zeros_like(T) if g_T is None else g_T.to(T.dtype) * T
         kern = _kernels()
-        G = np.empty((lay.num_pairs, 6), xs.dtype)
-        kern.weights_bwd_pairs(order, xs, ys, lay.row_ptr, lay.ids, _np(w), m, con, op, k,
-                               _np(g_w), _np(gT_Tf), G)
-        t_ptr, t_pair, _, g_order = lay.transposed()
-        out = np.zeros((N, 6), xs.dtype)
-        kern.reduce_pairs(t_ptr, t_pair, g_order, G, out)
+        part = np.zeros((lay.col_gid.shape[0], 6), xs.dtype)
+        kern.weights_bwd_tiles(lay.tile_ptr, lay.order, xs, ys, lay.row_ptr, lay.col,
+                               lay.col_gid, _np(w), m, con, op, k, _np(g_w), _np(gT_Tf), part)
+        out = np.zeros((lay.num_gaussians, 6), xs.dtype)
+        kern.reduce_columns(*lay.columns_by_gaussian(), part, out)
         out_t = torch.from_numpy(out)
         return (out_t[:, :2].contiguous(), out_t[:, 2:5].contiguous(), out_t[:, 5].contiguous(),
                 None, None, None, None, None)
+
+
+def tile_lists_numba(
+    proj: Projection, opacities: Tensor, width: int, height: int, tile_size: int,
+    occupied: Tensor | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``binning.tile_lists`` compiled: (list_ptr [T + 1], list_ids [I]) int64 arrays."""
+    tiles_x, tiles_y = (width + tile_size - 1) // tile_size, (height + tile_size - 1) // tile_size
+    g, box, uv, r2 = depth_sorted_boxes(proj, opacities, width, height)
+    occ = (np.ones(tiles_x * tiles_y, np.bool_) if occupied is None else _np(occupied))
+    con = proj.conics.detach()[g]
+    b = _np(box)
+    with LAUNCH_LOCK:
+        return _kernels().bin_tiles(_np(g), b[:, 0].copy(), b[:, 1].copy(), b[:, 2].copy(),
+                                    b[:, 3].copy(), _np(uv), _np(con), _np(r2), tile_size,
+                                    width, height, tiles_x, occ)
 
 
 def csr_weights(
@@ -203,7 +283,7 @@ def csr_weights(
         if pixels.numel() < width * height:  # a pixel subset: list only the tiles it touches
             occupied = torch.zeros(tiles_x * tiles_y, dtype=torch.bool)
             occupied[tile] = True
-        list_ptr, list_ids = tile_lists(proj, opacities, width, height, ts, occupied)
+        list_ptr, list_ids = tile_lists_numba(proj, opacities, width, height, ts, occupied)
     dt = proj.means2d.dtype
     xy = torch.stack([(pixels % width).to(dt) + 0.5, (pixels // width).to(dt) + 0.5], -1)
     holder: dict = {}
@@ -219,9 +299,15 @@ class _CsrComposite(Function):
     @_locked
     def forward(ctx, w, attributes, layout):  # noqa: D102
         attr = attributes.detach().contiguous()
-        out = np.zeros((layout.row_ptr.shape[0] - 1, attr.shape[1]), attr.numpy().dtype)
-        _kernels().composite_fwd(layout.row_ptr, layout.ids, layout.order, _np(w),
-                                 attr.numpy(), out)
+        a = attr.numpy()
+        out = np.zeros((layout.row_ptr.shape[0] - 1, a.shape[1]), a.dtype)
+        kc = _composite_kernels()
+        if layout.use_gemm(a.shape[1]):
+            kc.fwd_gemm(layout.tile_ptr, layout.col_ptr, layout.order, layout.row_ptr,
+                        layout.col, layout.col_gid, _np(w), a, out)
+        elif a.shape[1]:
+            kc.fwd_rows(layout.row_ptr, layout.col, layout.col_gid, layout.order, _np(w), a,
+                        out)
         ctx.layout = layout
         ctx.save_for_backward(w, attr)
         return torch.from_numpy(out)
@@ -231,21 +317,24 @@ class _CsrComposite(Function):
     def backward(ctx, g_out):  # noqa: D102
         w, attr = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
-        kern = _kernels()
+        a = attr.numpy()
         go = _np(g_out.to(attr.dtype))
-        g_w = g_attr = None
-        if ctx.needs_input_grad[0]:
-            gw = np.zeros(lay.num_pairs, go.dtype)
+        need_w, need_a = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
+        gw = np.zeros(lay.num_pairs if need_w else 0, go.dtype)
+        part = np.zeros((lay.col_gid.shape[0] if need_a else 0, go.shape[1]), go.dtype)
+        if go.shape[1]:
+            kc = _composite_kernels()
+            fn = kc.bwd_gemm if lay.use_gemm(go.shape[1]) else kc.bwd_rows
+            args = (lay.tile_ptr, lay.col_ptr) if fn is kc.bwd_gemm else (lay.tile_ptr,)
+            fn(*args, lay.order, lay.row_ptr, lay.col, lay.col_gid, _np(w), a, go, need_w,
+               need_a, gw, part)
+        g_attr = None
+        if need_a:
+            ga = np.zeros(a.shape, go.dtype)
             if go.shape[1]:
-                kern.composite_bwd_weights(lay.row_ptr, lay.ids, lay.order, attr.numpy(), go,
-                                           gw)
-            g_w = torch.from_numpy(gw)
-        if ctx.needs_input_grad[1]:
-            t_ptr, t_pair, t_pix, g_order = lay.transposed()
-            ga = np.zeros(attr.shape, go.dtype)
-            kern.composite_bwd_attr(t_ptr, t_pair, t_pix, g_order, _np(w), go, ga)
+                _kernels().reduce_columns(*lay.columns_by_gaussian(), part, ga)
             g_attr = torch.from_numpy(ga)
-        return g_w, g_attr, None
+        return (torch.from_numpy(gw) if need_w else None), g_attr, None
 
 
 def composite_csr(layout: CsrLayout, values: Tensor, attributes: Tensor) -> Tensor:

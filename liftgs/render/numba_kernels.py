@@ -1,10 +1,14 @@
-"""Compiled CPU kernels (numba) for the sparse weights and compositing, forward and backward.
+"""Compiled CPU kernels (numba) for the sparse weights, forward and backward.
 
-Each kernel loops over independent rows (pixels, or Gaussians through the transposed pair
-list), so no two threads ever write the same value and every sum runs in a fixed order:
-results are bitwise identical for any thread count. No torch here; ``numba_backend`` wraps
-these in autograd Functions. Arithmetic stays in the input dtype: constants arrive as a small
-array ``k`` = [0.5, ALPHA_MAX, ALPHA_MIN, T_MIN, 1.0, 0.0] of that dtype.
+Work is split by screen tile: a tile's rows (rendered pixels) share one depth-sorted list of
+candidate Gaussians, and the list entries that are blended at least once become the tile's
+*columns* (``col_ptr[t] : col_ptr[t + 1]``, Gaussian ``col_gid``). Every pair stores its
+column, so gradients per Gaussian are first summed per column inside the tile that owns it
+(one thread per tile, rows in order) and then over each Gaussian's columns in tile order.
+No two threads write one value and every sum has a fixed order, so results are bitwise
+identical for any thread count. Compositing and its backward live in ``numba_composite``.
+Arithmetic stays in the input dtype: constants arrive as a small array ``k`` =
+[0.5, ALPHA_MAX, ALPHA_MIN, T_MIN, 1.0, 0.0] of that dtype.
 """
 
 from __future__ import annotations
@@ -17,28 +21,43 @@ from numba import njit, prange
 OPTS = dict(cache=True, parallel=True, fastmath=False, nogil=True)
 
 
-@njit(cache=True, fastmath=False, inline="always")
-def _walk(i, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, ids, w, out, cap):
-    """Front-to-back blending of pixel i (gsplat rules); returns (pairs, T_final).
+@njit(**OPTS)
+def pack_records(list_ids, m, con, op, lim, k, rec):
+    """rec[e] = (mean x, mean y, a/2, b, c/2, sigma limit, opacity) of list entry e.
 
-    ``lim[g]`` is slightly above ln(255 o): beyond it alpha < 1/255 for sure, so exp is
-    skipped; entries near the threshold still take the exact test. The first ``cap`` pairs
-    are written to ``ids`` / ``w`` from ``out`` on; the count goes on past ``cap``.
+    One contiguous record per entry: a tile's walk streams through memory instead of
+    gathering five arrays per candidate. ``0.5 * a`` is the same rounding as the reference.
     """
-    half, amax, amin, tmin, one = k[0], k[1], k[2], k[3], k[4]
-    t = tile[i]
-    x, y = xs[i], ys[i]
+    half = k[0]
+    for e in prange(list_ids.shape[0]):
+        g = list_ids[e]
+        rec[e, 0] = m[g, 0]
+        rec[e, 1] = m[g, 1]
+        rec[e, 2] = half * con[g, 0]
+        rec[e, 3] = con[g, 1]
+        rec[e, 4] = half * con[g, 2]
+        rec[e, 5] = lim[g]
+        rec[e, 6] = op[g]
+
+
+@njit(cache=True, fastmath=False, inline="always")
+def _walk(x, y, e0, e1, rec, k, ent, w, out, cap, used):
+    """Front-to-back blending of one pixel over entries e0:e1 (gsplat rules): (pairs, T).
+
+    ``rec[e, 5]`` is slightly above ln(255 o): beyond it alpha < 1/255 for sure, so exp is
+    skipped; entries near the threshold still take the exact test. The first ``cap`` pairs
+    (entry, alpha * T) go to ``ent`` / ``w`` from ``out`` on; the count goes on past ``cap``.
+    """
+    amax, amin, tmin, one = k[1], k[2], k[3], k[4]
     T = one
     n = 0
-    for j in range(list_ptr[t], list_ptr[t + 1]):
-        g = list_ids[j]
-        dx = x - m[g, 0]
-        dy = y - m[g, 1]
-        sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (
-            dx * con[g, 1]) * dy
-        if not sig >= k[5] or sig > lim[g]:
+    for e in range(e0, e1):
+        dx = x - rec[e, 0]
+        dy = y - rec[e, 1]
+        sig = (dx * rec[e, 2]) * dx + (dy * rec[e, 4]) * dy + (dx * rec[e, 3]) * dy
+        if not sig >= k[5] or sig > rec[e, 5]:
             continue
-        a = op[g] * math.exp(-sig)
+        a = rec[e, 6] * math.exp(-sig)
         if a > amax:
             a = amax
         if not a >= amin:
@@ -47,183 +66,187 @@ def _walk(i, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, ids, w, out, 
         if nT <= tmin:
             break
         if n < cap:
-            ids[out + n] = g
+            ent[out + n] = e
             w[out + n] = a * T
+        used[e] = 1
         n += 1
         T = nT
     return n, T
 
 
 @njit(**OPTS)
-def walk_capped(order, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, cap, s_ids, s_w,
-                counts, T_final):
-    """Pass 1: row j (pixel order[j]): its count, its pixel's final T, and its first ``cap``
-    pairs into the scratch rows ``s_ids`` / ``s_w`` [P * cap]."""
-    for j in prange(order.shape[0]):
-        i = order[j]
-        n, T = _walk(i, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, s_ids, s_w,
-                     j * cap, cap)
-        counts[j] = n
-        T_final[i] = T
+def walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, counts, T_final,
+               used):
+    """Pass 1, one thread per tile: each row's count, final T, first ``cap`` pairs (scratch
+    row r at ``r * cap``) and the list entries it blends (``used``)."""
+    for t in prange(tile_ptr.shape[0] - 1):
+        e0, e1 = list_ptr[t], list_ptr[t + 1]
+        for r in range(tile_ptr[t], tile_ptr[t + 1]):
+            i = order[r]
+            n, T = _walk(xs[i], ys[i], e0, e1, rec, k, s_ent, s_w, r * cap, cap, used)
+            counts[r] = n
+            T_final[i] = T
 
 
 @njit(**OPTS)
-def compact_rows(row_ptr, counts, cap, s_ids, s_w, ids, w):
-    """Copy the scratch rows that fit (count <= cap) into the final pair list."""
-    for j in prange(counts.shape[0]):
-        n = counts[j]
+def compact_rows(row_ptr, counts, cap, s_ent, s_w, col_of_ent, col, w):
+    """Copy the scratch rows that fit (count <= cap) into the pair list, entries -> columns."""
+    for r in prange(counts.shape[0]):
+        n = counts[r]
         if n <= cap:
-            o = row_ptr[j]
+            o = row_ptr[r]
             for q in range(n):
-                ids[o + q] = s_ids[j * cap + q]
-                w[o + q] = s_w[j * cap + q]
+                col[o + q] = col_of_ent[s_ent[r * cap + q]]
+                w[o + q] = s_w[r * cap + q]
 
 
 @njit(**OPTS)
-def write_pairs(order, xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, row_ptr, ids, w):
-    """Pass 2 for the rows that overflowed: pairs (Gaussian id, alpha * T) front to back."""
-    for j in prange(order.shape[0]):
-        _walk(order[j], xs, ys, tile, list_ptr, list_ids, m, con, op, lim, k, ids, w,
-              row_ptr[j], 1 << 62)
+def rewalk_rows(rows, tile_of_row, order, xs, ys, list_ptr, rec, k, row_ptr, col_of_ent,
+                used, col, w):
+    """Pass 2 for the rows that overflowed the scratch: walk again, writing in place
+    (entries first, then mapped to columns; ``used`` is already complete)."""
+    for q in prange(rows.shape[0]):
+        r = rows[q]
+        t = tile_of_row[q]
+        i = order[r]
+        o = row_ptr[r]
+        n, _ = _walk(xs[i], ys[i], list_ptr[t], list_ptr[t + 1], rec, k, col, w, o,
+                     1 << 62, used)
+        for p in range(o, o + n):
+            col[p] = col_of_ent[col[p]]
 
 
 @njit(cache=True, fastmath=False)
-def transpose_pairs(row_ptr, ids, order, num_gaussians, t_ptr, t_pair, t_pix):
-    """Pairs grouped by Gaussian (row order inside a group): a stable counting sort.
-
-    ``t_pix`` is the pixel (index into the rendered pixels) of each pair.
-    """
-    for p in range(ids.shape[0]):
-        t_ptr[ids[p] + 1] += 1
+def group_columns(col_gid, num_gaussians, g_ptr, g_cols):
+    """Columns grouped by Gaussian (ascending = tile order inside a group): counting sort."""
+    for c in range(col_gid.shape[0]):
+        g_ptr[col_gid[c] + 1] += 1
     for g in range(num_gaussians):
-        t_ptr[g + 1] += t_ptr[g]
-    cursor = t_ptr[:-1].copy()
-    for i in range(row_ptr.shape[0] - 1):
-        for p in range(row_ptr[i], row_ptr[i + 1]):
-            g = ids[p]
-            t_pair[cursor[g]] = p
-            t_pix[cursor[g]] = order[i]
-            cursor[g] += 1
+        g_ptr[g + 1] += g_ptr[g]
+    cursor = g_ptr[:-1].copy()
+    for c in range(col_gid.shape[0]):
+        g = col_gid[c]
+        g_cols[cursor[g]] = c
+        cursor[g] += 1
 
 
 @njit(**OPTS)
-def composite_fwd(row_ptr, ids, order, w, attr, out):
-    """out[order[j]] = sum over row j's pairs of w * attr[gaussian] (front to back)."""
-    C = attr.shape[1]
-    for j in prange(row_ptr.shape[0] - 1):
-        o = out[order[j]]
-        for p in range(row_ptr[j], row_ptr[j + 1]):
-            a = attr[ids[p]]
-            wp = w[p]
-            for c in range(C):
-                o[c] += wp * a[c]
+def reduce_columns(g_ptr, g_cols, part, out):
+    """out[g] = sum of part over Gaussian g's columns, in tile order (deterministic)."""
+    D = part.shape[1]
+    for g in prange(g_ptr.shape[0] - 1):
+        o = out[g]
+        for q in range(g_ptr[g], g_ptr[g + 1]):
+            pc = part[g_cols[q]]
+            for d in range(D):
+                o[d] += pc[d]
+
+
+@njit(**OPTS)
+def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, col_gid, w, m, con, op, k,
+                      g_w, gT_Tf, part):
+    """Per column, the sum of dL/d(mean x, mean y, conic a, b, c, opacity) into part [U, 6].
+
+    Back to front over each row's pairs with S = gT T_final + sum_{later} gw w:
+    dL/dalpha = gw T_before - S / (1 - alpha), T_before = w / alpha; then alpha = o e^-sigma
+    (no gradient where clamped at 0.99) and the conic form sigma. One thread per tile, rows
+    in order, so each column's sum has a fixed order.
+    """
+    half, amax, one = k[0], k[1], k[4]
+    for t in prange(tile_ptr.shape[0] - 1):
+        for r in range(tile_ptr[t], tile_ptr[t + 1]):
+            i = order[r]
+            x, y = xs[i], ys[i]
+            S = gT_Tf[i]
+            for p in range(row_ptr[r + 1] - 1, row_ptr[r] - 1, -1):
+                c = col[p]
+                g = col_gid[c]
+                dx = x - m[g, 0]
+                dy = y - m[g, 1]
+                sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (
+                    dx * con[g, 1]) * dy
+                e = math.exp(-sig)
+                a_raw = op[g] * e
+                a = a_raw if a_raw <= amax else amax
+                gw = g_w[p]
+                wp = w[p]
+                g_a = gw * (wp / a) - S / (one - a)
+                S += gw * wp
+                if not a_raw <= amax:
+                    g_a = k[5]
+                g_sig = -(g_a * a_raw)
+                gdx = g_sig * dx
+                gdy = g_sig * dy
+                pc = part[c]
+                pc[0] += -(con[g, 0] * gdx + con[g, 1] * gdy)
+                pc[1] += -(con[g, 1] * gdx + con[g, 2] * gdy)
+                pc[2] += half * (gdx * dx)
+                pc[3] += gdx * dy
+                pc[4] += half * (gdy * dy)
+                pc[5] += g_a * e
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _dot(a, b, C, buf):
-    """Dot product as elementwise products then a fixed pairwise tree over ``buf``.
+def _misses_rect(u, v, a, b, c, r2, lox, loy, hix, hiy):
+    """True where d^T conic d > r2 on the whole rectangle (binning.py's test, in float64)."""
+    dlx, dly, dhx, dhy = lox - u, loy - v, hix - u, hiy - v
+    if dlx <= 0 and dhx >= 0 and dly <= 0 and dhy >= 0:
+        return False
+    best = np.inf
+    for dx in (dlx, dhx):
+        dy = min(max(-b * dx / c, dly), dhy)
+        best = min(best, a * dx * dx + 2 * b * dx * dy + c * dy * dy)
+    for dy in (dly, dhy):
+        dx = min(max(-b * dy / a, dlx), dhx)
+        best = min(best, a * dx * dx + 2 * b * dx * dy + c * dy * dy)
+    return best > r2 * (1 + 1e-5) + 1e-5
 
-    ``buf`` has a power-of-two length >= max(C, 16) and zeros beyond C. Every step is an
-    elementwise vector operation, so it vectorises without reassociating: a fixed order.
+
+@njit(cache=True, fastmath=False)
+def bin_tiles(gid, x0, x1, y0, y1, uv, conic, r2, tile_size, width, height, tiles_x,
+              occupied):
+    """Tile lists (list_ptr [T + 1], list_ids [I]) from Gaussians already in depth order.
+
+    Each Gaussian q visits the tiles of its pixel box (x0..x1, y0..y1), keeps those that are
+    occupied and that its alpha >= 1/255 ellipse reaches, and a counting sort by tile keeps
+    depth order inside a tile — the same lists as ``binning.tile_lists``.
     """
-    for c in range(C):
-        buf[c] = a[c] * b[c]
-    h = buf.shape[0]
-    while h > 16:
-        h //= 2
-        for c in range(h):
-            buf[c] += buf[c + h]
-    for c in range(8):
-        buf[c] += buf[c + 8]
-    for c in range(4):
-        buf[c] += buf[c + 4]
-    return (buf[0] + buf[2]) + (buf[1] + buf[3])
-
-
-@njit(**OPTS)
-def composite_bwd_weights(row_ptr, ids, order, attr, g_out, g_w):
-    """dL/dw of every pair: the pixel's upstream gradient dotted with the Gaussian's attributes."""
-    C = attr.shape[1]
-    Cp = 16
-    while Cp < C:
-        Cp *= 2
-    for j in prange(row_ptr.shape[0] - 1):
-        gi = g_out[order[j]]
-        buf = np.zeros(Cp, g_out.dtype)
-        for p in range(row_ptr[j], row_ptr[j + 1]):
-            a = attr[ids[p]]
-            if C <= 8:  # few channels: a plain left-to-right sum is cheaper than the tree
-                acc = gi[0] * a[0]
-                for c in range(1, C):
-                    acc += gi[c] * a[c]
-                g_w[p] = acc
-            else:
-                g_w[p] = _dot(gi, a, C, buf)
-
-
-@njit(**OPTS)
-def composite_bwd_attr(t_ptr, t_pair, t_pix, g_order, w, g_out, g_attr):
-    """dL/dattr[g] = sum over g's pairs (row order) of w * dL/dout[pixel].
-
-    Gaussians are visited in ``g_order`` (by first row) so that nearby ones share cache.
-    """
-    C = g_out.shape[1]
-    for h in prange(g_order.shape[0]):
-        g = g_order[h]
-        ga = g_attr[g]
-        for q in range(t_ptr[g], t_ptr[g + 1]):
-            wp = w[t_pair[q]]
-            go = g_out[t_pix[q]]
-            for c in range(C):
-                ga[c] += wp * go[c]
-
-
-@njit(**OPTS)
-def weights_bwd_pairs(order, xs, ys, row_ptr, ids, w, m, con, op, k, g_w, gT_Tf, G):
-    """Per pair, dL/d(mean x, mean y, conic a, b, c, opacity) into G [M, 6].
-
-    Back to front over pixel i's pairs with S = gT T_final + sum_{later} gw w:
-    dL/dalpha = gw T_before - S / (1 - alpha), T_before = w / alpha; then alpha = o e^-sigma
-    (no gradient where clamped at 0.99) and the conic form sigma.
-    """
-    half, amax, one = k[0], k[1], k[4]
-    for j in prange(order.shape[0]):
-        i = order[j]
-        x, y = xs[i], ys[i]
-        S = gT_Tf[i]
-        for p in range(row_ptr[j + 1] - 1, row_ptr[j] - 1, -1):
-            g = ids[p]
-            dx = x - m[g, 0]
-            dy = y - m[g, 1]
-            sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (
-                dx * con[g, 1]) * dy
-            e = math.exp(-sig)
-            a_raw = op[g] * e
-            a = a_raw if a_raw <= amax else amax
-            gw = g_w[p]
-            wp = w[p]
-            g_a = gw * (wp / a) - S / (one - a)
-            S += gw * wp
-            if not a_raw <= amax:
-                g_a = k[5]
-            g_sig = -(g_a * a_raw)
-            gdx = g_sig * dx
-            gdy = g_sig * dy
-            G[p, 0] = -(con[g, 0] * gdx + con[g, 1] * gdy)
-            G[p, 1] = -(con[g, 1] * gdx + con[g, 2] * gdy)
-            G[p, 2] = half * (gdx * dx)
-            G[p, 3] = gdx * dy
-            G[p, 4] = half * (gdy * dy)
-            G[p, 5] = g_a * e
-
-
-@njit(**OPTS)
-def reduce_pairs(t_ptr, t_pair, g_order, G, out):
-    """out[g] = sum of G over Gaussian g's pairs, in row order (deterministic)."""
-    D = G.shape[1]
-    for h in prange(g_order.shape[0]):
-        g = g_order[h]
-        for q in range(t_ptr[g], t_ptr[g + 1]):
-            p = t_pair[q]
-            for d in range(D):
-                out[g, d] += G[p, d]
+    Q = gid.shape[0]
+    n_tiles = occupied.shape[0]
+    box_ptr = np.zeros(Q + 1, np.int64)
+    for q in range(Q):
+        nx = x1[q] // tile_size - x0[q] // tile_size + 1
+        ny = y1[q] // tile_size - y0[q] // tile_size + 1
+        box_ptr[q + 1] = box_ptr[q] + nx * ny
+    hit = np.empty(box_ptr[Q], np.int64)  # tile id, or -1 when dropped
+    counts = np.zeros(n_tiles + 1, np.int64)
+    for q in range(Q):
+        o = box_ptr[q]
+        u, v = np.float64(uv[q, 0]), np.float64(uv[q, 1])
+        a, b, c = np.float64(conic[q, 0]), np.float64(conic[q, 1]), np.float64(conic[q, 2])
+        for ty in range(y0[q] // tile_size, y1[q] // tile_size + 1):
+            for tx in range(x0[q] // tile_size, x1[q] // tile_size + 1):
+                t = ty * tiles_x + tx
+                keep = occupied[t]
+                if keep:
+                    lox = np.float64(tx * tile_size) + 0.5
+                    loy = np.float64(ty * tile_size) + 0.5
+                    hix = min(lox + (tile_size - 1), width - 0.5)
+                    hiy = min(loy + (tile_size - 1), height - 0.5)
+                    keep = not _misses_rect(u, v, a, b, c, np.float64(r2[q]), lox, loy, hix,
+                                            hiy)
+                hit[o] = t if keep else -1
+                if keep:
+                    counts[t + 1] += 1
+                o += 1
+    for t in range(n_tiles):
+        counts[t + 1] += counts[t]
+    list_ids = np.empty(counts[n_tiles], np.int64)
+    cursor = counts[:-1].copy()
+    for q in range(Q):
+        for o in range(box_ptr[q], box_ptr[q + 1]):
+            t = hit[o]
+            if t >= 0:
+                list_ids[cursor[t]] = gid[q]
+                cursor[t] += 1
+    return counts, list_ids
