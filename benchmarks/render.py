@@ -6,8 +6,13 @@
 Each configuration and backend runs in its own subprocess so that peak memory (ru_maxrss
 delta over the process's baseline after set-up and one warm-up render) is per run. Times
 are medians over repeats with torch.set_num_threads(--threads) (numba uses as many).
-Layouts: "room" = Gaussians on the surfaces of a furnished box room
-seen from inside (5 cm scales, opacities 0.5-0.9); "random" = Gaussians in a frustum.
+Backward starts from fixed upstream gradients (``autograd.backward([values, alpha],
+[g_values, g_alpha])``), so no loss's own cost is counted.
+Layouts (5 cm scales, random rotations, opacities 0.5-0.9 throughout):
+"room" = Gaussians on the fused point cloud of one ``liftgs.synth`` room (``standard``
+preset, seed 0; subsampled, or upsampled by jittered copies, to N) seen from the room's
+scan camera that sees most of them; "box" = a hand-built furnished box room seen from
+inside; "random" = Gaussians in a frustum.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -27,7 +33,7 @@ import torch
 CHANNELS = {"3": 3, "3+96": 99, "3+96+256": 355}
 
 
-def room_scene(n: int, res: int, seed: int = 0) -> dict:
+def box_scene(n: int, res: int, seed: int = 0) -> dict:
     """Gaussians sampled on a 6 x 5 x 3 m room's walls, floor, ceiling and a few boxes."""
     g = torch.Generator().manual_seed(seed)
     boxes = [((0, 0, 0), (6, 5, 3))]  # the room itself (inside faces)
@@ -53,6 +59,49 @@ def room_scene(n: int, res: int, seed: int = 0) -> dict:
     EV = torch.stack([faces[i][2] for i in range(len(faces))])[f]
     means = O + st[:, :1] * EU + st[:, 1:] * EV
     return _gaussians(means, g) | _camera(res, eye=(0.8, 0.7, 1.6), target=(4.5, 4.0, 0.9))
+
+
+def synth_room_file(path: str, seed: int = 0) -> None:
+    """Generate one ``standard`` synthetic room; save its points and best camera (npz)."""
+    import numpy as np  # noqa: PLC0415
+
+    from liftgs.synth import STANDARD, generate_room  # noqa: PLC0415
+
+    scene = generate_room(STANDARD, seed)
+    pts = scene.points.astype(np.float64)
+    seen = []
+    for f in scene.frames:  # the camera that sees most points
+        cam = pts @ f.camera.viewmat[:3, :3].T + f.camera.viewmat[:3, 3]
+        z = np.maximum(cam[:, 2], 1e-6)
+        u = f.camera.K[0, 0] * cam[:, 0] / z + f.camera.K[0, 2]
+        v = f.camera.K[1, 1] * cam[:, 1] / z + f.camera.K[1, 2]
+        seen.append(int(((cam[:, 2] > 0.1) & (u >= 0) & (u < f.camera.width) & (v >= 0)
+                         & (v < f.camera.height)).sum()))
+    cam = scene.frames[int(np.argmax(seen))].camera
+    np.savez(path, points=scene.points, viewmat=cam.viewmat, K=cam.K,
+             size=np.array([cam.width, cam.height]))
+
+
+def room_scene(n: int, res: int, path: str, seed: int = 0) -> dict:
+    """The synthetic room's point cloud as N Gaussians, its camera rescaled to res x res."""
+    import numpy as np  # noqa: PLC0415
+
+    d = np.load(path)
+    g = torch.Generator().manual_seed(seed)
+    pts = torch.from_numpy(d["points"]).float()
+    idx = torch.randperm(pts.shape[0], generator=g)[:n]
+    if n > pts.shape[0]:  # upsample: jittered copies inside the 5 cm fusion voxel
+        extra = torch.randint(pts.shape[0], (n - pts.shape[0],), generator=g)
+        jitter = (torch.rand(extra.numel(), 3, generator=g) - 0.5) * 0.05
+        pts = torch.cat([pts, pts[extra] + jitter])
+        idx = torch.arange(n)
+    means = pts[idx]
+    K = torch.from_numpy(d["K"]).float()
+    s = res / float(d["size"][0])
+    K = torch.tensor([[K[0, 0] * s, 0, res / 2], [0, K[1, 1] * s, res / 2], [0, 0, 1.0]])
+    cam = {"viewmat": torch.from_numpy(d["viewmat"]).float(), "K": K, "width": res,
+           "height": res}
+    return _gaussians(means, g) | cam
 
 
 def random_scene(n: int, res: int, seed: int = 0) -> dict:
@@ -97,14 +146,21 @@ def worker(cfg: dict) -> dict:
 
     torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
-    s = (room_scene if cfg["layout"] == "room" else random_scene)(cfg["n"], cfg["res"])
+    if cfg["layout"] == "room":
+        s = room_scene(cfg["n"], cfg["res"], cfg["room_file"])
+    else:
+        s = (box_scene if cfg["layout"] == "box" else random_scene)(cfg["n"], cfg["res"])
     geom = [s[k].requires_grad_(True) for k in ("means", "quats", "scales", "opacities")]
     attr = torch.rand(cfg["n"], cfg["channels"], requires_grad=True)
     cam = (s["viewmat"], s["K"], s["width"], s["height"])
     fast = cfg["impl"] != "reference"
+    P = cam[2] * cam[3]
+    gen = torch.Generator().manual_seed(1)
+    g_values = torch.rand(P, cfg["channels"], generator=gen) / P  # fixed upstream gradients
+    g_alpha = torch.rand(P, generator=gen) / P
     if fast:  # warm-up: numba loads (or compiles) its kernels on the first call
         W = render_weights(*geom, *cam, backend=cfg["impl"])
-        composite(W, attr)[0].sum().backward()
+        torch.autograd.backward(list(composite(W, attr)), [g_values, g_alpha])
         del W
     base = _peak_mb()
     fwd, bwd, extra = [], [], {}
@@ -117,7 +173,8 @@ def worker(cfg: dict) -> dict:
         else:
             values, alpha = render_reference(*geom, attr, *cam, chunk=cfg["chunk"])
         t1 = time.perf_counter()
-        (values.square().mean() + alpha.mean()).backward()
+        values, alpha = values.reshape(P, -1), alpha.reshape(P)
+        torch.autograd.backward([values, alpha], [g_values, g_alpha])
         t2 = time.perf_counter()
         fwd.append(1e3 * (t1 - t0))
         bwd.append(1e3 * (t2 - t1))
@@ -140,8 +197,9 @@ def _channel_cost(W, cfg: dict) -> dict:
         for _ in range(max(3, cfg["repeats"])):
             t0 = time.perf_counter()
             values, alpha = composite(W, attr)
-            torch.autograd.grad(values.square().mean() + alpha.mean(),
-                                [attr, W.values], retain_graph=True)
+            torch.autograd.grad([values, alpha], [attr, W.values],
+                                [torch.ones_like(values), torch.ones_like(alpha)],
+                                retain_graph=True)
             ts.append(1e3 * (time.perf_counter() - t0))
         out[f"composite_{C}ch_ms"] = statistics.median(ts)
     return out
@@ -165,6 +223,7 @@ def main() -> None:
     ap.add_argument("--ref-repeats", type=int, default=1)
     ap.add_argument("--ref-max-pairs", type=float, default=2e8,
                     help="run the dense reference when N * pixels <= this")
+    ap.add_argument("--layouts", default="room,random", help="of room, box, random")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -173,8 +232,12 @@ def main() -> None:
     if args.quick:
         grid = [("room", 10_000, 128, "3+96+256"), ("room", 50_000, 512, "3+96")]
     else:
-        grid = [(lay, n, res, ch) for lay in ("room", "random") for n in (10_000, 50_000)
+        grid = [(lay, n, res, ch) for lay in args.layouts.split(",") for n in (10_000, 50_000)
                 for res in (128, 512) for ch in CHANNELS]
+    tmp = tempfile.TemporaryDirectory()
+    room_file = os.path.join(tmp.name, "room.npz")
+    if any(lay == "room" for lay, *_ in grid):
+        synth_room_file(room_file)
     backends = [b for b in args.backends.split(",") if b]
     print(f"torch {torch.__version__}, threads {args.threads}, medians of {args.repeats} "
           f"(reference: {args.ref_repeats}); peak = ru_maxrss growth in a fresh process; "
@@ -188,6 +251,7 @@ def main() -> None:
     for lay, n, res, ch in grid:
         cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch],
                "repeats": args.repeats, "threads": args.threads, "chunk": 1024,
+               "room_file": room_file,
                "channel_cost": ch == "3+96" and lay == "room" or args.quick}
         results = {b: run(cfg | {"impl": b}) for b in backends}
         ref = None

@@ -29,8 +29,8 @@ from liftgs.render.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projection
 
 CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows walk twice
 GEMM_MIN_CHANNELS = 16  # composite with per-tile BLAS GEMMs from this many channels on,
-GEMM_MIN_DENSITY = 0.4  # when pairs fill at least this share of the dense tile blocks
-SCRATCH_BYTES = 1 << 28  # budget of that walk's scratch rows
+GEMM_MIN_DENSITY = 0.2  # when pairs fill at least this share of the dense tile blocks
+SCRATCH_BYTES = 3 << 27  # budget of that walk's scratch rows (kept between calls)
 
 
 @functools.cache
@@ -187,10 +187,10 @@ def _walk(kern, tile: Tensor, list_ptr: np.ndarray, list_ids: np.ndarray, xs, ys
     counts = np.zeros(P, np.int64)
     T = np.empty(P, xs.dtype)
     used = np.zeros(list_ids.shape[0], np.uint8)
-    cap = int(min(CAP_MAX, max(2, SCRATCH_BYTES // max(1, P * (4 + xs.itemsize)))))
-    s_ent, s_w = np.empty(P * cap, np.int32), np.empty(P * cap, xs.dtype)
-    kern.walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, counts, T,
-                    used)
+    cap = int(min(CAP_MAX, max(2, SCRATCH_BYTES // max(1, P * (4 + 2 * xs.itemsize)))))
+    s_ent, s_w, s_a = _scratch(P * cap, xs.dtype)
+    kern.walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, s_a, counts,
+                    T, used)
     row_ptr = np.zeros(P + 1, np.int64)
     np.cumsum(counts, out=row_ptr[1:])
     cum_used = np.zeros(list_ids.shape[0] + 1, np.int64)
@@ -199,16 +199,32 @@ def _walk(kern, tile: Tensor, list_ptr: np.ndarray, list_ids: np.ndarray, xs, ys
     col_gid = list_ids[used.view(bool)].astype(np.int32)
     col_ptr = cum_used[list_ptr]
     M = int(row_ptr[-1])
-    col, w = np.empty(M, np.int32), np.empty(M, xs.dtype)
-    kern.compact_rows(row_ptr, counts, cap, s_ent, s_w, col_of_ent, col, w)
-    del s_ent, s_w
+    col, w, ar = np.empty(M, np.int32), np.empty(M, xs.dtype), np.empty(M, xs.dtype)
+    kern.compact_rows(row_ptr, counts, cap, s_ent, s_w, s_a, col_of_ent, col, w, ar)
     redo = np.flatnonzero(counts > cap)
     if redo.size:  # rows longer than the scratch: walk them again, writing in place
         tile_of_row = tile_sorted[redo]
         kern.rewalk_rows(redo, tile_of_row, order, xs, ys, list_ptr, rec, k, row_ptr,
-                         col_of_ent, used, col, w)
+                         col_of_ent, used, col, w, ar)
     layout = CsrLayout(row_ptr, col, order, tile_ptr, col_ptr, col_gid, 0)
-    return layout, w, T
+    return layout, w, ar, T
+
+
+_SCRATCH: dict = {}
+
+
+def _scratch(size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The forward walk's scratch rows (entries, weights, raw alphas), kept between calls.
+
+    Fresh pages cost a fault each (~0.1 s for 256 MB here); callers hold LAUNCH_LOCK.
+    """
+    key = np.dtype(dtype).str
+    buf = _SCRATCH.get(key)
+    if buf is None or buf[0].shape[0] < size:
+        _SCRATCH.clear()  # one dtype's buffers at a time bounds the memory kept
+        buf = (np.empty(size, np.int32), np.empty(size, dtype), np.empty(size, dtype))
+        _SCRATCH[key] = buf
+    return buf[0][:size], buf[1][:size], buf[2][:size]
 
 
 class _CsrWeights(Function):
@@ -226,11 +242,12 @@ class _CsrWeights(Function):
         lim = (lim + 1e-4 * (1.0 + lim.abs())).to(dt)
         m, con, k = _np(means2d), _np(conics), _consts(dt)
         opn = _np(opacities)
-        layout, w, T = _walk(kern, tile, list_ptr, list_ids, xs, ys, m, con, opn, _np(lim), k)
+        layout, w, ar, T = _walk(kern, tile, list_ptr, list_ids, xs, ys, m, con, opn,
+                                 _np(lim), k)
         layout.num_gaussians = int(means2d.shape[0])
         holder["layout"] = layout
         ctx.layout = layout
-        ctx.args = (xs, ys, m, con, opn, k)
+        ctx.args = (xs, ys, m, con, opn, k, ar)
         w_t, T_t = torch.from_numpy(w), torch.from_numpy(T)
         ctx.save_for_backward(w_t, T_t)
         return w_t, T_t
@@ -240,13 +257,17 @@ class _CsrWeights(Function):
     def backward(ctx, g_w, g_T):  # noqa: D102
         w, T = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
-        xs, ys, m, con, op, k = ctx.args
+        xs, ys, m, con, op, k, ar = ctx.args
         g_w = torch.zeros_like(w) if g_w is None else g_w.to(w.dtype)
         gT_Tf = torch.zeros_like(T) if g_T is None else g_T.to(T.dtype) * T
         kern = _kernels()
-        part = np.zeros((lay.col_gid.shape[0], 6), xs.dtype)
-        kern.weights_bwd_tiles(lay.tile_ptr, lay.order, xs, ys, lay.row_ptr, lay.col,
-                               lay.col_gid, _np(w), m, con, op, k, _np(g_w), _np(gT_Tf), part)
+        U = lay.col_gid.shape[0]
+        crec = np.empty((U, 5), xs.dtype)
+        kern.column_records(lay.col_gid, m, con, crec)
+        part = np.zeros((U, 6), xs.dtype)
+        kern.weights_bwd_tiles(lay.tile_ptr, lay.order, xs, ys, lay.row_ptr, lay.col, crec,
+                               _np(w), ar, k, _np(g_w), _np(gT_Tf), part)
+        part[:, 5] /= op[lay.col_gid]  # sum of dL/dalpha * alpha / o = dL/do
         out = np.zeros((lay.num_gaussians, 6), xs.dtype)
         kern.reduce_columns(*lay.columns_by_gaussian(), part, out)
         out_t = torch.from_numpy(out)

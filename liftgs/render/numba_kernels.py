@@ -41,12 +41,13 @@ def pack_records(list_ids, m, con, op, lim, k, rec):
 
 
 @njit(cache=True, fastmath=False, inline="always")
-def _walk(x, y, e0, e1, rec, k, ent, w, out, cap, used):
+def _walk(x, y, e0, e1, rec, k, ent, w, ar, out, cap, used):
     """Front-to-back blending of one pixel over entries e0:e1 (gsplat rules): (pairs, T).
 
     ``rec[e, 5]`` is slightly above ln(255 o): beyond it alpha < 1/255 for sure, so exp is
     skipped; entries near the threshold still take the exact test. The first ``cap`` pairs
-    (entry, alpha * T) go to ``ent`` / ``w`` from ``out`` on; the count goes on past ``cap``.
+    (entry, alpha * T, unclamped alpha) go to ``ent`` / ``w`` / ``ar`` from ``out`` on; the
+    count goes on past ``cap``.
     """
     amax, amin, tmin, one = k[1], k[2], k[3], k[4]
     T = one
@@ -57,9 +58,8 @@ def _walk(x, y, e0, e1, rec, k, ent, w, out, cap, used):
         sig = (dx * rec[e, 2]) * dx + (dy * rec[e, 4]) * dy + (dx * rec[e, 3]) * dy
         if not sig >= k[5] or sig > rec[e, 5]:
             continue
-        a = rec[e, 6] * math.exp(-sig)
-        if a > amax:
-            a = amax
+        a_raw = rec[e, 6] * math.exp(-sig)
+        a = a_raw if a_raw <= amax else amax
         if not a >= amin:
             continue
         nT = T * (one - a)
@@ -68,6 +68,7 @@ def _walk(x, y, e0, e1, rec, k, ent, w, out, cap, used):
         if n < cap:
             ent[out + n] = e
             w[out + n] = a * T
+            ar[out + n] = a_raw
         used[e] = 1
         n += 1
         T = nT
@@ -75,21 +76,21 @@ def _walk(x, y, e0, e1, rec, k, ent, w, out, cap, used):
 
 
 @njit(**OPTS)
-def walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, counts, T_final,
-               used):
+def walk_tiles(tile_ptr, order, xs, ys, list_ptr, rec, k, cap, s_ent, s_w, s_a, counts,
+               T_final, used):
     """Pass 1, one thread per tile: each row's count, final T, first ``cap`` pairs (scratch
     row r at ``r * cap``) and the list entries it blends (``used``)."""
     for t in prange(tile_ptr.shape[0] - 1):
         e0, e1 = list_ptr[t], list_ptr[t + 1]
         for r in range(tile_ptr[t], tile_ptr[t + 1]):
             i = order[r]
-            n, T = _walk(xs[i], ys[i], e0, e1, rec, k, s_ent, s_w, r * cap, cap, used)
+            n, T = _walk(xs[i], ys[i], e0, e1, rec, k, s_ent, s_w, s_a, r * cap, cap, used)
             counts[r] = n
             T_final[i] = T
 
 
 @njit(**OPTS)
-def compact_rows(row_ptr, counts, cap, s_ent, s_w, col_of_ent, col, w):
+def compact_rows(row_ptr, counts, cap, s_ent, s_w, s_a, col_of_ent, col, w, ar):
     """Copy the scratch rows that fit (count <= cap) into the pair list, entries -> columns."""
     for r in prange(counts.shape[0]):
         n = counts[r]
@@ -98,11 +99,12 @@ def compact_rows(row_ptr, counts, cap, s_ent, s_w, col_of_ent, col, w):
             for q in range(n):
                 col[o + q] = col_of_ent[s_ent[r * cap + q]]
                 w[o + q] = s_w[r * cap + q]
+                ar[o + q] = s_a[r * cap + q]
 
 
 @njit(**OPTS)
 def rewalk_rows(rows, tile_of_row, order, xs, ys, list_ptr, rec, k, row_ptr, col_of_ent,
-                used, col, w):
+                used, col, w, ar):
     """Pass 2 for the rows that overflowed the scratch: walk again, writing in place
     (entries first, then mapped to columns; ``used`` is already complete)."""
     for q in prange(rows.shape[0]):
@@ -110,7 +112,7 @@ def rewalk_rows(rows, tile_of_row, order, xs, ys, list_ptr, rec, k, row_ptr, col
         t = tile_of_row[q]
         i = order[r]
         o = row_ptr[r]
-        n, _ = _walk(xs[i], ys[i], list_ptr[t], list_ptr[t + 1], rec, k, col, w, o,
+        n, _ = _walk(xs[i], ys[i], list_ptr[t], list_ptr[t + 1], rec, k, col, w, ar, o,
                      1 << 62, used)
         for p in range(o, o + n):
             col[p] = col_of_ent[col[p]]
@@ -143,14 +145,28 @@ def reduce_columns(g_ptr, g_cols, part, out):
 
 
 @njit(**OPTS)
-def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, col_gid, w, m, con, op, k,
-                      g_w, gT_Tf, part):
-    """Per column, the sum of dL/d(mean x, mean y, conic a, b, c, opacity) into part [U, 6].
+def column_records(col_gid, m, con, crec):
+    """crec[c] = (mean x, mean y, conic a, b, c) of column c's Gaussian (contiguous reads)."""
+    for c in prange(col_gid.shape[0]):
+        g = col_gid[c]
+        crec[c, 0] = m[g, 0]
+        crec[c, 1] = m[g, 1]
+        crec[c, 2] = con[g, 0]
+        crec[c, 3] = con[g, 1]
+        crec[c, 4] = con[g, 2]
+
+
+@njit(**OPTS)
+def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, crec, w, ar, k, g_w, gT_Tf,
+                      part):
+    """Per column, sums of dL/d(mean x, mean y, conic a, b, c) and of dL/dalpha * alpha
+    into part [U, 6] (the caller divides the last by the opacity: dL/do).
 
     Back to front over each row's pairs with S = gT T_final + sum_{later} gw w:
     dL/dalpha = gw T_before - S / (1 - alpha), T_before = w / alpha; then alpha = o e^-sigma
-    (no gradient where clamped at 0.99) and the conic form sigma. One thread per tile, rows
-    in order, so each column's sum has a fixed order.
+    (no gradient where clamped at 0.99; the forward kept the unclamped alpha ``ar``, so no
+    exp here) and the conic form sigma. One thread per tile, rows in order, so each
+    column's sum has a fixed order.
     """
     half, amax, one = k[0], k[1], k[4]
     for t in prange(tile_ptr.shape[0] - 1):
@@ -160,13 +176,10 @@ def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, col_gid, w, m, con,
             S = gT_Tf[i]
             for p in range(row_ptr[r + 1] - 1, row_ptr[r] - 1, -1):
                 c = col[p]
-                g = col_gid[c]
-                dx = x - m[g, 0]
-                dy = y - m[g, 1]
-                sig = (dx * (half * con[g, 0])) * dx + (dy * (half * con[g, 2])) * dy + (
-                    dx * con[g, 1]) * dy
-                e = math.exp(-sig)
-                a_raw = op[g] * e
+                cr = crec[c]
+                dx = x - cr[0]
+                dy = y - cr[1]
+                a_raw = ar[p]
                 a = a_raw if a_raw <= amax else amax
                 gw = g_w[p]
                 wp = w[p]
@@ -178,12 +191,12 @@ def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, col_gid, w, m, con,
                 gdx = g_sig * dx
                 gdy = g_sig * dy
                 pc = part[c]
-                pc[0] += -(con[g, 0] * gdx + con[g, 1] * gdy)
-                pc[1] += -(con[g, 1] * gdx + con[g, 2] * gdy)
+                pc[0] += -(cr[2] * gdx + cr[3] * gdy)
+                pc[1] += -(cr[3] * gdx + cr[4] * gdy)
                 pc[2] += half * (gdx * dx)
                 pc[3] += gdx * dy
                 pc[4] += half * (gdy * dy)
-                pc[5] += g_a * e
+                pc[5] -= g_sig
 
 
 @njit(cache=True, fastmath=False, inline="always")

@@ -74,6 +74,32 @@ def opacity_extent(opacities: Tensor) -> Tensor:
     return torch.sqrt(2.0 * torch.log(o / ALPHA_MIN)).clamp_max(EXTENT_CAP)
 
 
+def _cov2d_terms(quats, scales, zs, tx, ty, fx, fy, Rcw) -> tuple[Tensor, Tensor, Tensor]:
+    """Entries a, b, c [N] of the 2D covariance J Rcw Sigma Rcw^T J^T (before the low-pass).
+
+    Written as B B^T with B = J Rcw R S [2, 3] per Gaussian, one contiguous [N] tensor per
+    entry: on CPU, ~100 elementwise ops on [N] vectors are several times faster (forward
+    and backward) than batched 3x3 matmuls and reductions over small middle dimensions.
+    """
+    w, x, y, z = F.normalize(quats, dim=-1).t().contiguous().unbind(0)
+    sx, sy, sz = scales.t().contiguous().unbind(0)
+    R = ((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)),
+         (2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)),
+         (2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)))
+    M = [(r[0] * sx, r[1] * sy, r[2] * sz) for r in R]  # R S, rows
+    iz = 1.0 / zs
+    rows = []  # B = (J Rcw) M; J = [[fx/z, 0, -fx tx/z^2], [0, fy/z, -fy ty/z^2]]
+    for f, t, axis in ((fx, tx, 0), (fy, ty, 1)):
+        j0, j2 = f * iz, -(f * t) * (iz * iz)
+        jr = [j0 * Rcw[axis, k] + j2 * Rcw[2, k] for k in range(3)]  # row of J Rcw
+        rows.append([jr[0] * M[0][m] + jr[1] * M[1][m] + jr[2] * M[2][m] for m in range(3)])
+    B0, B1 = rows
+    a = B0[0] * B0[0] + B0[1] * B0[1] + B0[2] * B0[2]
+    b = B0[0] * B1[0] + B0[1] * B1[1] + B0[2] * B1[2]
+    c = B1[0] * B1[0] + B1[1] * B1[1] + B1[2] * B1[2]
+    return a, b, c
+
+
 def project_gaussians(
     means: Tensor,  # [N, 3]
     quats: Tensor,  # [N, 4] wxyz, any norm
@@ -107,15 +133,8 @@ def project_gaussians(
     lim_yn = (cy / fy + FOV_WIDEN * tan_y).detach()
     tx = zs * torch.clamp(p[:, 0] / zs, min=-lim_xn, max=lim_xp)
     ty = zs * torch.clamp(p[:, 1] / zs, min=-lim_yn, max=lim_yp)
-    zero = torch.zeros_like(zs)
-    J = torch.stack(
-        [fx / zs, zero, -fx * tx / zs**2, zero, fy / zs, -fy * ty / zs**2], dim=-1
-    ).reshape(-1, 2, 3)
-    JR = J @ Rcw  # [N, 2, 3]
-    cov2d = JR @ covariance_3d(quats, scales) @ JR.transpose(-1, -2)  # [N, 2, 2]
-    a = cov2d[:, 0, 0] + eps2d
-    b = 0.5 * (cov2d[:, 0, 1] + cov2d[:, 1, 0])
-    c = cov2d[:, 1, 1] + eps2d
+    a, b, c = _cov2d_terms(quats, scales, zs, tx, ty, fx, fy, Rcw)
+    a, c = a + eps2d, c + eps2d
     det_raw = a * c - b * b
     det = det_raw.clamp_min(1e-10)
     conics = torch.stack([c / det, -b / det, a / det], dim=-1)
