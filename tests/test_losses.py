@@ -86,10 +86,21 @@ def test_matcher_is_optimal_against_brute_force(m, K, seed):
     assert got == pytest.approx(brute_force_match(cost), abs=1e-5)
     # the cost is exactly the weighted sum of the per-pair losses
     i, j = int(pred_idx[0]), int(tgt_idx[0])
-    expect = (15 * focal_loss(probs[i:i + 1], target_masks[j:j + 1])[0]
+    expect = (15 * F.binary_cross_entropy(probs[i], target_masks[j])  # appendix A.1: mask cross-entropy
               + 6 * dice_loss(probs[i:i + 1], target_masks[j:j + 1])[0]
               - 2 * (logits[i].softmax(-1) * target_tokens[j]).sum())
     assert cost[i, j].item() == pytest.approx(expect.item(), rel=1e-5)
+    focal_cost = HungarianMatcher(mask_loss="focal").cost(probs, logits, target_masks, target_tokens)
+    expect_focal = expect + 15 * (focal_loss(probs[i:i + 1], target_masks[j:j + 1])[0]
+                                  - F.binary_cross_entropy(probs[i], target_masks[j]))
+    assert focal_cost[i, j].item() == pytest.approx(expect_focal.item(), rel=1e-5)
+
+
+def test_mask_loss_choice_is_validated():
+    with pytest.raises(ValueError, match="mask_loss"):
+        HungarianMatcher(mask_loss="bce")
+    with pytest.raises(ValueError, match="mask_loss"):
+        GroundingCriterion(mask_loss="l2")
 
 
 def test_matcher_with_no_targets():
@@ -128,12 +139,12 @@ def test_criterion_values_gradients_and_deep_supervision():
     loss, d = crit([(probs, logits)], tm, tt)
     loss.backward()
     assert torch.isfinite(probs.grad).all() and torch.isfinite(logits.grad).all()
-    assert set(d) == {"focal", "dice", "token", "loss"}
-    assert d["loss"] == pytest.approx(15 * d["focal"] + 6 * d["dice"] + 2 * d["token"], rel=1e-5)
+    assert set(d) == {"mask", "dice", "token", "loss"}
+    assert d["loss"] == pytest.approx(15 * d["mask"] + 6 * d["dice"] + 2 * d["token"], rel=1e-5)
     # reference: explicit matching, explicit loss terms, normalised by K = 2
     pi, ti = crit.matcher(probs.detach(), logits.detach(), tm, tt)
-    focal = sum(focal_loss(probs[i:i + 1], tm[j:j + 1])[0] for i, j in zip(pi.tolist(), ti.tolist())) / 2
-    assert d["focal"] == pytest.approx(focal.item(), rel=1e-5)
+    bce = sum(F.binary_cross_entropy(probs[i], tm[j]) for i, j in zip(pi.tolist(), ti.tolist())) / 2
+    assert d["mask"] == pytest.approx(bce.item(), rel=1e-5)
     ce = 0.0
     for q in range(6):
         if q in pi.tolist():
@@ -143,7 +154,7 @@ def test_criterion_values_gradients_and_deep_supervision():
     assert d["token"] == pytest.approx(ce / 2, rel=1e-5)
     # two identical layers: twice the loss, suffixed entries for the earlier layer
     loss2, d2 = crit([(probs, logits), (probs, logits)], tm, tt)
-    assert loss2.item() == pytest.approx(2 * loss.item(), rel=1e-6) and d2["focal_0"] == d2["focal"]
+    assert loss2.item() == pytest.approx(2 * loss.item(), rel=1e-6) and d2["mask_0"] == d2["mask"]
     # the normaliser override divides everything
     loss4, _ = crit([(probs, logits)], tm, tt, num_targets_normaliser=4.0)
     assert loss4.item() == pytest.approx(loss.item() / 2, rel=1e-6)
@@ -163,7 +174,7 @@ def test_criterion_prefers_the_right_answer_and_handles_no_targets():
     probs, logits, _, _ = make_problem()
     loss, d = crit([(probs, logits)], tm[:0], tt[:0])
     loss.backward()
-    assert d["focal"] == 0.0 and d["token"] > 0 and torch.isfinite(logits.grad).all()
+    assert d["mask"] == 0.0 and d["token"] > 0 and torch.isfinite(logits.grad).all()
 
 
 def test_distributed_count_single_process_group(tmp_path):

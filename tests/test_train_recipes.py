@@ -304,7 +304,7 @@ def test_pretrain_grounding_loss_falls_on_quick_rooms(quick_rooms, tmp_path):
     before = _probe_pretrain(config, initial, probe)
     after = _probe_pretrain(config, trained, probe)
     print(f"pretrain probe ground loss (quick rooms) {before['ground']:.2f} -> {after['ground']:.2f}",
-          {k: (round(before[k], 3), round(after[k], 3)) for k in ("dice", "focal", "token")})
+          {k: (round(before[k], 3), round(after[k], 3)) for k in ("dice", "mask", "token")})
     assert after["ground"] <= 0.5 * before["ground"]
     assert len(read_jsonl(tmp_path / "pre")) == 60
     cfg = json.loads((tmp_path / "pre" / "config.json").read_text())

@@ -15,21 +15,31 @@ from torch import Tensor
 from liftgs.losses.mask_losses import pairwise_dice, pairwise_focal
 
 
+MASK_LOSSES = {"ce": (-1.0, 0.0), "focal": (0.25, 2.0)}  # (alpha, gamma); alpha < 0 = unweighted
+
+
+def mask_loss_params(mask_loss: str) -> tuple[float, float]:
+    """(alpha, gamma) of the per-point mask loss: "ce" (binary cross-entropy) or "focal"."""
+    if mask_loss not in MASK_LOSSES:
+        raise ValueError(f"mask_loss must be one of {sorted(MASK_LOSSES)}, got {mask_loss!r}")
+    return MASK_LOSSES[mask_loss]
+
+
 class HungarianMatcher:
-    """Cost = w_focal * focal + w_dice * dice - w_token * P(target's tokens | query).
+    """Cost = w_mask * mask CE (or focal) + w_dice * dice - w_token * P(target's tokens | query).
 
     The paper gives no matching weights (d_match is "like L_ground with different weights");
     by default we use the loss weights of appendix A.1 (15 / 6 / 2).
     """
 
-    def __init__(self, focal_weight: float = 15.0, dice_weight: float = 6.0, token_weight: float = 2.0,
-                 alpha: float = 0.25, gamma: float = 2.0):
-        if min(focal_weight, dice_weight, token_weight) < 0 or focal_weight + dice_weight + token_weight == 0:
+    def __init__(self, mask_weight: float = 15.0, dice_weight: float = 6.0, token_weight: float = 2.0,
+                 mask_loss: str = "ce"):
+        if min(mask_weight, dice_weight, token_weight) < 0 or mask_weight + dice_weight + token_weight == 0:
             raise ValueError("HungarianMatcher weights must be >= 0 and not all zero")
-        self.focal_weight = float(focal_weight)
+        self.mask_weight = float(mask_weight)
         self.dice_weight = float(dice_weight)
         self.token_weight = float(token_weight)
-        self.alpha, self.gamma = float(alpha), float(gamma)
+        self.alpha, self.gamma = mask_loss_params(mask_loss)
 
     @torch.no_grad()
     def cost(self, mask_probs: Tensor, token_logits: Tensor, target_masks: Tensor, target_tokens: Tensor) -> Tensor:
@@ -37,7 +47,7 @@ class HungarianMatcher:
         target_tokens [K, T+1] positive map (rows sum to 1)."""
         probs = mask_probs.float()
         tgt = target_masks.to(probs)
-        C = self.focal_weight * pairwise_focal(probs, tgt, self.alpha, self.gamma)
+        C = self.mask_weight * pairwise_focal(probs, tgt, self.alpha, self.gamma)
         C = C + self.dice_weight * pairwise_dice(probs, tgt)
         token_prob = token_logits.float().softmax(-1)  # [m, T+1], padded columns -> 0
         C = C - self.token_weight * (token_prob @ target_tokens.to(token_prob).T)
