@@ -40,7 +40,7 @@ def build_data(root: Path, encoder_name: str, seed: int):
         store.put(scene.scene_id, frame_key(fr, i), lab)
     write_scene(scene, root / "data")
     ds = PretrainDataset([root / "data" / "bench"], root / "labels", seed=0, image_size=128,
-                         max_segments=8, num_pixels=4096)
+                         max_segments=8, num_pixels=4096, random_count=False)  # the target: 8 queries
     counts = {p: ds.sample(p).queries.shape[0] for p in range(200)}
     k = max(counts.values())  # 8 when some view shows 8 segments above the area threshold
     return scene, ds, [p for p, c in counts.items() if c == k]

@@ -174,6 +174,20 @@ def test_multi_view_samples_extend_the_single_view_stream(dataset):
         ds.sample_views(0, 0)
 
 
+def test_pseudo_query_count_is_drawn_from_one_to_max(dataset):
+    """Appendix A.1's "up to 8": the count varies (1 included: zero-shot asks one phrase)."""
+    from liftgs.train.pretrain import scene_paths
+    from liftgs.train.pretrain_data import PretrainDataset
+
+    paths = scene_paths(dataset / "data", "train")
+    ds = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64)
+    fixed = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64, random_count=False)
+    counts = [ds.sample(p).queries.shape[0] for p in range(40)]
+    most = [fixed.sample(p).queries.shape[0] for p in range(40)]
+    assert 1 in counts and len(set(counts)) > 1
+    assert all(1 <= c <= m for c, m in zip(counts, most)) and sum(counts) < sum(most)
+
+
 def test_render_view_paths_agree():
     """Full-image weights then indexing == weights of the sampled pixels only (values + grads)."""
     from liftgs.train.render_targets import render_view

@@ -49,6 +49,8 @@ class PretrainConfig(RunConfig):
     """working render resolution (longer image side, pixels); paper: 512"""
     max_segments: int = 8
     """pseudo queries per sample (appendix A.1: up to 8)"""
+    random_segment_count: bool = True
+    """draw the number of pseudo queries uniformly from 1..max_segments (else always the most)"""
     min_segment_area: int = 1024
     """segments smaller than this many pixels at 512x512 are dropped (scaled to image_size)"""
     num_pixels: int = 4096
@@ -177,7 +179,8 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
     dataset = PretrainDataset(scene_paths(config.data, config.split), Path(config.labels),
                               seed=config.seed, image_size=config.image_size,
                               max_segments=config.max_segments,
-                              min_area_512=config.min_segment_area, num_pixels=config.num_pixels)
+                              min_area_512=config.min_segment_area, num_pixels=config.num_pixels,
+                              random_count=config.random_segment_count)
     text_dim = dataset.embedding_dim
     seed_everything(config.seed)  # identical initial weights on every rank
     model = build_model(config.preset, text_dim).to(info.device)
