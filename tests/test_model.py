@@ -119,9 +119,10 @@ def test_initial_gaussians_sit_on_points(model):
     torch.testing.assert_close(g.quats, torch.tensor([[1.0, 0, 0, 0]]).expand(300, 4))
 
 
-def test_backward_reaches_every_parameter():
+@pytest.mark.parametrize("fuse_kernel", [1, 3])
+def test_backward_reaches_every_parameter(fuse_kernel):
     torch.manual_seed(1)
-    m = build_liftgs(small_config())
+    m = build_liftgs(small_config(fuse_kernel=fuse_kernel))
     inputs = batch_of([room(300, 6), room(200, 7)])
     loss = 0.0
     for g, gr in m(*inputs):
@@ -194,6 +195,18 @@ def test_save_load_round_trip(tmp_path, model):
     (path / "config.json").write_text(json.dumps({"text_dim": 16, "bogus": 1}))
     with pytest.raises(ValueError, match="config.json"):
         LiftGS.from_pretrained(path)
+    (path / "config.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="config.json"):
+        LiftGS.from_pretrained(path)
+
+
+def test_configs_from_before_fuse_kernel_load_as_3x3x3(tmp_path):
+    old = build_liftgs(small_config(fuse_kernel=3))
+    path = old.save_pretrained(tmp_path / "old")
+    doc = json.loads((path / "config.json").read_text())
+    del doc["fuse_kernel"]
+    (path / "config.json").write_text(json.dumps(doc))
+    assert LiftGS.from_pretrained(path).config.fuse_kernel == 3
 
 
 def test_config_validation_and_presets():

@@ -21,6 +21,8 @@ class ModelConfig:
     stem_blocks: int | None = 0  # residual blocks at full resolution; None = encoder_blocks (the
     # full-resolution level holds ~3/4 of the voxels, so the CPU preset keeps it thin)
     encoder_out: int = 64  # per-point feature width (paper: 96)
+    fuse_kernel: int = 1  # up-path fusion of upsampled + skip features: 1 = per-voxel linear (CPU
+    # preset: the full-resolution 3x3x3 fusion was 27 % of the UNet's multiply-adds), 3 = 3x3x3 conv
     token_stride: int = 4  # decoder point tokens = UNet features mean-pooled over stride^3 voxels
     hidden_dim: int = 128  # decoder width (paper: 512)
     num_layers: int = 3  # decoder layers (paper: 8)
@@ -62,6 +64,8 @@ class ModelConfig:
             raise ValueError(
                 f"ModelConfig.hidden_dim ({self.hidden_dim}) must be divisible by num_heads ({self.num_heads})"
             )
+        if self.fuse_kernel not in (1, 3):
+            raise ValueError(f"ModelConfig.fuse_kernel must be 1 (linear) or 3 (3x3x3 conv), got {self.fuse_kernel!r}")
         if not self.voxel_size > 0:
             raise ValueError(f"ModelConfig.voxel_size must be > 0 metres, got {self.voxel_size}")
         if not 0.0 <= self.dropout < 1.0:
@@ -86,6 +90,6 @@ class ModelConfig:
         sizes = dict(
             text_dim=text_dim, encoder_channels=(32, 64, 128, 256, 256), encoder_blocks=2, encoder_out=96,
             stem_blocks=2, token_stride=2, hidden_dim=512, num_layers=8, num_heads=8, ffn_dim=2048,
-            dropout=0.15, num_queries=256, head_hidden=128,
+            dropout=0.15, num_queries=256, head_hidden=128, fuse_kernel=3,
         )
         return cls(**{**sizes, **overrides})

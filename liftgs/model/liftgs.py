@@ -177,7 +177,10 @@ class LiftGS(nn.Module):
             if not f.is_file():
                 raise FileNotFoundError(f"{f}: missing; expected a directory written by LiftGS.save_pretrained")
         try:
-            config = from_dict(ModelConfig, json.loads(config_file.read_text()))
+            doc = json.loads(config_file.read_text())
+            if isinstance(doc, dict):
+                doc.setdefault("fuse_kernel", 3)  # written before the option existed: 3x3x3 fusion
+            config = from_dict(ModelConfig, doc)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
         model = build_liftgs(config)
@@ -195,7 +198,8 @@ class LiftGS(nn.Module):
 def build_liftgs(config: ModelConfig) -> LiftGS:
     """Build every component from ``config`` and assemble :class:`LiftGS`."""
     c = config
-    encoder = SparseUNet(6, c.encoder_channels, c.encoder_out, blocks=c.encoder_blocks, stem_blocks=c.stem_blocks)
+    encoder = SparseUNet(6, c.encoder_channels, c.encoder_out, blocks=c.encoder_blocks, stem_blocks=c.stem_blocks,
+                         fuse_kernel=c.fuse_kernel)
     head = GaussianHead(c.encoder_out, c.head_hidden, c.feature_dim, c.voxel_size, offset_bound=c.offset_bound,
                         scale_init=c.scale_init, scale_max=c.scale_max, opacity_init=c.opacity_init)
     decoder = GroundingDecoder(c.encoder_out, c.text_dim, c.hidden_dim, c.num_layers, c.num_heads, c.ffn_dim,
