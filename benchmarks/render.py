@@ -5,7 +5,9 @@
 
 Each configuration and backend runs in its own subprocess so that peak memory (ru_maxrss
 delta over the process's baseline after set-up and one warm-up render) is per run. Times
-are medians over repeats with torch.set_num_threads(--threads) (numba uses as many).
+are medians over repeats with torch.set_num_threads(--threads) (numba uses as many);
+"cpu ms" is the process CPU time of forward + backward (with one thread: the wall time
+minus waits for the core, which other jobs on a shared machine add).
 Backward starts from fixed upstream gradients (``autograd.backward([values, alpha],
 [g_values, g_alpha])``), so no loss's own cost is counted.
 Layouts (5 cm scales, random rotations, opacities 0.5-0.9 throughout):
@@ -163,8 +165,9 @@ def worker(cfg: dict) -> dict:
         torch.autograd.backward(list(composite(W, attr)), [g_values, g_alpha])
         del W
     base = _peak_mb()
-    fwd, bwd, extra = [], [], {}
+    fwd, bwd, cpu, extra = [], [], [], {}
     for _ in range(cfg["repeats"]):
+        c0 = time.process_time()
         t0 = time.perf_counter()
         if fast:
             W = render_weights(*geom, *cam, backend=cfg["impl"])
@@ -176,6 +179,7 @@ def worker(cfg: dict) -> dict:
         values, alpha = values.reshape(P, -1), alpha.reshape(P)
         torch.autograd.backward([values, alpha], [g_values, g_alpha])
         t2 = time.perf_counter()
+        cpu.append(1e3 * (time.process_time() - c0))
         fwd.append(1e3 * (t1 - t0))
         bwd.append(1e3 * (t2 - t1))
         del values, alpha
@@ -183,7 +187,7 @@ def worker(cfg: dict) -> dict:
     if fast and cfg.get("channel_cost"):
         extra.update(_channel_cost(W, cfg))
     return {"fwd_ms": statistics.median(fwd), "bwd_ms": statistics.median(bwd),
-            "peak_mb": peak, **extra}
+            "cpu_ms": statistics.median(cpu), "peak_mb": peak, **extra}
 
 
 def _channel_cost(W, cfg: dict) -> dict:
@@ -244,7 +248,7 @@ def main() -> None:
           f"load average at start {os.getloadavg()[0]:.1f}\n")
     head = ["layout", "N", "res", "channels", "pairs/px"]
     for b in backends:
-        head += [f"{b} fwd ms", f"{b} bwd ms", f"{b} fwd+bwd ms", f"{b} peak MB"]
+        head += [f"{b} fwd ms", f"{b} bwd ms", f"{b} fwd+bwd ms", f"{b} cpu ms", f"{b} peak MB"]
     head += ["ref fwd+bwd ms", "ref peak MB", "speed-up vs ref"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -264,7 +268,7 @@ def main() -> None:
         for b in backends:
             r = results[b]
             row += ([f"{r['fwd_ms']:.0f}", f"{r['bwd_ms']:.0f}", f"{r['fwd_ms'] + r['bwd_ms']:.0f}",
-                     f"{r['peak_mb']:.0f}"] if r else ["failed"] * 4)
+                     f"{r['cpu_ms']:.0f}", f"{r['peak_mb']:.0f}"] if r else ["failed"] * 5)
         if ref is not None and first is not None:
             rt = ref["fwd_ms"] + ref["bwd_ms"]
             row += [f"{rt:.0f}", f"{ref['peak_mb']:.0f}",

@@ -213,6 +213,12 @@ def _walk(kern, tile: Tensor, list_ptr: np.ndarray, list_ids: np.ndarray, xs, ys
 _SCRATCH: dict = {}
 
 
+def release_scratch() -> None:
+    """Free the walk's scratch rows (P x 128 x 12 B for float32; 384 MB at 512²)."""
+    with LAUNCH_LOCK:
+        _SCRATCH.clear()
+
+
 def _scratch(size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The forward walk's scratch rows (entries, weights, raw alphas), kept between calls.
 
