@@ -221,6 +221,27 @@ def test_config_validation_and_presets():
         (96, 512, 8, 8, 2048, 256)
     assert p.dropout == 0.15 and p.text_dim == 768 and p.feature_dim == 768 and max(p.encoder_channels) == 256
     assert ModelConfig.tiny(text_dim=512).feature_dim == 512
+    assert ModelConfig.tiny().anchored_queries and not p.anchored_queries
+
+
+def test_farthest_tokens_match_a_plain_loop():
+    from liftgs.model.decoder import farthest_tokens
+
+    g = torch.Generator().manual_seed(4)
+    xyz = torch.rand(2, 30, 3, generator=g)
+    pad = torch.zeros(2, 30, dtype=torch.bool)
+    pad[1, 20:] = True
+    pad[1, 0] = True  # first real token of scene 1 is token 1
+    got = farthest_tokens(xyz, pad, 8)
+    for b in range(2):
+        real = [i for i in range(30) if not pad[b, i]]
+        chosen = [real[0]]
+        while len(chosen) < 8:
+            d = {i: min(float((xyz[b, i] - xyz[b, c]).square().sum()) for c in chosen) for i in real}
+            chosen.append(max(real, key=lambda i: (d[i], -i)))
+        assert got[b].tolist() == chosen
+    few = farthest_tokens(xyz[:, :3], torch.zeros(2, 3, dtype=torch.bool), 5)  # m > tokens: repeats
+    assert few.shape == (2, 5) and set(few[0].tolist()) == {0, 1, 2}
 
 
 def test_bad_inputs_raise(model):

@@ -46,13 +46,36 @@ class DecoderLayer(nn.Module):
         return self.norms[3](q + self.drop(self.ffn(q)))
 
 
+def farthest_tokens(xyz: Tensor, pad: Tensor, m: int) -> Tensor:
+    """Indices [B, m] of ``m`` tokens per scene chosen by farthest-point sampling over the
+    non-padded tokens of ``xyz`` [B, L, 3] (deterministic: starts at the first real token;
+    repeats tokens when a scene has fewer than ``m``). No gradient."""
+    B, L, _ = xyz.shape
+    with torch.no_grad():
+        x = xyz.detach().float()
+        inf = torch.finfo(x.dtype).max
+        first = (~pad).float().argmax(1)  # [B] first real token
+        dist = torch.where(pad, torch.full_like(x[..., 0], -1.0), torch.full_like(x[..., 0], inf))  # [B, L]
+        out = torch.empty(B, m, dtype=torch.long, device=xyz.device)
+        cur = first
+        rows = torch.arange(B, device=xyz.device)
+        for j in range(m):
+            out[:, j] = cur
+            d = (x - x[rows, cur][:, None, :]).square().sum(-1)  # [B, L]
+            dist = torch.where(pad, dist, torch.minimum(dist, d))
+            cur = dist.argmax(1)
+    return out
+
+
 class GroundingDecoder(nn.Module):
     """Returns, for every layer, mask embeddings [B, m, D] and token logits [B, m, T+1]."""
 
     def __init__(self, point_dim: int, text_dim: int, hidden_dim: int, num_layers: int, num_heads: int,
-                 ffn_dim: int, dropout: float, num_queries: int, temperature_init: float = 0.07):
+                 ffn_dim: int, dropout: float, num_queries: int, temperature_init: float = 0.07,
+                 anchored: bool = False):
         super().__init__()
         D = hidden_dim
+        self.anchored = bool(anchored)
         self.query_feat = nn.Parameter(torch.randn(num_queries, D) * 0.02)
         self.query_pos = nn.Parameter(torch.randn(num_queries, D) * 0.02)
         self.point_in = nn.Sequential(nn.Linear(point_dim, D), nn.LayerNorm(D))
@@ -80,6 +103,11 @@ class GroundingDecoder(nn.Module):
         keys = F.normalize(torch.cat([self.token_text(text), self.no_match.expand(B, 1, -1)], dim=1), dim=-1)
         q = self.query_feat.expand(B, -1, -1)
         q_pos = self.query_pos.expand(B, -1, -1)
+        if self.anchored:  # each proposal starts at a scene location (Mask3D-style queries)
+            anchor = farthest_tokens(point_xyz, point_pad, q.shape[1])  # [B, m]
+            take = anchor[..., None].expand(-1, -1, q.shape[2])
+            q = q + torch.gather(points, 1, take)
+            q_pos = q_pos + torch.gather(pos, 1, take)
         outputs = []
         for layer in self.layers:
             q = layer(q, q_pos, points, pos, point_pad, memory, ~real)

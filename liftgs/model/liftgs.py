@@ -203,7 +203,8 @@ def build_liftgs(config: ModelConfig) -> LiftGS:
     head = GaussianHead(c.encoder_out, c.head_hidden, c.feature_dim, c.voxel_size, offset_bound=c.offset_bound,
                         scale_init=c.scale_init, scale_max=c.scale_max, opacity_init=c.opacity_init)
     decoder = GroundingDecoder(c.encoder_out, c.text_dim, c.hidden_dim, c.num_layers, c.num_heads, c.ffn_dim,
-                               c.dropout, c.num_queries, temperature_init=c.temperature_init)
+                               c.dropout, c.num_queries, temperature_init=c.temperature_init,
+                               anchored=c.anchored_queries)
     mask_proj = nn.Sequential(nn.Linear(c.encoder_out, c.hidden_dim), nn.GELU(), nn.Linear(c.hidden_dim, c.hidden_dim))
     return LiftGS(encoder, head, decoder, mask_proj, c.voxel_size, c.token_stride, c.text_dim, config=c)
 
