@@ -49,8 +49,9 @@ class LiftGS(nn.Module):
 
     def __init__(self, encoder: SparseUNet, gaussian_head: GaussianHead, decoder: GroundingDecoder,
                  mask_proj: nn.Module, voxel_size: float, token_stride: int, text_dim: int,
-                 config: ModelConfig | None = None):
+                 config: ModelConfig | None = None, mask_position: nn.Module | None = None):
         super().__init__()
+        self.mask_position = mask_position  # scene-centred xyz -> added to the mask features
         self.encoder = encoder
         self.gaussian_head = gaussian_head
         self.decoder = decoder
@@ -96,8 +97,13 @@ class LiftGS(nn.Module):
         vox = voxelize(points, colors, offsets, self.voxel_size)
         feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
         tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
+        mask_features = self.mask_proj(feats)
+        if self.mask_position is not None:  # a proposal can select a place as well as a look
+            vbatch = vox.coords[:, 0].long()
+            scene_mean = scatter_mean(vox.centers, vbatch, vox.batch_size)
+            mask_features = mask_features + self.mask_position(vox.centers - scene_mean[vbatch])
         return PointEncoding(
-            voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel), mask_features=self.mask_proj(feats),
+            voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel), mask_features=mask_features,
             tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
         )
 
@@ -180,6 +186,7 @@ class LiftGS(nn.Module):
             doc = json.loads(config_file.read_text())
             if isinstance(doc, dict):
                 doc.setdefault("fuse_kernel", 3)  # written before the option existed: 3x3x3 fusion
+                doc.setdefault("mask_position", False)
             config = from_dict(ModelConfig, doc)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
@@ -206,7 +213,27 @@ def build_liftgs(config: ModelConfig) -> LiftGS:
                                c.dropout, c.num_queries, temperature_init=c.temperature_init,
                                anchored=c.anchored_queries)
     mask_proj = nn.Sequential(nn.Linear(c.encoder_out, c.hidden_dim), nn.GELU(), nn.Linear(c.hidden_dim, c.hidden_dim))
-    return LiftGS(encoder, head, decoder, mask_proj, c.voxel_size, c.token_stride, c.text_dim, config=c)
+    position = FourierPosition(c.hidden_dim) if c.mask_position else None
+    return LiftGS(encoder, head, decoder, mask_proj, c.voxel_size, c.token_stride, c.text_dim, config=c,
+                  mask_position=position)
+
+
+class FourierPosition(nn.Module):
+    """Scene-centred xyz [V, 3] -> [V, D]: sin / cos at wavelengths 0.25-8 m, then a linear map.
+
+    Instance masks are above all spatially compact; with the position in the per-voxel mask
+    features a proposal's mask embedding can pick a region directly, before the UNet has
+    learnt instance-discriminative appearance features."""
+
+    def __init__(self, dim: int, num_bands: int = 6, min_wavelength: float = 0.25):
+        super().__init__()
+        freqs = 2 * torch.pi / (min_wavelength * 2.0 ** torch.arange(num_bands, dtype=torch.float32))
+        self.register_buffer("freqs", freqs, persistent=False)
+        self.proj = nn.Linear(6 * num_bands, dim)
+
+    def forward(self, xyz: Tensor) -> Tensor:
+        angles = (xyz[:, :, None] * self.freqs.to(xyz.dtype)).flatten(1)  # [V, 3 * bands]
+        return self.proj(torch.cat([angles.sin(), angles.cos()], dim=1))
 
 
 def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
