@@ -25,15 +25,18 @@ OPTS = dict(cache=True, parallel=True, fastmath=False, nogil=True)
 
 @njit(**OPTS)
 def fwd_rows(row_ptr, col, col_gid, order, w, attr, out):
-    """out[order[r]] = sum over row r's pairs of w * attr[gaussian] (front to back)."""
+    """out[order[r]] = sum over row r's pairs of w * attr[gaussian] (front to back).
+
+    Plain 2D indexing, no row views: a view per pair costs more than a few channels' work.
+    """
     C = attr.shape[1]
     for r in prange(row_ptr.shape[0] - 1):
-        o = out[order[r]]
+        i = order[r]
         for p in range(row_ptr[r], row_ptr[r + 1]):
-            a = attr[col_gid[col[p]]]
+            g = col_gid[col[p]]
             wp = w[p]
             for c in range(C):
-                o[c] += wp * a[c]
+                out[i, c] += wp * attr[g, c]
 
 
 @njit(cache=True, fastmath=False, inline="always")
@@ -43,11 +46,6 @@ def _dot(a, b, C, buf):
     ``buf`` has a power-of-two length >= max(C, 16) and zeros beyond C. Every step is an
     elementwise vector operation, so it vectorises without reassociating: a fixed order.
     """
-    if C <= 8:  # few channels: a plain left-to-right sum is cheaper than the tree
-        acc = a[0] * b[0]
-        for c in range(1, C):
-            acc += a[c] * b[c]
-        return acc
     for c in range(C):
         buf[c] = a[c] * b[c]
     h = buf.shape[0]
@@ -65,7 +63,11 @@ def _dot(a, b, C, buf):
 @njit(**OPTS)
 def bwd_rows(tile_ptr, order, row_ptr, col, col_gid, w, attr, g_out, need_w, need_a, g_w,
              part):
-    """Per pair dL/dw = g_out[row] . attr[gaussian]; per column part += w * g_out[row]."""
+    """Per pair dL/dw = g_out[row] . attr[gaussian]; per column part += w * g_out[row].
+
+    Below 16 channels the dot product is a left-to-right sum in plain 2D indexing (no row
+    views); from 16 on, ``_dot``'s fixed pairwise tree.
+    """
     C = attr.shape[1]
     Cp = 16
     while Cp < C:
@@ -73,16 +75,22 @@ def bwd_rows(tile_ptr, order, row_ptr, col, col_gid, w, attr, g_out, need_w, nee
     for t in prange(tile_ptr.shape[0] - 1):
         buf = np.zeros(Cp, g_out.dtype)
         for r in range(tile_ptr[t], tile_ptr[t + 1]):
-            gi = g_out[order[r]]
+            i = order[r]
             for p in range(row_ptr[r], row_ptr[r + 1]):
                 c = col[p]
                 if need_w:
-                    g_w[p] = _dot(gi, attr[col_gid[c]], C, buf)
+                    g = col_gid[c]
+                    if C < 16:
+                        acc = g_out[i, 0] * attr[g, 0]
+                        for d in range(1, C):
+                            acc += g_out[i, d] * attr[g, d]
+                        g_w[p] = acc
+                    else:
+                        g_w[p] = _dot(g_out[i], attr[g], C, buf)
                 if need_a:
-                    pc = part[c]
                     wp = w[p]
                     for d in range(C):
-                        pc[d] += wp * gi[d]
+                        part[c, d] += wp * g_out[i, d]
 
 
 @njit(cache=True, fastmath=False, inline="always")

@@ -137,11 +137,10 @@ def reduce_columns(g_ptr, g_cols, part, out):
     """out[g] = sum of part over Gaussian g's columns, in tile order (deterministic)."""
     D = part.shape[1]
     for g in prange(g_ptr.shape[0] - 1):
-        o = out[g]
         for q in range(g_ptr[g], g_ptr[g + 1]):
-            pc = part[g_cols[q]]
+            c = g_cols[q]
             for d in range(D):
-                o[d] += pc[d]
+                out[g, d] += part[c, d]
 
 
 @njit(**OPTS)
@@ -176,9 +175,8 @@ def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, crec, w, ar, k, g_w
             S = gT_Tf[i]
             for p in range(row_ptr[r + 1] - 1, row_ptr[r] - 1, -1):
                 c = col[p]
-                cr = crec[c]
-                dx = x - cr[0]
-                dy = y - cr[1]
+                dx = x - crec[c, 0]
+                dy = y - crec[c, 1]
                 a_raw = ar[p]
                 a = a_raw if a_raw <= amax else amax
                 gw = g_w[p]
@@ -190,13 +188,12 @@ def weights_bwd_tiles(tile_ptr, order, xs, ys, row_ptr, col, crec, w, ar, k, g_w
                 g_sig = -(g_a * a_raw)
                 gdx = g_sig * dx
                 gdy = g_sig * dy
-                pc = part[c]
-                pc[0] += -(cr[2] * gdx + cr[3] * gdy)
-                pc[1] += -(cr[3] * gdx + cr[4] * gdy)
-                pc[2] += half * (gdx * dx)
-                pc[3] += gdx * dy
-                pc[4] += half * (gdy * dy)
-                pc[5] -= g_sig
+                part[c, 0] += -(crec[c, 2] * gdx + crec[c, 3] * gdy)
+                part[c, 1] += -(crec[c, 3] * gdx + crec[c, 4] * gdy)
+                part[c, 2] += half * (gdx * dx)
+                part[c, 3] += gdx * dy
+                part[c, 4] += half * (gdy * dy)
+                part[c, 5] -= g_sig
 
 
 @njit(cache=True, fastmath=False, inline="always")
