@@ -28,7 +28,7 @@ from liftgs.render.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projection
 
 
 CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows walk twice
-GEMM_MIN_CHANNELS = 16  # composite with per-tile BLAS GEMMs from this many channels on,
+GEMM_MIN_CHANNELS = 1  # composite with per-tile BLAS GEMMs from this many channels on,
 GEMM_MIN_DENSITY = 0.2  # when pairs fill at least this share of the dense tile blocks
 SCRATCH_BYTES = 3 << 27  # budget of that walk's scratch rows (kept between calls)
 
