@@ -25,6 +25,7 @@ from liftgs.train.checkpoint import CheckpointError, latest_checkpoint
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
+from liftgs.train.optim import paper_optim
 from liftgs.train.pretrain import build_model, loss_scalars, recipe_main, scene_paths
 from liftgs.train.render_targets import grounding_layers
 
@@ -66,7 +67,8 @@ class FinetuneConfig(RunConfig):
 
 PRESETS: dict[str, FinetuneConfig] = {
     "tiny": FinetuneConfig(),
-    "paper": FinetuneConfig(preset="paper", steps=50000, batch_size=1, ckpt_every=2000, log_every=50),
+    "paper": FinetuneConfig(preset="paper", steps=50000, batch_size=1, ckpt_every=2000, log_every=50,
+                            optim=paper_optim()),
 }
 
 

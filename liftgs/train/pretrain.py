@@ -24,6 +24,7 @@ from liftgs.config import parse_cli, save_json_atomic, to_dict
 from liftgs.train.batching import collate_points, one_hot_tokens
 from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
+from liftgs.train.optim import paper_optim
 from liftgs.train.pretrain_data import PretrainDataset, PretrainSample
 from liftgs.train.render_targets import render_view
 
@@ -76,7 +77,7 @@ PRESETS: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(),
     # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
     "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
-                            num_pixels=16384, ckpt_every=2000, log_every=50),
+                            num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim()),
 }
 
 
