@@ -415,6 +415,15 @@ def test_finetune_data_fraction_and_targets(dataset):
     t = inst.sample(0)
     assert t.queries.shape[0] == 4 and t.target_masks.shape[0] == 3  # 3 present + 1 absent
     assert sorted(x[0] for x in t.token_sets) == sorted({x[0] for x in t.token_sets})
+    both = FinetuneDataset(paths, HashEncoder(), seed=0, task="both")
+    for pos in range(3):
+        group = both.sample_group(pos, 3)
+        first = both.sample(pos)
+        assert len(group) == 3 and len({g.scene_id for g in group}) == 1
+        assert torch.equal(group[0].queries, first.queries) and group[0].task == first.task
+        assert torch.equal(both.sample_group(pos, 3)[2].target_masks, group[2].target_masks)  # pure
+    with pytest.raises(ValueError, match="group size"):
+        both.sample_group(0, 0)
 
 
 def test_bad_inputs_give_clear_errors(dataset, tmp_path):

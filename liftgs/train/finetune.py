@@ -55,10 +55,15 @@ class FinetuneConfig(RunConfig):
     """absent categories added to each instance-segmentation query set"""
     loss_points: int = 0
     """points sampled per scene for the mask loss (0 = all points)"""
+    queries_per_scene: int = 4
+    """query sets (expressions / the category set) of one scene per sample: the scene is
+    encoded once and every set decoded from it, so the costly point encoder is amortised"""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.data_fraction <= 1.0:
             raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
+        if self.queries_per_scene < 1:
+            raise ValueError(f"queries_per_scene must be >= 1, got {self.queries_per_scene}")
         if self.min_instance_points < 1 or self.negative_categories < 0 or self.loss_points < 0:
             raise ValueError("min_instance_points must be >= 1; negative_categories and "
                              "loss_points >= 0")
@@ -111,12 +116,15 @@ def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int,
     return total, scalars
 
 
-def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device):
+def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, queries_per_scene: int = 1):
     def step_fn(model: nn.Module, positions: list[int], step: int):
-        samples = [dataset.sample(p) for p in positions]
-        batch = collate_points([s.points for s in samples], [s.colors for s in samples],
+        groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
+        samples = [s for group in groups for s in group]
+        batch = collate_points([g[0].points for g in groups], [g[0].colors for g in groups],
                                [s.queries for s in samples], dataset.dim).to(device)
-        outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask)
+        query_scene = torch.tensor([b for b, g in enumerate(groups) for _ in g], device=device)
+        outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
+                        query_scene=query_scene)
         return finetune_loss(outputs, samples, batch.queries.shape[1], criterion)
 
     return step_fn
@@ -163,7 +171,7 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
                   "world_size": info.world_size}
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
-    step_fn = make_step_fn(dataset, GroundingCriterion(), info.device)
+    step_fn = make_step_fn(dataset, GroundingCriterion(), info.device, config.queries_per_scene)
     result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
                           config=run_config, resume=config.resume, info=info,
                           on_step_end=on_step_end, desc="finetune")

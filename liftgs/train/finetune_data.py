@@ -29,6 +29,7 @@ from liftgs.io.errors import DataError
 from liftgs.train.sampler import EpochSampler, sample_rng, subsample_indices
 
 TASKS = ("refer", "instseg", "both")
+_GROUP_SALT = 0x6E0_5CE
 
 
 @dataclass
@@ -88,6 +89,9 @@ class FinetuneDataset:
         if not self.items:
             raise DataError(f"no training item for task {task!r} among {len(self.scenes)} scene(s) "
                             "(no expressions / instances with enough points?)")
+        self._scene_items: dict[int, list[int]] = {}
+        for i, (si, _) in enumerate(self.items):
+            self._scene_items.setdefault(si, []).append(i)
         self._encode_text(text_encoder, progress)
         self.sampler = EpochSampler(len(self.items), seed)
 
@@ -113,8 +117,25 @@ class FinetuneDataset:
         return len(self.items)
 
     def sample(self, position: int) -> FinetuneSample:
-        rng = sample_rng(self.seed, position)
-        si, ei = self.items[self.sampler.item(position)]
+        return self._build(self.sampler.item(position), sample_rng(self.seed, position))
+
+    def sample_group(self, position: int, size: int = 1) -> list[FinetuneSample]:
+        """The sample at ``position`` plus up to ``size - 1`` other items of the same scene
+        (its other expressions / its category set), drawn from a stream of their own: the
+        model encodes the scene once and decodes every query set (``query_scene``)."""
+        if size < 1:
+            raise ValueError(f"group size must be >= 1, got {size}")
+        item = self.sampler.item(position)
+        out = [self._build(item, sample_rng(self.seed, position))]
+        others = [i for i in self._scene_items[self.items[item][0]] if i != item]
+        if size > 1 and others:
+            rng = np.random.default_rng([self.seed, _GROUP_SALT, int(position)])
+            for j, other in enumerate(rng.permutation(others)[: size - 1]):
+                out.append(self._build(int(other), np.random.default_rng([self.seed, _GROUP_SALT, int(position), j])))
+        return out
+
+    def _build(self, item: int, rng: np.random.Generator) -> FinetuneSample:
+        si, ei = self.items[item]
         sc = self.scenes[si]
         P = sc.points.shape[0]
         idx = None
