@@ -1,14 +1,14 @@
 """Compiled CPU backend: the weights as a pixel-major pair list (CSR), numba kernels.
 
-Projection stays in torch (cheap, differentiable); binning reuses ``binning.tile_lists``.
-Each rendered pixel then walks its tile's depth-sorted list once to count its blended
-Gaussians and once to write them (gsplat's rules, the same operation order as the dense
-reference), so ``RenderWeights.values`` is a flat [M] tensor of weights alpha * T with
-``CsrLayout`` saying which pixel and Gaussian each belongs to. Compositing is the sparse
-product ``W @ attributes`` in one pass over the pairs; its backward and the geometry
-backward (the back-to-front recurrence of 3DGS) scatter to Gaussians through a transposed
-pair list built once per view, so every sum has a fixed order (bit-reproducible for any
-thread count). See docs/renderer.md.
+Projection stays in torch (cheap, differentiable); binning is ``binning``'s enumeration
+compiled (``tile_lists_numba``). One thread per screen tile walks each of the tile's
+rendered pixels down its depth-sorted list (gsplat's rules, the same operation order as the
+dense reference), so ``RenderWeights.values`` is a flat [M] tensor of weights alpha * T with
+``CsrLayout`` saying which pixel and which tile *column* (a list entry blended at least
+once) each belongs to. Compositing is ``W @ attributes`` as per-tile BLAS GEMMs (or one pass
+over the pairs when the dense tile blocks would be mostly zeros); gradients per Gaussian are
+summed per column inside each tile and then over each Gaussian's columns in tile order, so
+every sum has a fixed order (bit-reproducible for any thread count). See docs/renderer.md.
 """
 
 from __future__ import annotations
