@@ -49,12 +49,16 @@ def tokens_in_span(token_spans: Sequence[tuple[int, int]], span: tuple[int, int]
 def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
                   tokens: Sequence[Tensor], target_tokens: Sequence[Sequence[int]], top_k: int = 5,
                   threshold: float = 0.5, labels: Sequence[str] | None = None,
-                  component_radius: float | None = DEFAULT_COMPONENT_RADIUS) -> list[GroundingResult]:
+                  component_radius: float | None = DEFAULT_COMPONENT_RADIUS,
+                  mask_score: bool = True) -> list[GroundingResult]:
     """Ground several token sequences in one scene (encoded once).
 
     ``tokens[i]`` [T_i, F] are the query token vectors of sequence i; ``target_tokens[i]`` the
     indices whose probability mass ranks the proposals (e.g. the target mention's tokens).
     ``component_radius`` (metres) keeps each mask's main connected piece; None keeps it whole.
+    ``mask_score`` multiplies each proposal's token probability by its mask confidence (mean
+    sigmoid over the points of its mask, 0 for an empty mask), as Mask2Former scores
+    instances: a proposal that names the phrase but has no confident mask ranks low.
     """
     if len(tokens) != len(target_tokens):
         raise ValueError(f"{len(tokens)} token sequences but {len(target_tokens)} target index lists")
@@ -81,6 +85,10 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         if max(targets) >= int(tokens[i].shape[0]) or min(targets) < 0:
             raise ValueError(f"target token indices {targets} out of range for {int(tokens[i].shape[0])} tokens")
         prob = g.token_logits.softmax(-1)[:, targets].sum(-1)  # [m], no-match column excluded
+        if mask_score:  # Mask2Former's instance score: class probability x mask confidence
+            sig = torch.sigmoid(g.mask_logits)  # [m, P]
+            inside = sig > threshold
+            prob = prob * (sig * inside).sum(1) / inside.sum(1).clamp_min(1)
         k = min(int(top_k), prob.shape[0])
         scores, idx = prob.topk(k)
         mask_probs = torch.sigmoid(g.mask_logits[idx])
