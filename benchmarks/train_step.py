@@ -129,7 +129,7 @@ def full_step_times(model, ds, positions, losses: str, repeats: int) -> list[flo
     from liftgs.train.optim import OptimConfig, build_optimizer
     from liftgs.train.pretrain import PretrainConfig, make_step_fn
 
-    cfg = PretrainConfig(losses=losses, image_size=128, num_pixels=4096)
+    cfg = PretrainConfig(losses=losses, image_size=128, num_pixels=4096, views_per_scene=1)  # the target: one view
     step_fn = make_step_fn(ds, GroundingCriterion(), cfg, torch.device("cpu"), ds.embedding_dim)
     optimizer, _ = build_optimizer(model, OptimConfig(), 1000)
     out = []

@@ -73,7 +73,7 @@ class FinetuneConfig(RunConfig):
 PRESETS: dict[str, FinetuneConfig] = {
     "tiny": FinetuneConfig(),
     "paper": FinetuneConfig(preset="paper", steps=50000, batch_size=1, ckpt_every=2000, log_every=50,
-                            optim=paper_optim()),
+                            optim=paper_optim(), queries_per_scene=1),
 }
 
 

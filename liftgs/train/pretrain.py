@@ -56,7 +56,7 @@ class PretrainConfig(RunConfig):
     """segments smaller than this many pixels at 512x512 are dropped (scaled to image_size)"""
     num_pixels: int = 4096
     """pixels sampled per view for the mask and feature losses"""
-    views_per_scene: int = 1
+    views_per_scene: int = 2
     """views rendered per scene sample, each with its own pseudo queries, from one encoder pass
     (the paper uses 1; more views amortise the point encoder, the costliest part on a CPU)"""
     rgb_weight: float = 1.0
@@ -77,7 +77,8 @@ PRESETS: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(),
     # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
     "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
-                            num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim()),
+                            num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim(),
+                            views_per_scene=1),
 }
 
 
