@@ -142,4 +142,4 @@ def bwd_gemm(tile_ptr, col_ptr, order, row_ptr, col, col_gid, w, attr, g_out, ne
                     g_w[p] = D[r - r0, col[p] - c0]
         if need_a:
             Wt = _dense_tile(r0, r1, c0, c1, row_ptr, col, w, g_out.dtype)
-            part[c0:c1] = np.dot(Wt.T, G)
+            np.dot(Wt.T, G, part[c0:c1])  # written in place
