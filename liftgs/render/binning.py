@@ -119,7 +119,8 @@ def tile_lists(
     ntx = x1 // tile_size - tx0 + 1
     n = ntx * (y1 // tile_size - ty0 + 1)
     gi = torch.repeat_interleave(torch.arange(g.numel(), device=dev), n)
-    local = torch.arange(gi.numel(), device=dev) - torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    first = torch.repeat_interleave(torch.cumsum(n, 0) - n, n)
+    local = torch.arange(gi.numel(), device=dev) - first
     ty, tx = ty0[gi] + local // ntx[gi], tx0[gi] + local % ntx[gi]
     if occupied is not None:
         keep = occupied[ty * tiles_x + tx]

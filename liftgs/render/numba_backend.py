@@ -175,8 +175,12 @@ def _np(t: Tensor) -> np.ndarray:
 
 
 def _walk(kern, tile: Tensor, list_ptr: np.ndarray, list_ids: np.ndarray, xs, ys, m, con,
-          op, lim, k) -> tuple[CsrLayout, np.ndarray, np.ndarray]:
-    """All rows' pairs: (layout without num_gaussians set, w [M], T_final [P])."""
+          op, lim, k) -> tuple[CsrLayout, np.ndarray, np.ndarray, np.ndarray]:
+    """All rows' pairs: (layout without num_gaussians set, w [M], raw alpha [M], T_final [P]).
+
+    One thread per tile walks its rows into the scratch; entries blended at least once
+    become the tile's columns; rows are compacted (longer ones than the scratch walked again).
+    """
     order_t = torch.sort(tile, stable=True).indices
     order = _np(order_t)
     tile_sorted = _np(tile[order_t])
