@@ -38,11 +38,12 @@ class DemoPlan:
     batch_size: int = 1
 
 
-# Sized for the 2-core reference machine (about 1.2 s per pre-training step and 1 s per
-# fine-tuning step with one thread): quick <= 10 minutes, full <= 60 minutes.
+# Sized for the 2-core reference machine with one thread: a pre-training step (2 views) takes
+# ~1.4-2 s, a fine-tuning step (4 query sets) ~1.3-2.5 s, an evaluation ~4 s per room.
+# quick <= 10 minutes, full <= 60 minutes.
 PLANS = {
-    "quick": DemoPlan(rooms=16, pretrain_steps=150, finetune_steps=25, eval_scenes=3),
-    "full": DemoPlan(rooms=60, pretrain_steps=900, finetune_steps=150, eval_scenes=10),
+    "quick": DemoPlan(rooms=16, pretrain_steps=100, finetune_steps=20, eval_scenes=3),
+    "full": DemoPlan(rooms=60, pretrain_steps=600, finetune_steps=100, eval_scenes=10),
 }
 
 
