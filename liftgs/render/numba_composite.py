@@ -1,14 +1,16 @@
 """Compiled compositing ``W @ attributes`` and its backward, per screen tile (numba).
 
-Two forms, chosen by the number of channels C (``numba_backend.GEMM_MIN_CHANNELS``):
+Two forms, chosen per view by ``CsrLayout.use_gemm`` (channels and fill of the tile blocks):
 
-* few channels: one pass over each row's pairs (``out[row] += w * attr[gaussian]``); the
-  backward computes dL/dw as per-pair dot products and dL/dattr as per-column sums;
-* many channels: a tile's weights form a small dense matrix ``W_t`` [rows, columns] (the
-  columns are the tile's blended Gaussians, see ``numba_kernels``), and the three products
-  are dense GEMMs through BLAS: ``out_t = W_t A_t``, ``dW_t = G_t A_tᵀ`` (read at the
-  pairs only) and ``part_t = W_tᵀ G_t``. Padding with zeros costs 1.7-3.5x the pair count
-  in multiply-adds, but BLAS runs them ~5-10x faster than any per-pair loop here.
+* rows: one pass over each row's pairs (``out[row] += w * attr[gaussian]``); the backward
+  computes dL/dw as per-pair dot products and dL/dattr as per-column sums. Used when the
+  dense tile blocks would be mostly zeros (< 20 % filled);
+* GEMM (the usual case): a tile's weights form a small dense matrix ``W_t`` [rows,
+  columns] (the columns are the tile's blended Gaussians, see ``numba_kernels``), and the
+  three products are dense GEMMs through BLAS: ``out_t = W_t A_t``, ``dW_t = G_t A_tᵀ``
+  (read at the pairs only) and ``part_t = W_tᵀ G_t``. Padding with zeros costs 1.6-2.7x
+  the pair count in multiply-adds, but BLAS runs them several times faster than the
+  per-pair loops here, even for 3 channels.
 
 Every tile is one thread's work and one single-threaded BLAS call per product, so results
 do not depend on the number of threads. Per-column attribute gradients are then summed per
