@@ -113,7 +113,7 @@ def instrumented_step(model, optimizer, ds, position: int, criterion, timer: Tim
         pre.render_view = real_render
     t1 = time.perf_counter()
     inner = timer._run.get("render (weights + composite)", 0) + timer._run.get("matching (no grad)", 0)
-    timer.add("losses (focal/dice/token/L1+SSIM/feature)", t1 - t - inner + 0.0)
+    timer.add("losses (mask CE/dice/token/L1+SSIM/feature)", t1 - t - inner + 0.0)
     t = t1
     loss.backward()
     t = lap("backward", t)
