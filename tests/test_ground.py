@@ -80,6 +80,8 @@ def test_orbit_cameras_see_the_scene():
 def test_bad_inputs(tmp_path, model_dir, capsys):
     with pytest.raises(ValueError, match="phrase is empty"):
         GroundConfig(scene=tmp_path, phrase="  ")
+    with pytest.raises(ValueError, match="component-radius"):
+        GroundConfig(scene=tmp_path, phrase="a chair", component_radius=-0.1)
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 4), np.float32))
     assert main([str(bad), "a chair", "--checkpoint", str(model_dir)]) == 2
