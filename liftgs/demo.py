@@ -151,8 +151,28 @@ def stage_labels(state: DemoState, data: Path) -> Path:
     return labels
 
 
-def _run_done(run: Path) -> bool:
-    return (run / "model" / "config.json").is_file()
+def _run_done(run: Path, recipe: str | None = None, **expected) -> bool:
+    """True when ``run`` holds final weights trained with ``expected`` settings. A run left
+    by a demo of another size (different steps, fraction, seed...) is moved aside so that
+    it is trained again, not silently reused."""
+    if not (run / "model" / "config.json").is_file():
+        return False
+    if recipe is None:
+        return True
+    try:
+        saved = json.loads((run / "config.json").read_text()).get(recipe, {})
+    except (OSError, ValueError):
+        saved = None
+    stale = saved is None or any(saved.get(k) != v for k, v in expected.items())
+    if stale:
+        aside = run.with_name(run.name + ".stale")
+        import shutil
+
+        shutil.rmtree(aside, ignore_errors=True)
+        run.rename(aside)
+        print(f"   {run.name}: trained with other settings; moved to {aside.name} and training again")
+        return False
+    return True
 
 
 def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
@@ -160,7 +180,7 @@ def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
 
     run = state.out / "pretrain"
     done = _stage(state, f"3/6 pre-training with 2D render supervision ({state.plan.pretrain_steps} steps)")
-    if _run_done(run):
+    if _run_done(run, "pretrain", steps=state.plan.pretrain_steps, seed=state.config.seed):
         print(f"   reusing {run}")
     else:
         run_pretrain(PretrainConfig(data=data, labels=labels, out=run, steps=state.plan.pretrain_steps,
@@ -224,7 +244,8 @@ def stage_finetune(state: DemoState, data: Path, pretrained: Path, encoder) -> N
     for frac in plan.fractions:
         for init_name, init in (("scratch", None), ("pretrained", pretrained)):
             run = state.out / f"finetune_{init_name}_{frac:g}"
-            if not _run_done(run):
+            if not _run_done(run, "finetune", steps=plan.finetune_steps, data_fraction=frac,
+                             seed=state.config.seed):
                 print(f"   -> {run.name}", flush=True)
                 run_finetune(FinetuneConfig(data=data, out=run, init=init, data_fraction=frac,
                                             steps=plan.finetune_steps, batch_size=plan.batch_size,

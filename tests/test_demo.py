@@ -25,6 +25,14 @@ def test_demo_end_to_end(tmp_path):
     mtime = (out / "pretrain" / "model" / "config.json").stat().st_mtime
     run_demo(cfg)
     assert (out / "pretrain" / "model" / "config.json").stat().st_mtime == mtime
+    # a demo of another size retrains the runs whose settings differ, and only those
+    ft = out / "finetune_scratch_1"
+    ft_mtime = (ft / "model" / "config.json").stat().st_mtime
+    run_demo(DemoConfig(out=out, rooms=5, pretrain_steps=2, finetune_steps=2, fractions=(1.0,), noise=0.1))
+    assert (out / "pretrain" / "model" / "config.json").stat().st_mtime == mtime
+    assert (ft / "model" / "config.json").stat().st_mtime != ft_mtime
+    assert json.loads((ft / "config.json").read_text())["finetune"]["steps"] == 2
+    assert (out / "finetune_scratch_1.stale" / "model").is_dir()
 
 
 def test_demo_config_errors():
