@@ -96,6 +96,38 @@ def test_matcher_is_optimal_against_brute_force(m, K, seed):
     assert focal_cost[i, j].item() == pytest.approx(expect_focal.item(), rel=1e-5)
 
 
+def test_proposal_ranking_ce_matches_an_explicit_loop():
+    from liftgs.losses.criterion import proposal_ranking_ce
+
+    g = torch.Generator().manual_seed(5)
+    logits = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    logits_pad = logits.clone()
+    logits_pad[:, 3] = float("-inf")  # a padded token
+    targets = torch.zeros(2, 5, dtype=torch.float64)
+    targets[0, 1] = 1.0
+    targets[1, [0, 2]] = 0.5  # a target with two positive tokens
+    pred = torch.tensor([4, 1])
+    got = proposal_ranking_ce(logits_pad, pred, targets)
+    expect = 0.0
+    for k in range(2):
+        probs = logits_pad.softmax(-1)[:, targets[k] > 0].sum(-1)  # [m] P(k's tokens | j)
+        expect = expect - torch.log(probs[pred[k]] / probs.sum())
+    torch.testing.assert_close(got, expect)
+    got.backward()
+    assert torch.isfinite(logits.grad).all()
+    best = torch.full((6, 5), -5.0, dtype=torch.float64)
+    best[:, 4] = 5.0  # unmatched proposals say "no match"
+    best[4, 4], best[1, 4] = -5.0, -5.0
+    best[4, 1], best[1, 0] = 5.0, 5.0
+    assert proposal_ranking_ce(best, pred, targets) < 0.1 * proposal_ranking_ce(torch.zeros(6, 5), pred, targets.float())
+    crit = GroundingCriterion(rank_weight=2.0)
+    probs, logits2, tm, tt = make_problem()
+    _, d = crit([(probs, logits2)], tm, tt)
+    assert "rank" in d and d["loss"] == pytest.approx(15 * d["mask"] + 6 * d["dice"] + 2 * d["token"] + 2 * d["rank"], rel=1e-5)
+    with pytest.raises(ValueError, match="rank_weight"):
+        GroundingCriterion(rank_weight=-1.0)
+
+
 def test_mask_loss_choice_is_validated():
     with pytest.raises(ValueError, match="mask_loss"):
         HungarianMatcher(mask_loss="bce")

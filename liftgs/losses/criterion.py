@@ -42,15 +42,35 @@ def distributed_count(count: float, device: torch.device) -> float:
     return max(float(count), 1.0)
 
 
+def proposal_ranking_ce(token_logits: Tensor, pred_idx: Tensor, target_tokens: Tensor) -> Tensor:
+    """Cross-entropy over *proposals* (summed over targets): target k's matched proposal
+    ``pred_idx[k]`` should give k's positive tokens more probability than any other proposal.
+
+    The token loss (eq. 5) normalises each proposal's row over tokens; grounding one phrase
+    ranks the proposals of a column instead (``inference.ground_tokens``). This term trains
+    that ranking directly. token_logits [m, T+1], pred_idx [k], target_tokens [k, T+1]."""
+    if pred_idx.numel() == 0:
+        return token_logits.sum() * 0.0
+    logp = token_logits.log_softmax(-1)  # [m, T+1] row-normalised, as at inference
+    pos = target_tokens > 0  # [k, T+1]
+    score = torch.where(pos[:, None, :], logp[None, :, :], torch.full_like(logp[None], float("-inf")))
+    score = score.logsumexp(-1)  # [k, m] log P(k's tokens | proposal)
+    return torch.nn.functional.cross_entropy(score, pred_idx, reduction="sum")
+
+
 class GroundingCriterion:
     """``(loss, loss_dict)`` for a list of decoder layers (earliest first, final last)."""
 
     def __init__(self, matcher: HungarianMatcher | None = None, mask_weight: float = 15.0,
                  token_weight: float = 2.0, dice_weight: float = 6.0, no_match_weight: float = 0.1,
-                 mask_loss: str = "ce"):
+                 mask_loss: str = "ce", rank_weight: float = 0.0):
         self.alpha, self.gamma = mask_loss_params(mask_loss)
         self.matcher = matcher if matcher is not None else HungarianMatcher(mask_loss=mask_loss)
         self.weights = {"mask": float(mask_weight), "token": float(token_weight), "dice": float(dice_weight)}
+        if rank_weight < 0:
+            raise ValueError(f"rank_weight must be >= 0, got {rank_weight}")
+        if rank_weight > 0:
+            self.weights["rank"] = float(rank_weight)
         self.no_match_weight = float(no_match_weight)
 
     def __call__(self, layers: list[tuple[Tensor, Tensor]], target_masks: Tensor, target_tokens: Tensor,
@@ -92,4 +112,7 @@ class GroundingCriterion:
         weight = torch.full((m,), self.no_match_weight, dtype=logits.dtype, device=logits.device)
         weight[pred_idx] = 1.0
         token = (soft_token_ce(logits, token_targets) * weight).sum()
-        return {"mask": mask, "dice": dice, "token": token}
+        out = {"mask": mask, "dice": dice, "token": token}
+        if "rank" in self.weights:
+            out["rank"] = proposal_ranking_ce(logits, pred_idx, target_tokens[tgt_idx])
+        return out

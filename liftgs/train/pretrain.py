@@ -61,6 +61,8 @@ class PretrainConfig(RunConfig):
     (the paper uses 1; more views amortise the point encoder, the costliest part on a CPU)"""
     rgb_weight: float = 1.0
     feature_weight: float = 0.1
+    rank_weight: float = 0.0
+    """weight of the proposal-ranking cross-entropy (0 = off, as in the paper)"""
 
     def __post_init__(self) -> None:
         if self.losses not in LOSS_SETS:
@@ -191,7 +193,8 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
                   "num_scenes": len(dataset), "world_size": info.world_size}
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
-    step_fn = make_step_fn(dataset, GroundingCriterion(), config, info.device, text_dim)
+    step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), config, info.device,
+                           text_dim)
     result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
                           config=run_config, resume=config.resume, info=info,
                           on_step_end=on_step_end, desc="pretrain")
