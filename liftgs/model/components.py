@@ -44,10 +44,11 @@ def point_components(points: np.ndarray, radius: float) -> np.ndarray:
     inverse = inverse.reshape(-1)
     lo = uniq.min(0) - 1
     span = uniq.max(0) - lo + 2  # room for the +-1 neighbours
-    key = ((uniq - lo) * np.array([span[1] * span[2], span[2], 1])).sum(1)  # increasing: uniq is sorted
+    stride = np.array([span[1] * span[2], span[2], 1])
+    key = ((uniq - lo) * stride).sum(1)  # increasing: uniq is sorted
     rows, cols = [], []
     for d in _OFFSETS:
-        nkey = ((uniq + d - lo) * np.array([span[1] * span[2], span[2], 1])).sum(1)
+        nkey = key + int((d * stride).sum())
         pos = np.searchsorted(key, nkey)
         pos = np.minimum(pos, key.shape[0] - 1)
         hit = key[pos] == nkey

@@ -85,13 +85,13 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         if max(targets) >= int(tokens[i].shape[0]) or min(targets) < 0:
             raise ValueError(f"target token indices {targets} out of range for {int(tokens[i].shape[0])} tokens")
         prob = g.token_logits.softmax(-1)[:, targets].sum(-1)  # [m], no-match column excluded
+        sig = torch.sigmoid(g.mask_logits)  # [m, P]
         if mask_score:  # Mask2Former's instance score: class probability x mask confidence
-            sig = torch.sigmoid(g.mask_logits)  # [m, P]
             inside = sig > threshold
             prob = prob * (sig * inside).sum(1) / inside.sum(1).clamp_min(1)
         k = min(int(top_k), prob.shape[0])
         scores, idx = prob.topk(k)
-        mask_probs = torch.sigmoid(g.mask_logits[idx])
+        mask_probs = sig[idx]
         masks = mask_probs > threshold
         if component_radius is not None:
             masks = _main_components(pts, masks, mask_probs, component_radius)

@@ -114,8 +114,8 @@ class LiftGS(nn.Module):
         ``query_scene`` [Bq] names each query set's scene for several scenes."""
         B = encoding.tokens.shape[0]
         Bq = queries.shape[0]
-        _check_queries(queries, query_mask, self.text_dim, B if query_scene is None else Bq)
-        scene = _scene_of_queries(query_scene, B, Bq)
+        _check_queries(queries, query_mask, self.text_dim)
+        scene = _scene_of_queries(query_scene, B, Bq)  # validates the set -> scene mapping
         tokens, xyz, pad = encoding.tokens, encoding.token_xyz, encoding.token_pad
         if scene != list(range(B)):
             index = torch.tensor(scene, dtype=torch.long, device=tokens.device)
@@ -262,10 +262,8 @@ def _scene_of_queries(query_scene: Tensor | None, num_scenes: int, num_sets: int
     return scene
 
 
-def _check_queries(queries: Tensor, query_mask: Tensor, text_dim: int, num_scenes: int) -> None:
+def _check_queries(queries: Tensor, query_mask: Tensor, text_dim: int) -> None:
     if queries.ndim != 3 or queries.shape[2] != text_dim:
         raise ValueError(f"queries must be [B, T, {text_dim}] (the model's text_dim), got {list(queries.shape)}")
     if query_mask.shape != queries.shape[:2]:
         raise ValueError(f"query_mask must be [B, T] = {list(queries.shape[:2])}, got {list(query_mask.shape)}")
-    if queries.shape[0] != num_scenes and num_scenes != 1:
-        raise ValueError(f"{queries.shape[0]} query sets for {num_scenes} scenes; give one per scene")

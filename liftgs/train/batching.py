@@ -58,6 +58,16 @@ def collate_points(points: list[Tensor], colors: list[Tensor], queries: list[Ten
                       offsets=lengths.cumsum(0), queries=padded, query_mask=mask)
 
 
+def collate_groups(groups: list[list], query_dim: int) -> tuple[PointBatch, Tensor]:
+    """Samples grouped by scene (each sample has ``points``, ``colors``, ``queries``; a group's
+    samples share their scene) -> the batch with one point set per group and every sample's
+    query set, plus ``query_scene`` [Bq]: the group index of each query set (see LiftGS)."""
+    batch = collate_points([g[0].points for g in groups], [g[0].colors for g in groups],
+                           [s.queries for g in groups for s in g], query_dim)
+    query_scene = torch.tensor([b for b, g in enumerate(groups) for _ in g], dtype=torch.long)
+    return batch, query_scene
+
+
 def one_hot_tokens(num_targets: int, num_tokens: int) -> Tensor:
     """Positive map [K, T + 1] where target k matches token k (pseudo-queries, appendix A.1)."""
     out = torch.zeros(num_targets, num_tokens + 1)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import save_json_atomic, to_dict
-from liftgs.train.batching import collate_points, positive_map
+from liftgs.train.batching import collate_groups, positive_map
 from liftgs.train.checkpoint import CheckpointError, latest_checkpoint
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
@@ -120,11 +120,10 @@ def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, quer
     def step_fn(model: nn.Module, positions: list[int], step: int):
         groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
         samples = [s for group in groups for s in group]
-        batch = collate_points([g[0].points for g in groups], [g[0].colors for g in groups],
-                               [s.queries for s in samples], dataset.dim).to(device)
-        query_scene = torch.tensor([b for b, g in enumerate(groups) for _ in g], device=device)
+        batch, query_scene = collate_groups(groups, dataset.dim)
+        batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
-                        query_scene=query_scene)
+                        query_scene=query_scene.to(device))
         return finetune_loss(outputs, samples, batch.queries.shape[1], criterion)
 
     return step_fn

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import parse_cli, save_json_atomic, to_dict
-from liftgs.train.batching import collate_points, one_hot_tokens
+from liftgs.train.batching import collate_groups, one_hot_tokens
 from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
 from liftgs.train.optim import paper_optim
@@ -153,11 +153,10 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
     def step_fn(model: nn.Module, positions: list[int], step: int):
         groups = [dataset.sample_views(p, config.views_per_scene) for p in positions]
         samples = [s for group in groups for s in group]
-        batch = collate_points([g[0].points for g in groups], [g[0].colors for g in groups],
-                               [s.queries for s in samples], query_dim).to(device)
-        query_scene = torch.tensor([b for b, g in enumerate(groups) for _ in g], device=device)
+        batch, query_scene = collate_groups(groups, query_dim)
+        batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
-                        query_scene=query_scene)
+                        query_scene=query_scene.to(device))
         return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
                              use_feat, config.rgb_weight, config.feature_weight)
 
