@@ -77,7 +77,6 @@ def instrumented_step(model, optimizer, ds, position: int, criterion, timer: Tim
     """The recipe's step with a timer per stage (mirrors LiftGS.forward and pretrain_loss)."""
     from liftgs.train.batching import collate_points
     from liftgs.train.pretrain import pretrain_loss
-    from liftgs.types import Gaussians
 
     def lap(name, t0):
         t1 = time.perf_counter()
@@ -94,7 +93,6 @@ def instrumented_step(model, optimizer, ds, position: int, criterion, timer: Tim
     groundings = model.decode(enc, b.queries, b.query_mask)
     t = lap("decoder", t)
     g = model.gaussian_head(enc.point_features, b.points, b.colors)
-    g = Gaussians(g.means, g.quats, g.scales, g.opacities, g.colors, g.features)
     t = lap("Gaussian head", t)
     from liftgs.train import pretrain as pre
 

@@ -213,6 +213,17 @@ class Gaussians:
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
+    def feature_vectors(self) -> Tensor | None:
+        """[N, F] per-Gaussian features: ``features`` when stored, else computed from the
+        low-rank form (the model stores only that: training renders the basis, and the dense
+        [N, F] matrix would cost a large matmul per step for nothing); None without features."""
+        if self.features is not None:
+            return self.features
+        if self.feature_basis is None or self.feature_weight is None:
+            return None
+        out = self.feature_basis @ self.feature_weight.T
+        return out + self.feature_bias if self.feature_bias is not None else out
+
     def to(self, device: torch.device | str) -> "Gaussians":
         return Gaussians(**{f.name: (v.to(device) if v is not None else None)
                             for f in fields(self) for v in [getattr(self, f.name)]})

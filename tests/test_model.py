@@ -100,7 +100,7 @@ def test_forward_contract_and_no_mutation(model):
     for (g, gr), (p, _) in zip(out, scenes):
         N = len(p)
         assert len(g) == N and g.quats.shape == (N, 4) and g.scales.shape == (N, 3)
-        assert g.opacities.shape == (N,) and g.colors.shape == (N, 3) and g.features.shape == (N, TEXT_DIM)
+        assert g.opacities.shape == (N,) and g.colors.shape == (N, 3) and g.feature_vectors().shape == (N, TEXT_DIM)
         assert gr.mask_logits.shape == (6, N) and gr.token_logits.shape == (6, T + 1)
         assert len(gr.aux) == 1 and gr.aux[0].mask_logits.shape == (6, N)
         assert torch.isfinite(gr.token_logits[:, -1]).all()
@@ -130,7 +130,7 @@ def test_backward_reaches_every_parameter(fuse_kernel):
             loss = loss + p.mask_logits.sigmoid().mean() + p.token_logits[:, -1].mean()
             loss = loss + p.token_logits[:, 0].mean()
         loss = loss + sum(t.float().pow(2).mean() for t in (g.means, g.quats, g.scales, g.opacities, g.colors,
-                                                         g.features))
+                                                         g.feature_vectors()))
     loss.backward()
     for name, p in m.named_parameters():
         assert p.grad is not None, f"{name} got no gradient"
@@ -147,7 +147,7 @@ def test_batching_equals_each_scene_alone(model):
     alone_b = model(b[0], b[1], torch.tensor([220]), q[1:, :2], qm[1:, :2])[0]
     for (g, gr), (g1, gr1) in zip(both, [alone_a, alone_b]):
         torch.testing.assert_close(g.means, g1.means, atol=1e-5, rtol=1e-5)
-        torch.testing.assert_close(g.features, g1.features, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(g.feature_vectors(), g1.feature_vectors(), atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(gr.mask_logits, gr1.mask_logits, atol=1e-4, rtol=1e-4)
         T1 = gr1.token_logits.shape[1] - 1
         torch.testing.assert_close(gr.token_logits[:, :T1], gr1.token_logits[:, :T1], atol=1e-4, rtol=1e-4)
@@ -313,7 +313,7 @@ def test_training_step_is_bitwise_reproducible():
         loss = 0.0
         for g, gr in m(*inputs):
             loss = loss + gr.mask_logits.sigmoid().mean() + gr.token_logits[:, -1].mean()
-            loss = loss + g.features.square().mean() + g.means.sum() + g.colors.mean()
+            loss = loss + g.feature_vectors().square().mean() + g.means.sum() + g.colors.mean()
         loss.backward()
         return [p.grad.clone() for p in m.parameters() if p.grad is not None]
 

@@ -58,6 +58,9 @@ class GaussianHead(nn.Module):
             scales=torch.sigmoid(scale) * (self.scale_max * v),
             opacities=torch.sigmoid(opacity[:, 0]),
             colors=torch.sigmoid(base_color + color),
-            features=self.features(h),
-            feature_basis=h, feature_weight=self.features.weight, feature_bias=self.features.bias,
+            features=None,  # low-rank form only; Gaussians.feature_vectors() gives [N, F]
+            # views, not the parameters themselves: DDP (find_unused_parameters) finds used
+            # parameters by walking the outputs' autograd graph, where a bare leaf is invisible
+            feature_basis=h, feature_weight=self.features.weight.view_as(self.features.weight),
+            feature_bias=self.features.bias.view_as(self.features.bias),
         )

@@ -78,9 +78,9 @@ class LiftGS(nn.Module):
         starts = [0] + encoding.point_offsets[:-1].tolist()
         ends = encoding.point_offsets.tolist()
         shared = {"feature_weight": gaussians.feature_weight, "feature_bias": gaussians.feature_bias}
-        per_scene = [Gaussians(**{k: getattr(gaussians, k)[s:e] for k in
+        per_scene = [Gaussians(**{k: (v[s:e] if v is not None else None) for k in
                                   ("means", "quats", "scales", "opacities", "colors", "features",
-                                   "feature_basis")}, **shared)
+                                   "feature_basis") for v in [getattr(gaussians, k)]}, **shared)
                      for s, e in zip(starts, ends)]
         scene_of = _scene_of_queries(query_scene, len(per_scene), len(groundings))
         return [(per_scene[b], groundings[i]) for i, b in enumerate(scene_of)]
@@ -125,13 +125,16 @@ class LiftGS(nn.Module):
         v_starts = [0] + vox.voxel_offsets[:-1].tolist()
         p_ends = encoding.point_offsets.tolist()
         p_starts = [0] + p_ends[:-1]
-        out = []
+        out, point_feats = [], {}
         for i, b in enumerate(scene):
             vs, ve = v_starts[b], int(vox.voxel_offsets[b])
             p2v = vox.point_to_voxel[p_starts[b]:p_ends[b]] - vs
-            feats = encoding.mask_features[vs:ve]  # [V_b, D]
-            preds = [Grounding(mask_logits=torch.index_select(emb[i] @ feats.T, 1, p2v), token_logits=logits[i])
-                     for emb, logits in layers]
+            # per-point mask features once, shared by every layer: one row gather (and one
+            # row scatter in backward) instead of a column gather of each layer's [m, V] logits
+            if b not in point_feats:
+                point_feats[b] = torch.index_select(encoding.mask_features[vs:ve], 0, p2v)  # [N_b, D]
+            feats = point_feats[b]
+            preds = [Grounding(mask_logits=emb[i] @ feats.T, token_logits=logits[i]) for emb, logits in layers]
             final = preds[-1]
             out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))
         return out
