@@ -119,10 +119,10 @@ def test_initial_gaussians_sit_on_points(model):
     torch.testing.assert_close(g.quats, torch.tensor([[1.0, 0, 0, 0]]).expand(300, 4))
 
 
-@pytest.mark.parametrize("fuse_kernel", [1, 3])
-def test_backward_reaches_every_parameter(fuse_kernel):
+@pytest.mark.parametrize("fuse_kernel,pooled", [(1, False), (3, False), (1, True)])
+def test_backward_reaches_every_parameter(fuse_kernel, pooled):
     torch.manual_seed(1)
-    m = build_liftgs(small_config(fuse_kernel=fuse_kernel))
+    m = build_liftgs(small_config(fuse_kernel=fuse_kernel, mask_pooled_tokens=pooled))
     inputs = batch_of([room(300, 6), room(200, 7)])
     loss = 0.0
     for g, gr in m(*inputs):
@@ -175,6 +175,29 @@ def test_query_sets_sharing_a_scene_equal_each_set_alone(model):
     with pytest.raises(ValueError, match="query sets"):
         model(pts, cols, offsets, q, qm)
     model.train()
+
+
+def test_mask_pooled_tokens_batch_per_scene_and_reduce_to_plain_head():
+    """Pooling reads each query set's own scene (batched == alone), and with a zero pooling
+    projection the model is exactly the plain one with the same weights."""
+    torch.manual_seed(4)
+    pooled = build_liftgs(small_config(mask_pooled_tokens=True)).eval()
+    a, b = room(300, 14), room(200, 15, shift=(2.0, 0.0, 0.0))
+    pts, cols, offsets, q, qm = batch_of([a, b])
+    both = pooled(pts, cols, offsets, q, qm)
+    for (_, gr), scene, i in zip(both, (a, b), (0, 1)):
+        gr1 = pooled(scene[0], scene[1], torch.tensor([len(scene[0])]), q[i:i + 1], qm[i:i + 1])[0][1]
+        torch.testing.assert_close(gr.mask_logits, gr1.mask_logits, atol=1e-4, rtol=1e-4)
+        torch.testing.assert_close(gr.token_logits, gr1.token_logits, atol=1e-4, rtol=1e-4)
+    plain = build_liftgs(small_config()).eval()
+    missing, unexpected = plain.load_state_dict(pooled.state_dict(), strict=False)
+    assert not missing and all(k.startswith("decoder.pool_proj") for k in unexpected)
+    torch.nn.init.zeros_(pooled.decoder.pool_proj.weight)
+    torch.nn.init.zeros_(pooled.decoder.pool_proj.bias)
+    for (_, x), (_, y) in zip(pooled(pts, cols, offsets, q, qm), plain(pts, cols, offsets, q, qm)):
+        for px, py in zip((x, *x.aux), (y, *y.aux)):
+            torch.testing.assert_close(px.mask_logits, py.mask_logits)
+            torch.testing.assert_close(px.token_logits, py.token_logits)
 
 
 def test_save_load_round_trip(tmp_path, model):

@@ -34,6 +34,8 @@ class ModelConfig:
     # per-voxel mask features (tiny preset: masks become spatially compact far sooner)
     anchored_queries: bool = False  # add the features / positions of m farthest-point-sampled scene
     # tokens to the learnable proposals (Mask3D-style), so each proposal starts at a place
+    mask_pooled_tokens: bool = False  # add the UNet point features averaged under a proposal's
+    # (detached) mask to its token vector, so the phrase it matches depends on what it covers
     head_hidden: int = 64  # Gaussian-head MLP width
     feature_dim: int | None = None  # per-Gaussian feature width; None = text_dim (eq. 7 needs it)
     offset_bound: float = 1.0  # max |position offset| per axis, in voxels

@@ -15,6 +15,7 @@ the mask logits still use full-resolution per-point features.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -72,9 +73,11 @@ class GroundingDecoder(nn.Module):
 
     def __init__(self, point_dim: int, text_dim: int, hidden_dim: int, num_layers: int, num_heads: int,
                  ffn_dim: int, dropout: float, num_queries: int, temperature_init: float = 0.07,
-                 anchored: bool = False):
+                 anchored: bool = False, pooled_dim: int | None = None):
         super().__init__()
         D = hidden_dim
+        # mask-pooled point features [B, m, pooled_dim] added to each proposal's token vector
+        self.pool_proj = nn.Linear(pooled_dim, D) if pooled_dim else None
         self.anchored = bool(anchored)
         self.query_feat = nn.Parameter(torch.randn(num_queries, D) * 0.02)
         self.query_pos = nn.Parameter(torch.randn(num_queries, D) * 0.02)
@@ -92,9 +95,14 @@ class GroundingDecoder(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
 
     def forward(self, point_tokens: Tensor, point_xyz: Tensor, point_pad: Tensor, text: Tensor,
-                text_mask: Tensor) -> list[tuple[Tensor, Tensor]]:
+                text_mask: Tensor, pool: Callable[[Tensor], Tensor] | None = None) -> list[tuple[Tensor, Tensor]]:
         """point_tokens [B, L, Cp], point_xyz [B, L, 3] (scene-centred), point_pad [B, L] True = pad;
-        text [B, T, Ft], text_mask [B, T] True = real token."""
+        text [B, T, Ft], text_mask [B, T] True = real token.
+
+        ``pool(mask_embeddings [B, m, D]) -> [B, m, pooled_dim]``: the point features averaged
+        under each proposal's mask (needed when the decoder was built with ``pooled_dim``)."""
+        if (pool is None) != (self.pool_proj is None):
+            raise ValueError("GroundingDecoder: pass pool= exactly when the decoder has pooled_dim")
         B = point_tokens.shape[0]
         points = self.point_in(point_tokens)
         pos = self.point_pos(point_xyz)
@@ -111,12 +119,17 @@ class GroundingDecoder(nn.Module):
         outputs = []
         for layer in self.layers:
             q = layer(q, q_pos, points, pos, point_pad, memory, ~real)
-            outputs.append(self._predict(q, keys, real))
+            outputs.append(self._predict(q, keys, real, pool))
         return outputs
 
-    def _predict(self, q: Tensor, keys: Tensor, real: Tensor) -> tuple[Tensor, Tensor]:
+    def _predict(self, q: Tensor, keys: Tensor, real: Tensor,
+                 pool: Callable[[Tensor], Tensor] | None) -> tuple[Tensor, Tensor]:
         h = self.out_norm(q)
+        mask_emb = self.mask_embed(h)
+        vec = self.token_query(h)
+        if pool is not None:  # what the mask covers speaks for the proposal too
+            vec = vec + self.pool_proj(pool(mask_emb))
         scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
-        logits = torch.einsum("bmd,btd->bmt", F.normalize(self.token_query(h), dim=-1), keys) * scale
+        logits = torch.einsum("bmd,btd->bmt", F.normalize(vec, dim=-1), keys) * scale
         logits = logits.masked_fill(~real[:, None, :], float("-inf"))
-        return self.mask_embed(h), logits
+        return mask_emb, logits

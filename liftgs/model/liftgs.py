@@ -120,24 +120,38 @@ class LiftGS(nn.Module):
         if scene != list(range(B)):
             index = torch.tensor(scene, dtype=torch.long, device=tokens.device)
             tokens, xyz, pad = (torch.index_select(t, 0, index) for t in (tokens, xyz, pad))
-        layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool())
+        feats = self._point_mask_features(encoding)
+        computed: list[list[Tensor]] = []  # mask logits per layer per query set, when pooling
+
+        def pool(mask_emb: Tensor) -> Tensor:  # [Bq, m, D] -> [Bq, m, C]: mask-weighted features
+            logits = [mask_emb[i] @ feats[b].T for i, b in enumerate(scene)]  # [m, N_b] each
+            computed.append(logits)
+            return torch.stack([_mask_pool(lg, encoding.point_features, encoding.point_offsets, b)
+                                for lg, b in zip(logits, scene)])
+
+        use_pool = self.decoder.pool_proj is not None
+        layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool(),
+                              pool=pool if use_pool else None)
+        out = []
+        for i, b in enumerate(scene):
+            preds = [Grounding(mask_logits=computed[j][i] if use_pool else emb[i] @ feats[b].T,
+                               token_logits=logits[i]) for j, (emb, logits) in enumerate(layers)]
+            final = preds[-1]
+            out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))
+        return out
+
+    @staticmethod
+    def _point_mask_features(encoding: PointEncoding) -> list[Tensor]:
+        """Per-point mask features [N_b, D] of each scene. Gathered once and shared by every
+        layer: one row gather (one row scatter in backward) instead of a column gather of each
+        layer's [m, V] logits."""
         vox = encoding.voxels
         v_starts = [0] + vox.voxel_offsets[:-1].tolist()
         p_ends = encoding.point_offsets.tolist()
         p_starts = [0] + p_ends[:-1]
-        out, point_feats = [], {}
-        for i, b in enumerate(scene):
-            vs, ve = v_starts[b], int(vox.voxel_offsets[b])
-            p2v = vox.point_to_voxel[p_starts[b]:p_ends[b]] - vs
-            # per-point mask features once, shared by every layer: one row gather (and one
-            # row scatter in backward) instead of a column gather of each layer's [m, V] logits
-            if b not in point_feats:
-                point_feats[b] = torch.index_select(encoding.mask_features[vs:ve], 0, p2v)  # [N_b, D]
-            feats = point_feats[b]
-            preds = [Grounding(mask_logits=emb[i] @ feats.T, token_logits=logits[i]) for emb, logits in layers]
-            final = preds[-1]
-            out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))
-        return out
+        return [torch.index_select(encoding.mask_features[vs:int(ve)], 0,
+                                   vox.point_to_voxel[ps:pe] - vs)
+                for vs, ve, ps, pe in zip(v_starts, vox.voxel_offsets.tolist(), p_starts, p_ends)]
 
     def _pool_tokens(self, vox: VoxelBatch, feats: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean-pool voxel features over cells of ``token_stride`` voxels -> padded [B, L, C]."""
@@ -190,6 +204,7 @@ class LiftGS(nn.Module):
             if isinstance(doc, dict):
                 doc.setdefault("fuse_kernel", 3)  # written before the option existed: 3x3x3 fusion
                 doc.setdefault("mask_position", False)
+                doc.setdefault("mask_pooled_tokens", False)
             config = from_dict(ModelConfig, doc)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
@@ -214,11 +229,23 @@ def build_liftgs(config: ModelConfig) -> LiftGS:
                         scale_init=c.scale_init, scale_max=c.scale_max, opacity_init=c.opacity_init)
     decoder = GroundingDecoder(c.encoder_out, c.text_dim, c.hidden_dim, c.num_layers, c.num_heads, c.ffn_dim,
                                c.dropout, c.num_queries, temperature_init=c.temperature_init,
-                               anchored=c.anchored_queries)
+                               anchored=c.anchored_queries,
+                               pooled_dim=c.encoder_out if c.mask_pooled_tokens else None)
     mask_proj = nn.Sequential(nn.Linear(c.encoder_out, c.hidden_dim), nn.GELU(), nn.Linear(c.hidden_dim, c.hidden_dim))
     position = FourierPosition(c.hidden_dim) if c.mask_position else None
     return LiftGS(encoder, head, decoder, mask_proj, c.voxel_size, c.token_stride, c.text_dim, config=c,
                   mask_position=position)
+
+
+def _mask_pool(mask_logits: Tensor, point_features: Tensor, point_offsets: Tensor, b: int) -> Tensor:
+    """Point features of scene ``b`` averaged under each soft mask: [m, N_b] -> [m, C].
+
+    The weights are detached: the token loss then teaches what a covered region *means*
+    without pulling the masks towards regions that look like the phrase."""
+    start = int(point_offsets[b - 1]) if b > 0 else 0
+    feats = point_features[start:int(point_offsets[b])]  # [N_b, C]
+    w = torch.sigmoid(mask_logits.detach())
+    return (w @ feats) / w.sum(1, keepdim=True).clamp_min(1e-6)
 
 
 class FourierPosition(nn.Module):
