@@ -32,6 +32,7 @@ class Rulebook:
     bounds: list[tuple[int, int]]  # 27 slices of src / dst
     dst_csr: tuple[Tensor, Tensor] | None = None  # (crow [V+1], col [n_pairs]): pairs grouped by dst
     src_csr: tuple[Tensor, Tensor] | None = None  # the same grouped by src
+    neighbour: Tensor | None = None  # [27, V] input voxel at offset k of voxel v, -1 = none
 
     def __post_init__(self) -> None:
         if self.dst_csr is None:
@@ -108,7 +109,8 @@ def _rulebook_from_neighbours_compiled(neighbour: Tensor) -> Rulebook:
     for n in counts.tolist():
         bounds.append((start, start + n))
         start += n
-    return Rulebook(neighbour.shape[1], src, dst, bounds, dst_csr=(crow, dst_col), src_csr=(crow, src_col))
+    return Rulebook(neighbour.shape[1], src, dst, bounds, dst_csr=(crow, dst_col), src_csr=(crow, src_col),
+                    neighbour=neighbour)
 
 
 def _rulebook_from_neighbours(neighbour: Tensor) -> Rulebook:
@@ -135,7 +137,7 @@ def _rulebook_from_neighbours(neighbour: Tensor) -> Rulebook:
     for n in counts.tolist():
         bounds.append((start, start + n))
         start += n
-    return Rulebook(V, src, dst, bounds, dst_csr=(crow, dst_col), src_csr=(crow, src_col))
+    return Rulebook(V, src, dst, bounds, dst_csr=(crow, dst_col), src_csr=(crow, src_col), neighbour=neighbour)
 
 
 class _SubmanifoldConv(torch.autograd.Function):
@@ -179,12 +181,34 @@ class _SubmanifoldConv(torch.autograd.Function):
         return grad_feat, grad_w, None, None, None, None, None, None
 
 
+IM2COL_MAX_CHANNELS = 8
+
+
 def submanifold_conv(features: Tensor, rulebook: Rulebook, weight: Tensor) -> Tensor:
     """features [V, Cin], weight [27, Cin, Cout] -> [V, Cout]; output voxels = input voxels.
 
-    Per kernel offset: gather, matmul; then one fixed-order scatter-sum (deterministic on CPU)."""
+    Per kernel offset: gather, matmul; then one fixed-order scatter-sum (deterministic on CPU).
+    A narrow input that needs no gradient (the stem's xyz + rgb) goes through
+    :func:`im2col_conv` instead."""
+    if (rulebook.neighbour is not None and not features.requires_grad
+            and features.shape[1] <= IM2COL_MAX_CHANNELS):
+        return im2col_conv(features, rulebook.neighbour, weight)
     return _SubmanifoldConv.apply(features, weight, rulebook.src, rulebook.dst, rulebook.bounds,
                                   rulebook.num_voxels, rulebook.dst_csr, rulebook.src_csr)
+
+
+def im2col_conv(features: Tensor, neighbour: Tensor, weight: Tensor) -> Tensor:
+    """The same convolution as one GEMM: each voxel's 27 neighbours' features side by side
+    ([V, 27 * Cin], zeros where a neighbour is missing) times the stacked weight.
+
+    For a narrow input this is cheaper than the pair route, whose per-pair products and their
+    gradients are Cout wide: the weight gradient becomes one [27 Cin, V] x [V, Cout] product.
+    Used only when ``features`` needs no gradient (its backward would be a scatter)."""
+    V, C = features.shape
+    padded = torch.cat([features, features.new_zeros(1, C)])  # row V = the missing neighbour
+    index = torch.where(neighbour >= 0, neighbour, V).T.contiguous()  # [V, 27]
+    columns = F.embedding(index, padded).reshape(V, -1)  # [V, 27 * Cin]
+    return columns @ weight.reshape(-1, weight.shape[2])
 
 
 class SubMConv3d(nn.Module):
