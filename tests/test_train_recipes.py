@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -189,7 +190,9 @@ def test_pseudo_query_count_is_drawn_from_one_to_max(dataset):
 
 
 def test_render_view_paths_agree():
-    """Full-image weights then indexing == weights of the sampled pixels only (values + grads)."""
+    """Masks / features at the sampled pixels == the full image rendered and indexed (values +
+    grads); the RGB image == the full render's colours."""
+    from liftgs.render import composite, render_weights
     from liftgs.train.render_targets import render_view
     from liftgs.types import Gaussians, Grounding
 
@@ -206,10 +209,15 @@ def test_render_view_paths_agree():
     K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
     pixels = torch.tensor([3, 100, 511, 512, 530, 1000, 1023])
     a = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=True)
-    b = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False)
-    assert a.rgb.shape == (32, 32, 3) and b.rgb is None and len(a.mask_probs) == 2
+    full = render_weights(means, gauss.quats, gauss.scales, gauss.opacities, torch.eye(4), K, 32, 32)
+    stack = torch.cat([gauss.colors, torch.sigmoid(logits * 0.5).T, torch.sigmoid(logits).T, gauss.features], 1)
+    values = composite(full, stack)[0]
+    b = SimpleNamespace(rgb=values[:, :3].reshape(32, 32, 3), features=values[pixels, 3 + 2 * m:],
+                        mask_probs=[values[pixels, 3:3 + m].T, values[pixels, 3 + m:3 + 2 * m].T])
+    assert a.rgb.shape == (32, 32, 3) and len(a.mask_probs) == 2
     assert a.mask_probs[0].shape == (m, 7) and a.features.shape == (7, 5)
-    for x, y in zip(a.mask_probs + [a.features], b.mask_probs + [b.features]):
+    assert render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False).rgb is None
+    for x, y in zip([a.rgb] + a.mask_probs + [a.features], [b.rgb] + b.mask_probs + [b.features]):
         torch.testing.assert_close(x, y)
     assert float(a.mask_probs[1].detach().max()) > 0  # something is actually rendered
     ga = torch.autograd.grad(sum(p.sum() for p in a.mask_probs), [means, logits], retain_graph=True)
