@@ -5,7 +5,7 @@ held-out rooms queried by each object's caption ("a red chair") reach Acc@0.25 >
 accuracy of picking a random object of the room. Prints one row per checkpoint, with the
 wall-clock training time read from the run's log.jsonl.
 
-    python benchmarks/zero_shot.py --run runs/pre --data data/synth [--split val]
+    python benchmarks/zero_shot.py --run runs/pre --data data/synth [--split val | --split all] [--rank-by features]
 """
 
 from __future__ import annotations
@@ -42,8 +42,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", type=Path, required=True, help="pretrain run directory")
     ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--split", default="val")
+    ap.add_argument("--split", default="val", help='held-out split of splits.json, or "all" (rooms never trained on)')
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--rank-by", default=None, choices=("tokens", "features", "both"),
+                    help="proposal ranking (default: the library's zero-shot ranking, "
+                         "liftgs.model.inference.ZERO_SHOT_RANKING)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -51,19 +54,23 @@ def main() -> None:
     from liftgs.eval.zeroshot import zero_shot_caption_accuracy
     from liftgs.io import list_scenes, read_scene
     from liftgs.model import LiftGS
+    from liftgs.model.inference import ZERO_SHOT_RANKING
     from liftgs.text import load_text_encoder
 
+    rank_by = args.rank_by or ZERO_SHOT_RANKING
+
     encoder = load_text_encoder("minilm")
-    scenes = [read_scene(p, load_frames=False) for p in list_scenes(args.data, args.split)]
+    paths = list_scenes(args.data) if args.split == "all" else list_scenes(args.data, args.split)
+    scenes = [read_scene(p, load_frames=False) for p in paths]
     times = step_times(args.run)
     last = max(times) if times else 0
-    print(f"{len(scenes)} held-out rooms of {args.data} ({args.split})\n")
+    print(f"{len(scenes)} held-out rooms of {args.data} ({args.split}); proposals ranked by {rank_by}\n")
     print("| step | train min | Acc@0.25 | Acc@0.5 | random Acc@0.25 | random Acc@0.5 | ratio @0.25 | queries |")
     print("|---|---|---|---|---|---|---|---|")
     for step, model_dir in checkpoints(args.run):
         step = last if step == 10**9 else step
         model = LiftGS.from_pretrained(model_dir).eval()
-        res = zero_shot_caption_accuracy(scenes, ModelGrounder(model, encoder, top_k=5))
+        res = zero_shot_caption_accuracy(scenes, ModelGrounder(model, encoder, top_k=5, rank_by=rank_by))
         m, r = res["model"], res["random"]
         ratio = m["acc@0.25"] / r["acc@0.25"] if r["acc@0.25"] else float("nan")
         minutes = times.get(step, float("nan")) / 60

@@ -191,11 +191,12 @@ def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
     return run / "model"
 
 
-def _grounder(model_dir: Path, encoder):
+def _grounder(model_dir: Path, encoder, rank_by: str = "tokens"):
     from liftgs.eval.runner import ModelGrounder
     from liftgs.model import LiftGS
 
-    return ModelGrounder(LiftGS.from_pretrained(model_dir).eval(), encoder, top_k=10)
+    return ModelGrounder(LiftGS.from_pretrained(model_dir).eval(), encoder, top_k=10,
+                         rank_by=rank_by)
 
 
 def _val_scenes(state: DemoState, data: Path):
@@ -211,7 +212,9 @@ def stage_zero_shot(state: DemoState, data: Path, model_dir: Path, encoder) -> N
     done = _stage(state, "4/6 zero-shot grounding of held-out object captions")
     scenes = _val_scenes(state, data)
     state.results["eval_scenes"] = [s.scene_id for s in scenes]
-    res = zero_shot_caption_accuracy(scenes, _grounder(model_dir, encoder))
+    from liftgs.model.inference import ZERO_SHOT_RANKING
+
+    res = zero_shot_caption_accuracy(scenes, _grounder(model_dir, encoder, ZERO_SHOT_RANKING))
     state.results["zero_shot"] = res
     m, r = res["model"], res["random"]
     print(f"   pre-trained: Acc@0.25 {m['acc@0.25']:.3f}  Acc@0.5 {m['acc@0.5']:.3f}   "

@@ -47,9 +47,11 @@ class GroundConfig:
     """output folder (default: ground_out/<scene name>)"""
     text_encoder: str = "minilm"
     """text encoder name or path; must match the model's query width"""
-    mode: Literal["auto", "phrase", "expression"] = "auto"
-    """phrase = pooled vector as one query (zero-shot, as in pre-training); expression = all
-    tokens as queries, ranked on the --target tokens (after fine-tuning); auto picks by run"""
+    mode: Literal["auto", "zero-shot", "phrase", "expression"] = "auto"
+    """phrase = pooled vector as one query, as in pre-training; zero-shot = phrase, with the
+    masks ranked by the Gaussian feature field's relevance (for pre-trained-only models);
+    expression = all tokens as queries, ranked on the --target tokens (after fine-tuning);
+    auto picks by run: zero-shot for a pre-training run, else by the fine-tuning task"""
     target: str | None = None
     """in expression mode: the words naming the target (default: the whole phrase)"""
     top_k: int = 3
@@ -125,7 +127,8 @@ def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
-    """``auto``: expression mode for models fine-tuned on referring expressions, else phrase."""
+    """``auto``: expression mode for models fine-tuned on referring expressions, zero-shot for a
+    pre-training run's model, else phrase."""
     if config.mode != "auto":
         return config.mode
     for run_config in (model_dir.parent / "config.json", model_dir.parent.parent.parent / "config.json"):
@@ -137,7 +140,7 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
             if data.get("recipe") == "finetune":
                 return "expression" if data.get("finetune", {}).get("task") in ("refer", "both") else "phrase"
             if data.get("recipe") == "pretrain":
-                return "phrase"
+                return "zero-shot"
     return "phrase"
 
 
@@ -147,13 +150,14 @@ def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, c
     import torch
 
     from liftgs.geometry import box_from_points
-    from liftgs.model.inference import ground, ground_expressions
+    from liftgs.model.inference import ZERO_SHOT_RANKING, ground, ground_expressions
 
     with timer("model"), torch.no_grad():
-        if mode == "phrase":
+        if mode in ("phrase", "zero-shot"):
             result = ground(model, text_encoder, points, colors, [config.phrase],
                             top_k=config.top_k, threshold=config.threshold,
-                            component_radius=config.component_radius or None)[0]
+                            component_radius=config.component_radius or None,
+                            rank_by=ZERO_SHOT_RANKING if mode == "zero-shot" else "tokens")[0]
         else:
             span = None
             if config.target is not None:

@@ -192,8 +192,8 @@ def test_model_grounder_calls_the_inference_api(dataset, monkeypatch):
 
     class FakeInference:
         @staticmethod
-        def ground(model, enc, points, colors, phrases, top_k=5):
-            calls.append(("ground", list(phrases), top_k, tuple(points.shape)))
+        def ground(model, enc, points, colors, phrases, top_k=5, rank_by="tokens"):
+            calls.append(("ground", list(phrases), top_k, tuple(points.shape), rank_by))
             return [Result(points.shape[0]) for _ in phrases]
 
         @staticmethod
@@ -203,11 +203,12 @@ def test_model_grounder_calls_the_inference_api(dataset, monkeypatch):
 
     g = runner.ModelGrounder.__new__(runner.ModelGrounder)
     g.inference, g.model, g.text_encoder, g.top_k = FakeInference, None, WordEncoder(), 4
+    g.rank_by = "features"  # zero-shot: the Gaussian feature field ranks
     scene = scenes_of(dataset)[1]
     masks, scores = g.phrases(scene, ["chair", "lamp"])[0]
     assert masks.dtype == bool and masks.shape == (2, scene.num_points) and scores.tolist() == pytest.approx([0.7, 0.2])
     g.expressions(scene, scene.expressions[:2])
-    assert calls[0] == ("ground", ["chair", "lamp"], 4, (scene.num_points, 3))
+    assert calls[0] == ("ground", ["chair", "lamp"], 4, (scene.num_points, 3), "features")
     assert calls[1] == ("expr", ["the lamp", "the chair"], [(4, 8), (4, 9)], 4)
 
 

@@ -60,6 +60,32 @@ def test_ground_writes_outputs(tmp_path, model_dir, kind):
     assert {"model", "load points"} <= set(res.timings)
 
 
+def test_auto_mode_follows_the_run(tmp_path, model_dir):
+    """A pre-training run's model grounds zero-shot (decoder + Gaussian feature relevance); a
+    fine-tuned one by expression or phrase, by its task; a bare model folder by phrase."""
+    from liftgs.ground import resolve_mode
+
+    def run(doc):
+        d = tmp_path / str(len(list(tmp_path.iterdir())))
+        (d / "model").mkdir(parents=True)
+        (d / "config.json").write_text(json.dumps(doc))
+        return d / "model"
+
+    cfg = GroundConfig(scene=tmp_path, phrase="a chair")
+    assert resolve_mode(cfg, run({"recipe": "pretrain"})) == "zero-shot"
+    assert resolve_mode(cfg, run({"recipe": "finetune", "finetune": {"task": "refer"}})) == "expression"
+    assert resolve_mode(cfg, run({"recipe": "finetune", "finetune": {"task": "instseg"}})) == "phrase"
+    assert resolve_mode(cfg, tmp_path / "elsewhere" / "model") == "phrase"
+    pts, cols = _room(800)
+    src = tmp_path / "cloud.npy"
+    np.save(src, np.concatenate([pts, cols * 255], axis=1).astype(np.float32))
+    plain, zero = (run_ground(GroundConfig(scene=src, phrase="a red chair", checkpoint=model_dir, mode=mode,
+                                           out=tmp_path / mode, views=0, threshold=0.3, component_radius=0),
+                              text_encoder=FakeEncoder()) for mode in ("phrase", "zero-shot"))
+    assert (zero.scores <= plain.scores.max() + 1e-12).all()  # relevance factors are <= 1
+    assert not np.allclose(np.sort(zero.scores), np.sort(plain.scores))
+
+
 def test_point_ids_prefer_best_mask():
     cols = np.full((4, 3), 0.5, np.float32)
     ids = np.array([-1, 0, 1, 0])

@@ -325,6 +325,57 @@ def test_zero_shot_ground_and_expressions(model):
     assert tokens_in_span([(0, 3), (4, 9), (10, 14)], (4, 9)) == [1]
 
 
+def test_mask_relevance_matches_a_loop():
+    from liftgs.model.inference import mask_relevance
+
+    g = torch.Generator().manual_seed(3)
+    inside = torch.rand(5, 40, generator=g) > 0.6
+    inside[2] = False  # an empty mask ranks last (r = -1)
+    sim = torch.rand(40, generator=g) * 2 - 1
+    got = mask_relevance(inside, sim, 0.07)
+    for j in range(5):
+        r = float(sim[inside[j]].mean()) if inside[j].any() else -1.0
+        assert got[j].item() == pytest.approx(float(torch.exp(torch.tensor((r - 1.0) / 0.07))), rel=1e-5)
+    assert (got > 0).all() and (got <= 1).all()
+
+
+def test_zero_shot_ranking_by_the_feature_field(model):
+    """rank_by="features": score = mask confidence x exp((r - 1) / t), r = mean cosine of the
+    phrase vector with the Gaussian features inside the thresholded mask (computed here from a
+    plain forward); "both" also multiplies by the token probability; "tokens" is the decoder."""
+    pts, cols = room(300, 12)
+    m = model.decoder.query_feat.shape[0]
+    enc = FakeTextEncoder()
+    by = {r: ground(model, enc, pts, cols, ["a red chair"], top_k=m, rank_by=r)[0]
+          for r in ("tokens", "features", "both")}
+    model.eval()
+    q = enc.encode(["a red chair"]).pooled[0]
+    with torch.no_grad():
+        gauss, gr = model(pts, cols, torch.tensor([300]), q[None, None], torch.ones(1, 1, dtype=torch.bool))[0]
+    f = torch.nn.functional.normalize(gauss.feature_vectors(), dim=1)
+    sim = (f @ torch.nn.functional.normalize(q, dim=0)).detach()
+    prob = gr.token_logits.softmax(-1)[:, 0]
+    for rank_by, res in by.items():
+        assert (res.scores.diff() <= 0).all() and sorted(res.query_indices.tolist()) == list(range(m))
+        for j, score, probs in zip(res.query_indices.tolist(), res.scores.tolist(), res.mask_probs):
+            inside = probs > 0.5
+            conf = float(probs[inside].mean()) if inside.any() else 0.0
+            r = float(sim[inside].mean()) if inside.any() else -1.0
+            relevance = float(torch.exp(torch.tensor((r - 1.0) / 0.07)))
+            expected = {"tokens": float(prob[j]) * conf, "features": relevance * conf,
+                        "both": float(prob[j]) * conf * relevance}[rank_by]
+            assert score == pytest.approx(expected, rel=1e-4, abs=1e-12), (rank_by, j)
+    with pytest.raises(ValueError, match="rank_by"):
+        ground(model, enc, pts, cols, ["a red chair"], rank_by="colour")
+    with pytest.raises(ValueError, match="feature_temperature"):
+        ground(model, enc, pts, cols, ["a red chair"], rank_by="features", feature_temperature=0.0)
+    narrow = build_liftgs(small_config(feature_dim=8))
+    with pytest.raises(ValueError, match="as wide as the query vectors"):
+        ground(narrow, enc, pts, cols, ["a red chair"], rank_by="features")
+    with pytest.raises(ValueError, match="relevance_queries"):
+        ground_tokens(model, pts, cols, [q[None]], [[0]], token_score=False)
+
+
 def test_training_step_is_bitwise_reproducible():
     """Exact resume needs identical gradients run to run (also with several CPU threads)."""
     torch.manual_seed(2)

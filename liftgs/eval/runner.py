@@ -53,10 +53,13 @@ class ModelGrounder:
     (pooled phrase vector as one query, as in pre-training) and its span variant
     ``ground_expressions`` for referring expressions (the target mention's tokens rank the masks)."""
 
-    def __init__(self, model: Any, text_encoder: Any, top_k: int = 10) -> None:
+    def __init__(self, model: Any, text_encoder: Any, top_k: int = 10, rank_by: str = "tokens") -> None:
+        """``rank_by``: how phrase answers are ranked ("tokens": the decoder; "features": the
+        Gaussian feature field, zero-shot after pre-training; see ``inference.ground``)."""
         from liftgs.model import inference
 
         self.inference, self.model, self.text_encoder, self.top_k = inference, model, text_encoder, top_k
+        self.rank_by = rank_by
 
     def _inputs(self, scene: Scene):
         import torch
@@ -76,7 +79,7 @@ class ModelGrounder:
     def phrases(self, scene: Scene, phrases: list[str]) -> list[Ranked]:
         points, colors = self._inputs(scene)
         return self._ranked(self.inference.ground(self.model, self.text_encoder, points, colors, phrases,
-                                                  top_k=self.top_k))
+                                                  top_k=self.top_k, rank_by=self.rank_by))
 
     def expressions(self, scene: Scene, expressions: list[Expression]) -> list[Ranked]:
         """``ground_expressions``: every token is a query, the first target span ranks proposals."""

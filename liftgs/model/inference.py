@@ -8,6 +8,21 @@ input points, reduced to its main spatially connected piece (``component_radius`
 :mod:`liftgs.model.components`: a proposal is one object, and a box from the min / max of a
 mask's points is ruined by one far stray point). After fine-tuning on referring expressions, :func:`ground_tokens` scores
 proposals by the probability mass on the target span's tokens instead.
+
+**Ranking by the feature field (zero-shot).** Pre-training also distils the 2D segment
+embeddings into a per-Gaussian feature field (eq. 7): every Gaussian's feature is trained to
+pick its pixel's segment embedding among the view's. A proposal's *relevance* to a phrase is
+``exp((r - 1) / t)``, where ``r`` is the mean cosine between the phrase vector and the features
+of the Gaussians inside its mask and ``t`` the temperature the field was trained with (in log
+space, ``r / t`` is the field's logit). ``ground(..., rank_by=...)`` picks the score:
+
+* ``"tokens"``: P(phrase token) x mask confidence (the decoder alone; fine-tuned models, whose
+  field is no longer trained);
+* ``"features"``: relevance x mask confidence (zero-shot after pre-training, the default of
+  the zero-shot benchmark, the demo and ``liftgs ground`` on a pre-training run): on the CPU
+  budget the decoder's token head ranks a single phrase barely above chance while the field,
+  which sees every labelled pixel, ranks it well (docs/training.md);
+* ``"both"``: the product of the two.
 """
 
 from __future__ import annotations
@@ -22,6 +37,9 @@ from torch import Tensor
 from liftgs.model.liftgs import LiftGS
 
 DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
+ZERO_SHOT_FEATURE_TEMPERATURE = 0.07  # eq. 7's temperature (losses.feature_contrastive_loss)
+ZERO_SHOT_RANKING = "features"  # how zero-shot call sites rank proposals (see the module docstring)
+RANKINGS = ("tokens", "features", "both")
 
 
 @dataclass
@@ -30,7 +48,8 @@ class GroundingResult:
 
     phrase: str
     masks: Tensor  # [k, P] bool over the input points
-    scores: Tensor  # [k] probability of the target token(s) for each proposal
+    scores: Tensor  # [k] ranking score of each proposal: probability of the target token(s)
+    # and / or feature relevance, x mask confidence (see ground_tokens)
     query_indices: Tensor  # [k] int64 proposal index in the decoder
     mask_probs: Tensor  # [k, P] float sigmoid(mask_logits)
 
@@ -50,7 +69,9 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
                   tokens: Sequence[Tensor], target_tokens: Sequence[Sequence[int]], top_k: int = 5,
                   threshold: float = 0.5, labels: Sequence[str] | None = None,
                   component_radius: float | None = DEFAULT_COMPONENT_RADIUS,
-                  mask_score: bool = True) -> list[GroundingResult]:
+                  mask_score: bool = True, relevance_queries: Tensor | None = None,
+                  feature_temperature: float = ZERO_SHOT_FEATURE_TEMPERATURE,
+                  token_score: bool = True) -> list[GroundingResult]:
     """Ground several token sequences in one scene (encoded once).
 
     ``tokens[i]`` [T_i, F] are the query token vectors of sequence i; ``target_tokens[i]`` the
@@ -59,24 +80,32 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
     ``mask_score`` multiplies each proposal's token probability by its mask confidence (mean
     sigmoid over the points of its mask, 0 for an empty mask), as Mask2Former scores
     instances: a proposal that names the phrase but has no confident mask ranks low.
+    ``relevance_queries`` [B, F] (one vector per sequence, in the Gaussian feature space)
+    multiplies each score by the feature field's relevance ``exp((r - 1) / feature_temperature)``
+    (``r`` = mean cosine of the vector with the Gaussian features inside the mask, see the
+    module docstring); None ranks by the decoder alone. ``token_score=False`` leaves the token
+    probability out of the score (ranking by relevance x confidence needs ``relevance_queries``).
     """
     if len(tokens) != len(target_tokens):
         raise ValueError(f"{len(tokens)} token sequences but {len(target_tokens)} target index lists")
     if len(tokens) == 0:
         return []
+    if relevance_queries is not None and relevance_queries.shape[0] != len(tokens):
+        raise ValueError(f"relevance_queries has {relevance_queries.shape[0]} vectors for {len(tokens)} token sequences")
+    if not token_score and relevance_queries is None:
+        raise ValueError("token_score=False ranks by feature relevance: pass relevance_queries")
+    if not feature_temperature > 0:
+        raise ValueError(f"feature_temperature must be > 0, got {feature_temperature}")
     device = next(model.parameters()).device
     pts, cols = _as_tensor(points, device), _as_tensor(colors, device)
-    B, T = len(tokens), max(max(int(t.shape[0]) for t in tokens), 1)
-    queries = torch.zeros(B, T, model.text_dim, device=device)
-    mask = torch.zeros(B, T, dtype=torch.bool, device=device)
-    for i, t in enumerate(tokens):
-        queries[i, : t.shape[0]] = t.to(device=device, dtype=torch.float32)
-        mask[i, : t.shape[0]] = True
+    queries, mask = _pad_tokens(tokens, model.text_dim, device)
     was_training = model.training
     model.eval()
     try:
         encoding = model.encode(pts, cols, torch.tensor([pts.shape[0]], device=device))
         groundings = model.decode(encoding, queries, mask)
+        field = (_feature_similarity(model, encoding, pts, cols, relevance_queries.to(device))
+                 if relevance_queries is not None else None)  # [P, B]
     finally:
         model.train(was_training)
     results = []
@@ -84,11 +113,9 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         targets = list(target_tokens[i]) or list(range(int(tokens[i].shape[0])))
         if max(targets) >= int(tokens[i].shape[0]) or min(targets) < 0:
             raise ValueError(f"target token indices {targets} out of range for {int(tokens[i].shape[0])} tokens")
-        prob = g.token_logits.softmax(-1)[:, targets].sum(-1)  # [m], no-match column excluded
         sig = torch.sigmoid(g.mask_logits)  # [m, P]
-        if mask_score:  # Mask2Former's instance score: class probability x mask confidence
-            inside = sig > threshold
-            prob = prob * (sig * inside).sum(1) / inside.sum(1).clamp_min(1)
+        prob = _proposal_scores(g.token_logits, targets, sig > threshold, sig, mask_score, token_score,
+                                None if field is None else field[:, i], feature_temperature)
         k = min(int(top_k), prob.shape[0])
         scores, idx = prob.topk(k)
         mask_probs = sig[idx]
@@ -98,6 +125,49 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         label = labels[i] if labels is not None else ""
         results.append(GroundingResult(label, masks, scores, idx, mask_probs))
     return results
+
+
+def _proposal_scores(token_logits: Tensor, targets: list[int], inside: Tensor, sig: Tensor, mask_score: bool,
+                     token_score: bool, similarity: Tensor | None, temperature: float) -> Tensor:
+    """[m] ranking score: P(target tokens) (no-match excluded; 1 without ``token_score``) x mask
+    confidence (``mask_score``) x feature relevance (when ``similarity`` [P] is given)."""
+    prob = token_logits.softmax(-1)[:, targets].sum(-1) if token_score else token_logits.new_ones(inside.shape[0])
+    if mask_score:  # Mask2Former's instance score: class probability x mask confidence
+        prob = prob * (sig * inside).sum(1) / inside.sum(1).clamp_min(1)
+    if similarity is not None:
+        prob = prob * mask_relevance(inside, similarity, temperature)
+    return prob
+
+
+def _pad_tokens(tokens: Sequence[Tensor], dim: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """B token sequences [T_i, F] -> zero-padded queries [B, T, F] and mask [B, T] (True = real)."""
+    B, T = len(tokens), max(max(int(t.shape[0]) for t in tokens), 1)
+    queries = torch.zeros(B, T, dim, device=device)
+    mask = torch.zeros(B, T, dtype=torch.bool, device=device)
+    for i, t in enumerate(tokens):
+        queries[i, : t.shape[0]] = t.to(device=device, dtype=torch.float32)
+        mask[i, : t.shape[0]] = True
+    return queries, mask
+
+
+def _feature_similarity(model: LiftGS, encoding, points: Tensor, colors: Tensor, vectors: Tensor) -> Tensor:
+    """Cosine [P, B] between every Gaussian's feature (the eq. 7 field) and each vector [B, F]."""
+    features = model.gaussian_head(encoding.point_features, points, colors).feature_vectors()
+    if features is None or features.shape[1] != vectors.shape[1]:
+        width = None if features is None else features.shape[1]
+        raise ValueError(f"feature relevance needs Gaussian features as wide as the query vectors "
+                         f"({vectors.shape[1]}); this model's are {width}")
+    f = torch.nn.functional.normalize(features, dim=1)
+    return f @ torch.nn.functional.normalize(vectors.to(f.dtype), dim=1).T
+
+
+def mask_relevance(inside: Tensor, similarity: Tensor, temperature: float) -> Tensor:
+    """``exp((r - 1) / temperature)`` per mask: inside [m, P] bool, similarity [P] cosine -> [m]
+    in (0, 1], with ``r`` the mean similarity over the mask's points (an empty mask gets r = -1)."""
+    count = inside.sum(1)
+    r = (inside.to(similarity.dtype) @ similarity) / count.clamp_min(1)
+    r = torch.where(count > 0, r, torch.full_like(r, -1.0))
+    return torch.exp((r - 1.0) / temperature)
 
 
 def _main_components(points: Tensor, masks: Tensor, probs: Tensor, radius: float) -> Tensor:
@@ -113,15 +183,23 @@ def _main_components(points: Tensor, masks: Tensor, probs: Tensor, radius: float
 
 def ground(model: LiftGS, text_encoder, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
            phrases: Sequence[str], top_k: int = 5, threshold: float = 0.5,
-           component_radius: float | None = DEFAULT_COMPONENT_RADIUS) -> list[GroundingResult]:
-    """Zero-shot grounding: each phrase's pooled vector is one query token (as in pre-training)."""
+           component_radius: float | None = DEFAULT_COMPONENT_RADIUS, rank_by: str = "tokens",
+           feature_temperature: float = ZERO_SHOT_FEATURE_TEMPERATURE) -> list[GroundingResult]:
+    """Zero-shot grounding: each phrase's pooled vector is one query token (as in pre-training).
+
+    ``rank_by``: "tokens" (decoder), "features" (Gaussian feature field; zero-shot after
+    pre-training, :data:`ZERO_SHOT_RANKING`) or "both" — see the module docstring."""
+    if rank_by not in RANKINGS:
+        raise ValueError(f"rank_by must be one of {RANKINGS}, got {rank_by!r}")
     phrases = list(phrases)
     if not phrases:
         return []
     pooled = text_encoder.encode(phrases).pooled  # [B, F]
     tokens = [pooled[i: i + 1] for i in range(len(phrases))]
+    field = {} if rank_by == "tokens" else {"relevance_queries": pooled, "feature_temperature": feature_temperature,
+                                            "token_score": rank_by == "both"}
     return ground_tokens(model, points, colors, tokens, [[0]] * len(phrases), top_k, threshold, labels=phrases,
-                         component_radius=component_radius)
+                         component_radius=component_radius, **field)
 
 
 def ground_expressions(model: LiftGS, text_encoder, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
