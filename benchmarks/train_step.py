@@ -128,7 +128,8 @@ def full_step_times(model, ds, positions, losses: str, repeats: int) -> list[flo
     from liftgs.train.pretrain import PretrainConfig, make_step_fn
 
     cfg = PretrainConfig(losses=losses, image_size=128, num_pixels=4096, views_per_scene=1)  # the target: one view
-    step_fn = make_step_fn(ds, GroundingCriterion(), cfg, torch.device("cpu"), ds.embedding_dim)
+    step_fn = make_step_fn(ds, GroundingCriterion(rank_weight=cfg.rank_weight), cfg, torch.device("cpu"),
+                           ds.embedding_dim)
     optimizer, _ = build_optimizer(model, OptimConfig(), 1000)
     out = []
     for i in range(repeats + 1):
@@ -155,7 +156,7 @@ def main() -> None:
     from liftgs.losses import GroundingCriterion
     from liftgs.train.loop import seed_everything
     from liftgs.train.optim import OptimConfig, build_optimizer
-    from liftgs.train.pretrain import build_model
+    from liftgs.train.pretrain import PretrainConfig, build_model
 
     with tempfile.TemporaryDirectory() as tmp:
         scene, ds, positions = build_data(Path(tmp), args.text_encoder, args.seed)
@@ -173,7 +174,7 @@ def main() -> None:
             print(f"| {losses} | {statistics.median(t):.3f} | {min(t):.3f} | <= 0.5 s: {ok} |")
 
         timer = Timer()
-        criterion = GroundingCriterion()
+        criterion = GroundingCriterion(rank_weight=PretrainConfig().rank_weight)  # the recipe's terms
         criterion.matcher = TimedMatcher(criterion.matcher, timer)
         optimizer, _ = build_optimizer(model, OptimConfig(), 1000)
         for i in range(args.repeats + 1):

@@ -162,7 +162,7 @@ def test_lr_schedule():
 
 # ------------------------------------------------------------------------------ DDP
 # The 2-process DDP tests share one process group with the real-recipe DDP test
-# (tests/test_train_recipes.py::test_ddp_two_processes), to pay the spawn cost once:
+# (tests/test_pretrain.py::test_ddp_two_processes), to pay the spawn cost once:
 # ``ddp_toy_check`` runs inside those workers and ``check_toy_ddp_result`` in the parent.
 
 

@@ -60,9 +60,15 @@ class PretrainConfig(RunConfig):
     """views rendered per scene sample, each with its own pseudo queries, from one encoder pass
     (the paper uses 1; more views amortise the point encoder, the costliest part on a CPU)"""
     rgb_weight: float = 1.0
-    feature_weight: float = 0.1
-    rank_weight: float = 0.0
-    """weight of the proposal-ranking cross-entropy (0 = off, as in the paper)"""
+    feature_weight: float = 10.0
+    """weight of the contrastive feature loss (eq. 7). CPU recipe: 10; appendix A (and the
+    ``paper`` preset): 0.1. Zero-shot grounding ranks proposals by this feature field, and at
+    0.1 it stayed near chance on the CPU budget (docs/training.md)"""
+    rank_weight: float = 2.0
+    """weight of the proposal-ranking cross-entropy (CPU recipe: 2; 0 = off, as in the paper
+    and the ``paper`` preset). Zero-shot grounding ranks proposals for one phrase; eq. 5 only
+    normalises each proposal's row over tokens, and on the CPU budget the rows alone left the
+    single-phrase ranking near chance (docs/training.md)"""
 
     def __post_init__(self) -> None:
         if self.losses not in LOSS_SETS:
@@ -80,7 +86,7 @@ PRESETS: dict[str, PretrainConfig] = {
     # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
     "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
                             num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim(),
-                            views_per_scene=1),
+                            views_per_scene=1, rank_weight=0.0, feature_weight=0.1),
 }
 
 
