@@ -11,9 +11,11 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
+FEATURE_TEMPERATURE = 0.07  # eq. 7's temperature; zero-shot ranking reads the field with it too
+
 
 def feature_contrastive_loss(rendered: Tensor, segment_ids: Tensor, embeddings: Tensor,
-                             temperature: float = 0.07) -> Tensor:
+                             temperature: float = FEATURE_TEMPERATURE) -> Tensor:
     """rendered [Np, F]; segment_ids [Np] int (-1 ignored); embeddings [S, F] -> scalar loss."""
     if rendered.ndim != 2 or embeddings.ndim != 2 or rendered.shape[1] != embeddings.shape[1]:
         raise ValueError(

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from liftgs.losses.feature import FEATURE_TEMPERATURE
 from liftgs.model.liftgs import LiftGS
 
 DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
-ZERO_SHOT_FEATURE_TEMPERATURE = 0.07  # eq. 7's temperature (losses.feature_contrastive_loss)
 ZERO_SHOT_RANKING = "features"  # how zero-shot call sites rank proposals (see the module docstring)
 RANKINGS = ("tokens", "features", "both")
 
@@ -70,7 +70,7 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
                   threshold: float = 0.5, labels: Sequence[str] | None = None,
                   component_radius: float | None = DEFAULT_COMPONENT_RADIUS,
                   mask_score: bool = True, relevance_queries: Tensor | None = None,
-                  feature_temperature: float = ZERO_SHOT_FEATURE_TEMPERATURE,
+                  feature_temperature: float = FEATURE_TEMPERATURE,
                   token_score: bool = True) -> list[GroundingResult]:
     """Ground several token sequences in one scene (encoded once).
 
@@ -184,7 +184,7 @@ def _main_components(points: Tensor, masks: Tensor, probs: Tensor, radius: float
 def ground(model: LiftGS, text_encoder, points: np.ndarray | Tensor, colors: np.ndarray | Tensor,
            phrases: Sequence[str], top_k: int = 5, threshold: float = 0.5,
            component_radius: float | None = DEFAULT_COMPONENT_RADIUS, rank_by: str = "tokens",
-           feature_temperature: float = ZERO_SHOT_FEATURE_TEMPERATURE) -> list[GroundingResult]:
+           feature_temperature: float = FEATURE_TEMPERATURE) -> list[GroundingResult]:
     """Zero-shot grounding: each phrase's pooled vector is one query token (as in pre-training).
 
     ``rank_by``: "tokens" (decoder), "features" (Gaussian feature field; zero-shot after
