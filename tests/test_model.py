@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -341,8 +343,9 @@ def test_mask_relevance_matches_a_loop():
 
 def test_zero_shot_ranking_by_the_feature_field(model):
     """rank_by="features": score = mask confidence x exp((r - 1) / t), r = mean cosine of the
-    phrase vector with the Gaussian features inside the thresholded mask (computed here from a
-    plain forward); "both" also multiplies by the token probability; "tokens" is the decoder."""
+    phrase vector with the Gaussian features inside the returned mask (the thresholded mask cut
+    to its main piece; computed here from a plain forward); "both" also multiplies by the token
+    probability; "tokens" is the decoder, over the thresholded mask."""
     pts, cols = room(300, 12)
     m = model.decoder.query_feat.shape[0]
     enc = FakeTextEncoder()
@@ -357,8 +360,9 @@ def test_zero_shot_ranking_by_the_feature_field(model):
     prob = gr.token_logits.softmax(-1)[:, 0]
     for rank_by, res in by.items():
         assert (res.scores.diff() <= 0).all() and sorted(res.query_indices.tolist()) == list(range(m))
-        for j, score, probs in zip(res.query_indices.tolist(), res.scores.tolist(), res.mask_probs):
-            inside = probs > 0.5
+        for j, score, probs, kept in zip(res.query_indices.tolist(), res.scores.tolist(), res.mask_probs, res.masks):
+            inside = probs > 0.5 if rank_by == "tokens" else kept
+            assert not (kept & ~(probs > 0.5)).any()
             conf = float(probs[inside].mean()) if inside.any() else 0.0
             r = float(sim[inside].mean()) if inside.any() else -1.0
             relevance = float(torch.exp(torch.tensor((r - 1.0) / 0.07)))
@@ -441,3 +445,54 @@ def test_edge_inputs_no_tokens_and_float64(model):
     g, gr = model(pts.double(), cols.double(), torch.tensor([120]), torch.randn(1, 1, TEXT_DIM, dtype=torch.float64),
                   torch.ones(1, 1, dtype=torch.bool))[0]
     assert g.means.dtype == torch.float32 and gr.mask_logits.shape == (6, 120)
+
+
+class _FixedModel(torch.nn.Module):
+    """Duck-typed LiftGS with fixed proposals and Gaussian features (for ranking tests)."""
+
+    text_dim = 4
+
+    def __init__(self, mask_logits: torch.Tensor, features: torch.Tensor):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(1))
+        self.mask_logits, self.features = mask_logits, features
+
+    def encode(self, points, colors, offsets):
+        return SimpleNamespace(point_features=None)
+
+    def decode(self, encoding, queries, query_mask):
+        m = self.mask_logits.shape[0]
+        return [SimpleNamespace(mask_logits=self.mask_logits, token_logits=torch.zeros(m, 2))
+                for _ in range(queries.shape[0])]
+
+    def gaussian_head(self, point_features, points, colors):
+        return SimpleNamespace(feature_vectors=lambda: self.features)
+
+
+def test_feature_ranking_scores_the_returned_piece():
+    """A proposal covering the target plus a few far look-alike points must be scored on the
+    piece that is returned (the target), not on the thresholded mask with its strays."""
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(50, 3, generator=g) * 0.2
+    other = torch.rand(50, 3, generator=g) * 0.2 + torch.tensor([2.0, 0.0, 0.0])
+    stray = torch.rand(10, 3, generator=g) * 0.2 + torch.tensor([5.0, 0.0, 0.0])
+    pts = torch.cat([target, other, stray])
+
+    def feature(cos: float, n: int) -> torch.Tensor:  # unit vectors at cosine `cos` with e0
+        return torch.tensor([cos, (1 - cos * cos) ** 0.5, 0.0, 0.0]).expand(n, 4)
+
+    features = torch.cat([feature(0.8, 50), feature(0.7, 50), feature(-0.5, 10)])
+    logits = torch.full((2, 110), -6.0)
+    logits[0, 50:100] = 6.0  # proposal 0: the other object, mean cosine 0.7
+    logits[1, :50] = 6.0  # proposal 1: the target (0.8) plus the strays (-0.5): mean 0.58 uncut
+    logits[1, 100:] = 6.0
+    stub = _FixedModel(logits, features)
+    phrase = [torch.tensor([[1.0, 0.0, 0.0, 0.0]])]
+    kw = dict(relevance_queries=phrase[0], token_score=False, top_k=2)
+    cut = ground_tokens(stub, pts, torch.zeros_like(pts), phrase, [[0]], **kw)[0]
+    assert cut.query_indices.tolist() == [1, 0]
+    assert torch.equal(cut.masks[0], torch.arange(110) < 50)  # the strays are cut off
+    conf = float(torch.sigmoid(torch.tensor(6.0)))
+    assert cut.scores[0].item() == pytest.approx(conf * math.exp((0.8 - 1) / 0.07), rel=1e-4)
+    whole = ground_tokens(stub, pts, torch.zeros_like(pts), phrase, [[0]], component_radius=None, **kw)[0]
+    assert whole.query_indices.tolist() == [0, 1]  # uncut, the strays sink the target's proposal

@@ -23,6 +23,14 @@ space, ``r / t`` is the field's logit). ``ground(..., rank_by=...)`` picks the s
   budget the decoder's token head ranks a single phrase barely above chance while the field,
   which sees every labelled pixel, ranks it well (docs/training.md);
 * ``"both"``: the product of the two.
+
+With the field, every proposal is first cut to its main connected piece and the confidence
+and relevance are taken over that piece, the mask that is returned: a thresholded mask often
+holds a few look-alike points elsewhere in the room, which pull its mean cosine towards
+another object's. On the 30 held-out ``standard`` rooms of docs/training.md this raised
+Acc@0.25 from 30.5 to 39.4 % for the same checkpoint (and from 28.6 to 35.7 % on its val
+rooms). The token ranking keeps cutting only the top ``k`` masks (its score does not depend on
+stray points much, and instance segmentation asks hundreds of phrases per scene).
 """
 
 from __future__ import annotations
@@ -83,7 +91,8 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
     ``relevance_queries`` [B, F] (one vector per sequence, in the Gaussian feature space)
     multiplies each score by the feature field's relevance ``exp((r - 1) / feature_temperature)``
     (``r`` = mean cosine of the vector with the Gaussian features inside the mask, see the
-    module docstring); None ranks by the decoder alone. ``token_score=False`` leaves the token
+    module docstring; with ``component_radius`` every proposal is cut to its main piece first
+    and confidence and relevance are taken over that piece); None ranks by the decoder alone. ``token_score=False`` leaves the token
     probability out of the score (ranking by relevance x confidence needs ``relevance_queries``).
     """
     if len(tokens) != len(target_tokens):
@@ -114,13 +123,16 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         if max(targets) >= int(tokens[i].shape[0]) or min(targets) < 0:
             raise ValueError(f"target token indices {targets} out of range for {int(tokens[i].shape[0])} tokens")
         sig = torch.sigmoid(g.mask_logits)  # [m, P]
-        prob = _proposal_scores(g.token_logits, targets, sig > threshold, sig, mask_score, token_score,
+        inside = sig > threshold
+        cut_first = field is not None and component_radius is not None
+        if cut_first:  # the field scores the piece that is returned (see the module docstring)
+            inside = _main_components(pts, inside, sig, component_radius)
+        prob = _proposal_scores(g.token_logits, targets, inside, sig, mask_score, token_score,
                                 None if field is None else field[:, i], feature_temperature)
         k = min(int(top_k), prob.shape[0])
         scores, idx = prob.topk(k)
-        mask_probs = sig[idx]
-        masks = mask_probs > threshold
-        if component_radius is not None:
+        mask_probs, masks = sig[idx], inside[idx]
+        if component_radius is not None and not cut_first:
             masks = _main_components(pts, masks, mask_probs, component_radius)
         label = labels[i] if labels is not None else ""
         results.append(GroundingResult(label, masks, scores, idx, mask_probs))
