@@ -33,7 +33,7 @@ class PointEncoding:
 
     voxels: VoxelBatch
     point_features: Tensor  # [P, C] per input point (its voxel's UNet feature)
-    mask_features: Tensor  # [V, D] per voxel, dotted with mask embeddings
+    mask_features: Tensor  # [V, D'] per voxel: the mask head's basis (see LiftGS.fold_mask_embeddings)
     tokens: Tensor  # [B, L, C] pooled point tokens for the decoder (zero-padded)
     token_xyz: Tensor  # [B, L, 3] scene-centred token positions
     token_pad: Tensor  # [B, L] True = padding
@@ -97,11 +97,12 @@ class LiftGS(nn.Module):
         vox = voxelize(points, colors, offsets, self.voxel_size)
         feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
         tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
-        mask_features = self.mask_proj(feats)
+        mask_features = self.mask_proj[1](self.mask_proj[0](feats))  # hidden layer; the output
+        # layer is folded into the mask embeddings (fold_mask_embeddings)
         if self.mask_position is not None:  # a proposal can select a place as well as a look
             vbatch = vox.coords[:, 0].long()
             scene_mean = scatter_mean(vox.centers, vbatch, vox.batch_size)
-            mask_features = mask_features + self.mask_position(vox.centers - scene_mean[vbatch])
+            mask_features = torch.cat([mask_features, self.mask_position.encode(vox.centers - scene_mean[vbatch])], 1)
         return PointEncoding(
             voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel), mask_features=mask_features,
             tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
@@ -124,7 +125,7 @@ class LiftGS(nn.Module):
         computed: list[list[Tensor]] = []  # mask logits per layer per query set, when pooling
 
         def pool(mask_emb: Tensor) -> Tensor:  # [Bq, m, D] -> [Bq, m, C]: mask-weighted features
-            logits = [mask_emb[i] @ feats[b].T for i, b in enumerate(scene)]  # [m, N_b] each
+            logits = [self.mask_logits(mask_emb[i], feats[b])[0] for i, b in enumerate(scene)]  # [m, N_b]
             computed.append(logits)
             return torch.stack([_mask_pool(lg, encoding.point_features, encoding.point_offsets, b)
                                 for lg, b in zip(logits, scene)])
@@ -133,12 +134,53 @@ class LiftGS(nn.Module):
         layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool(),
                               pool=pool if use_pool else None)
         out = []
-        for i, b in enumerate(scene):
-            preds = [Grounding(mask_logits=computed[j][i] if use_pool else emb[i] @ feats[b].T,
-                               token_logits=logits[i]) for j, (emb, logits) in enumerate(layers)]
+        for i, b in enumerate(scene):  # without pooling: every layer's logits from one product
+            masks = ([computed[j][i] for j in range(len(layers))] if use_pool else
+                     self.mask_logits(torch.cat([emb[i] for emb, _ in layers]), feats[b], len(layers)))
+            preds = [Grounding(mask_logits=mask, token_logits=logits[i]) for mask, (_, logits) in zip(masks, layers)]
             final = preds[-1]
             out.append(Grounding(final.mask_logits, final.token_logits, aux=preds[:-1]))
         return out
+
+    def fold_mask_embeddings(self, mask_emb: Tensor) -> tuple[Tensor, Tensor]:
+        """Mask embeddings [k, D] -> (basis weights [k, D'], offsets [k]) such that
+        ``basis @ weights.T + offsets`` = mask embedding . mask feature, for every point.
+
+        The mask feature of a voxel is ``W2 gelu(W1 f + b1) + b2`` (``mask_proj``), plus
+        ``Wp phi(x) + bp`` with the position's Fourier features phi (``mask_position``). Both
+        output layers are linear, so ``e . feature = (e W2) . gelu(W1 f + b1) + (e Wp) . phi(x)
+        + e . (b2 + bp)``: the [V, D] x [D, D] products move to the k query side (k = 3 x 32 in
+        the CPU preset against ~19k voxels). Same function up to rounding;
+        :meth:`reference_mask_features` is the unfolded form the tests compare against."""
+        out = self.mask_proj[2]
+        weights, offsets = mask_emb @ out.weight, mask_emb @ out.bias
+        if self.mask_position is not None:
+            proj = self.mask_position.proj
+            weights = torch.cat([weights, mask_emb @ proj.weight], 1)
+            offsets = offsets + mask_emb @ proj.bias
+        return weights, offsets
+
+    def mask_logits(self, mask_emb: Tensor, point_basis: Tensor, parts: int = 1) -> list[Tensor]:
+        """Mask logits of ``parts`` equal blocks of embeddings [parts * m, D] against one scene's
+        point basis [N, D'] -> ``parts`` x [m, N], each the transpose of a point-major [N, m]
+        block (a view).
+
+        Point-major, because ``emb @ feats.T`` hands the [N, D'] basis a transposed gradient
+        that is then accumulated and run through GELU backward in that strided layout; and
+        the renderer wants [N, m] anyway (``sigmoid(logits).T`` is then contiguous)."""
+        weights, offsets = self.fold_mask_embeddings(mask_emb)
+        logits = torch.addmm(offsets, point_basis, weights.T)  # [N, parts * m]
+        return [block.T for block in logits.chunk(parts, dim=1)]
+
+    def reference_mask_features(self, encoding: PointEncoding) -> Tensor:
+        """The unfolded per-voxel mask features [V, D] (for tests): ``mask_proj(f)`` plus the
+        projected position features."""
+        hidden = self.mask_proj[0].out_features
+        basis = encoding.mask_features
+        feats = self.mask_proj[2](basis[:, :hidden])
+        if self.mask_position is not None:
+            feats = feats + self.mask_position.proj(basis[:, hidden:])
+        return feats
 
     @staticmethod
     def _point_mask_features(encoding: PointEncoding) -> list[Tensor]:
@@ -261,9 +303,13 @@ class FourierPosition(nn.Module):
         self.register_buffer("freqs", freqs, persistent=False)
         self.proj = nn.Linear(6 * num_bands, dim)
 
-    def forward(self, xyz: Tensor) -> Tensor:
+    def encode(self, xyz: Tensor) -> Tensor:
+        """The Fourier features [V, 6 * bands] before the linear map."""
         angles = (xyz[:, :, None] * self.freqs.to(xyz.dtype)).flatten(1)  # [V, 3 * bands]
-        return self.proj(torch.cat([angles.sin(), angles.cos()], dim=1))
+        return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+    def forward(self, xyz: Tensor) -> Tensor:
+        return self.proj(self.encode(xyz))
 
 
 def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
