@@ -6,6 +6,7 @@ accuracy of picking a random object of the room. Prints one row per checkpoint, 
 wall-clock training time read from the run's log.jsonl.
 
     python benchmarks/zero_shot.py --run runs/pre --data data/synth [--split val | --split all] [--rank-by features]
+    python benchmarks/zero_shot.py --run runs/pre --data heldout --split all --final   # final weights only
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def main() -> None:
     ap.add_argument("--rank-by", default=None, choices=("tokens", "features", "both"),
                     help="proposal ranking (default: the library's zero-shot ranking, "
                          "liftgs.model.inference.ZERO_SHOT_RANKING)")
+    ap.add_argument("--final", action="store_true", help="evaluate only the final weights (one row), not every checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -58,6 +60,9 @@ def main() -> None:
     from liftgs.text import load_text_encoder
 
     rank_by = args.rank_by or ZERO_SHOT_RANKING
+    rows = checkpoints(args.run)
+    if not rows:
+        raise SystemExit(f"{args.run}: no checkpoints/step_*/model or model/ directory; is it a pretrain run?")
 
     encoder = load_text_encoder("minilm")
     paths = list_scenes(args.data) if args.split == "all" else list_scenes(args.data, args.split)
@@ -67,7 +72,7 @@ def main() -> None:
     print(f"{len(scenes)} held-out rooms of {args.data} ({args.split}); proposals ranked by {rank_by}\n")
     print("| step | train min | Acc@0.25 | Acc@0.5 | random Acc@0.25 | random Acc@0.5 | ratio @0.25 | queries |")
     print("|---|---|---|---|---|---|---|---|")
-    for step, model_dir in checkpoints(args.run):
+    for step, model_dir in rows[-1:] if args.final else rows:
         step = last if step == 10**9 else step
         model = LiftGS.from_pretrained(model_dir).eval()
         res = zero_shot_caption_accuracy(scenes, ModelGrounder(model, encoder, top_k=5, rank_by=rank_by))
