@@ -122,21 +122,28 @@ def ground_tokens(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray
         targets = list(target_tokens[i]) or list(range(int(tokens[i].shape[0])))
         if max(targets) >= int(tokens[i].shape[0]) or min(targets) < 0:
             raise ValueError(f"target token indices {targets} out of range for {int(tokens[i].shape[0])} tokens")
-        sig = torch.sigmoid(g.mask_logits)  # [m, P]
-        inside = sig > threshold
-        cut_first = field is not None and component_radius is not None
-        if cut_first:  # the field scores the piece that is returned (see the module docstring)
-            inside = _main_components(pts, inside, sig, component_radius)
-        prob = _proposal_scores(g.token_logits, targets, inside, sig, mask_score, token_score,
-                                None if field is None else field[:, i], feature_temperature)
-        k = min(int(top_k), prob.shape[0])
-        scores, idx = prob.topk(k)
-        mask_probs, masks = sig[idx], inside[idx]
-        if component_radius is not None and not cut_first:
-            masks = _main_components(pts, masks, mask_probs, component_radius)
-        label = labels[i] if labels is not None else ""
-        results.append(GroundingResult(label, masks, scores, idx, mask_probs))
+        scores, idx, masks, mask_probs = _rank_proposals(
+            g, pts, targets, top_k, threshold, component_radius, mask_score, token_score,
+            None if field is None else field[:, i], feature_temperature)
+        results.append(GroundingResult(labels[i] if labels is not None else "", masks, scores, idx, mask_probs))
     return results
+
+
+def _rank_proposals(g, pts: Tensor, targets: list[int], top_k: int, threshold: float,
+                    component_radius: float | None, mask_score: bool, token_score: bool,
+                    similarity: Tensor | None, temperature: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """One query set's top-k proposals: (scores, indices, masks [k, P], mask probabilities)."""
+    sig = torch.sigmoid(g.mask_logits)  # [m, P]
+    inside = sig > threshold
+    cut_first = similarity is not None and component_radius is not None
+    if cut_first:  # the field scores the piece that is returned (see the module docstring)
+        inside = _main_components(pts, inside, sig, component_radius)
+    prob = _proposal_scores(g.token_logits, targets, inside, sig, mask_score, token_score, similarity, temperature)
+    scores, idx = prob.topk(min(int(top_k), prob.shape[0]))
+    mask_probs, masks = sig[idx], inside[idx]
+    if component_radius is not None and not cut_first:
+        masks = _main_components(pts, masks, mask_probs, component_radius)
+    return scores, idx, masks, mask_probs
 
 
 def _proposal_scores(token_logits: Tensor, targets: list[int], inside: Tensor, sig: Tensor, mask_score: bool,
