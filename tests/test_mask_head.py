@@ -12,15 +12,7 @@ import pytest
 import torch
 
 from liftgs.model import build_liftgs
-from test_model import batch_of, room, small_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_model import batch_of, one_thread, room, small_config  # noqa: F401 (one_thread: autouse fixture)
 
 
 def _reference_logits(model, encoding, queries, mask) -> list[list[torch.Tensor]]:

@@ -184,7 +184,7 @@ class LiftGS(nn.Module):
 
     @staticmethod
     def _point_mask_features(encoding: PointEncoding) -> list[Tensor]:
-        """Per-point mask features [N_b, D] of each scene. Gathered once and shared by every
+        """Per-point mask basis [N_b, D'] of each scene (``PointEncoding.mask_features``). Gathered once and shared by every
         layer: one row gather (one row scatter in backward) instead of a column gather of each
         layer's [m, V] logits."""
         vox = encoding.voxels
@@ -291,7 +291,9 @@ def _mask_pool(mask_logits: Tensor, point_features: Tensor, point_offsets: Tenso
 
 
 class FourierPosition(nn.Module):
-    """Scene-centred xyz [V, 3] -> [V, D]: sin / cos at wavelengths 0.25-8 m, then a linear map.
+    """Scene-centred xyz [V, 3] -> sin / cos at wavelengths 0.25-8 m (:meth:`encode`), then the
+    linear map ``proj`` to [V, D], which the model applies folded into the mask embeddings
+    (:meth:`LiftGS.fold_mask_embeddings`).
 
     Instance masks are above all spatially compact; with the position in the per-voxel mask
     features a proposal's mask embedding can pick a region directly, before the UNet has
@@ -307,9 +309,6 @@ class FourierPosition(nn.Module):
         """The Fourier features [V, 6 * bands] before the linear map."""
         angles = (xyz[:, :, None] * self.freqs.to(xyz.dtype)).flatten(1)  # [V, 3 * bands]
         return torch.cat([angles.sin(), angles.cos()], dim=1)
-
-    def forward(self, xyz: Tensor) -> Tensor:
-        return self.proj(self.encode(xyz))
 
 
 def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
