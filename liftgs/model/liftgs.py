@@ -184,9 +184,9 @@ class LiftGS(nn.Module):
 
     @staticmethod
     def _point_mask_features(encoding: PointEncoding) -> list[Tensor]:
-        """Per-point mask basis [N_b, D'] of each scene (``PointEncoding.mask_features``). Gathered once and shared by every
-        layer: one row gather (one row scatter in backward) instead of a column gather of each
-        layer's [m, V] logits."""
+        """Per-point mask basis [N_b, D'] of each scene (``PointEncoding.mask_features``).
+        Gathered once and shared by every layer: one row gather (one row scatter in backward)
+        instead of a column gather of each layer's [m, V] logits."""
         vox = encoding.voxels
         v_starts = [0] + vox.voxel_offsets[:-1].tolist()
         p_ends = encoding.point_offsets.tolist()
