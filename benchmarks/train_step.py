@@ -25,25 +25,31 @@ import torch
 
 
 def build_data(root: Path, encoder_name: str, seed: int):
-    """One standard room + its synthetic pseudo-labels on disk, and a 128x128 dataset."""
+    """One standard room + its synthetic pseudo-labels on disk, and a 128x128 dataset. A second
+    room's labels fill the feature loss's bank of other-scene negatives (the recipe's
+    ``feature_negatives``); only the first room is trained on."""
     from liftgs.io.scene_dir import write_scene
     from liftgs.synth import STANDARD, generate_room
     from liftgs.teachers.store import PseudoLabelStore, frame_key
     from liftgs.teachers.synthetic import SyntheticTeacher
     from liftgs.text import load_text_encoder
+    from liftgs.train.pretrain import PretrainConfig
     from liftgs.train.pretrain_data import PretrainDataset
 
-    scene = generate_room(STANDARD, seed=seed, scene_id="bench")
     store = PseudoLabelStore(root / "labels")
     teacher = SyntheticTeacher(load_text_encoder(encoder_name))
-    for i, (fr, lab) in enumerate(zip(scene.frames, teacher.label_frames(scene.frames, scene))):
-        store.put(scene.scene_id, frame_key(fr, i), lab)
-    write_scene(scene, root / "data")
-    ds = PretrainDataset([root / "data" / "bench"], root / "labels", seed=0, image_size=128,
-                         max_segments=8, num_pixels=4096, random_count=False)  # the target: 8 queries
-    counts = {p: ds.sample(p).queries.shape[0] for p in range(200)}
+    rooms = [generate_room(STANDARD, seed=seed, scene_id="bench"),
+             generate_room(STANDARD, seed=seed + 1000, scene_id="other")]
+    for room in rooms:
+        for i, (fr, lab) in enumerate(zip(room.frames, teacher.label_frames(room.frames, room))):
+            store.put(room.scene_id, frame_key(fr, i), lab)
+        write_scene(room, root / "data")
+    ds = PretrainDataset([root / "data" / r.scene_id for r in rooms], root / "labels", seed=0, image_size=128,
+                         max_segments=8, num_pixels=4096, random_count=False,  # the target: 8 queries
+                         negatives=PretrainConfig().feature_negatives)
+    counts = {p: ds.sample(p).queries.shape[0] for p in range(200) if ds.sample(p).scene_id == "bench"}
     k = max(counts.values())  # 8 when some view shows 8 segments above the area threshold
-    return scene, ds, [p for p, c in counts.items() if c == k]
+    return rooms[0], ds, [p for p, c in counts.items() if c == k]
 
 
 class Timer:

@@ -252,3 +252,36 @@ def test_feature_contrastive_loss_matches_reference():
     assert rendered.grad[ids < 0].abs().sum() == 0
     none = feature_contrastive_loss(rendered, torch.full((30,), -1), emb)
     assert none.item() == 0.0 and none.requires_grad
+
+
+def test_feature_loss_extra_negatives_match_reference():
+    """Extra negatives join every pixel's alternatives, except those naming its own segment
+    (cosine above ``same_above``); values and gradients against a per-pixel loop."""
+    g = torch.Generator().manual_seed(1)
+    rendered = torch.randn(20, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    emb = torch.randn(3, 6, generator=g, dtype=torch.float64)
+    neg = torch.cat([torch.randn(5, 6, generator=g, dtype=torch.float64), emb[1:2] * 2.0])  # row 5 == segment 1
+    ids = torch.randint(-1, 3, (20,), generator=g)
+    ids[:3] = 1
+    loss = feature_contrastive_loss(rendered, ids, emb, temperature=0.2, negatives=neg, same_above=0.8)
+    (grad,) = torch.autograd.grad(loss, rendered)
+    r = rendered.detach().clone().requires_grad_(True)
+    en, nn_ = F.normalize(emb, dim=1), F.normalize(neg, dim=1)
+    terms = []
+    for i in range(20):
+        if ids[i] < 0:
+            continue
+        f = F.normalize(r[i], dim=0)
+        keep = [j for j in range(neg.shape[0]) if float(en[ids[i]] @ nn_[j]) <= 0.8]
+        logits = torch.cat([en @ f, nn_[keep] @ f]) / 0.2
+        terms.append(torch.logsumexp(logits, 0) - logits[ids[i]])
+    ref = torch.stack(terms).mean()
+    ref.backward()
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert torch.allclose(grad, r.grad, rtol=1e-10, atol=1e-12)
+    plain = feature_contrastive_loss(rendered, ids, emb, temperature=0.2)
+    all_same = feature_contrastive_loss(rendered, ids, emb, temperature=0.2, negatives=neg, same_above=-2.0)
+    assert all_same.item() == pytest.approx(plain.item(), rel=1e-12)  # every negative dropped
+    assert feature_contrastive_loss(rendered, ids, emb, temperature=0.2, negatives=neg[:0]).item() == plain.item()
+    with pytest.raises(ValueError, match="negatives"):
+        feature_contrastive_loss(rendered, ids, emb, negatives=neg[:, :4])

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from recipe_rooms import DIM, _pre_config, dataset, quick_rooms  # noqa: F401  (fixtures are found by name)
@@ -275,3 +276,40 @@ def test_ddp_two_processes(dataset, tmp_path):
             assert torch.equal(v, r1[k]), k
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["world_size"] == 2 and cfg["num_scenes"] == 3
+
+
+def test_negative_bank_draws_other_scenes_only():
+    from liftgs.train.negatives import NegativeBank
+
+    emb = np.arange(12, dtype=np.float32).reshape(6, 2)
+    bank = NegativeBank(emb, np.array([1, 0, 2, 1, 0, 2]))
+    for scene in (0, 1, 2, 5):
+        rows = bank.draw(np.random.default_rng(scene), scene, 50)
+        owners = {int(r[0]) // 2 for r in rows}  # row i holds (2i, 2i+1)
+        assert rows.shape == (50, 2) and not owners & {i for i in range(6) if bank.scene_of[i] == scene}
+    a, b = bank.draw(np.random.default_rng(3), 0, 4), bank.draw(np.random.default_rng(3), 0, 4)
+    assert torch.equal(a, b)
+    lonely = NegativeBank(emb[:2], np.array([0, 0]))
+    assert lonely.draw(np.random.default_rng(0), 0, 8).shape == (0, 2)
+    with pytest.raises(ValueError, match="scene_of"):
+        NegativeBank(emb, np.zeros(5))
+
+
+def test_samples_carry_feature_negatives_of_other_scenes(dataset):
+    """Negatives are part of the pure sample and come from other rooms' label files; the
+    single-view stream is unchanged by them."""
+    from liftgs.train.pretrain import scene_paths
+    from liftgs.train.pretrain_data import PretrainDataset
+
+    paths = scene_paths(dataset / "data", "train")
+    plain = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64)
+    ds = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64, negatives=16)
+    assert plain.sample(0).negatives is None and len(ds.bank) > 0
+    for pos in range(4):
+        a, b = ds.sample_views(pos, 2), ds.sample_views(pos, 2)
+        assert a[0].negatives.shape == (16, DIM) and torch.equal(a[1].negatives, b[1].negatives)
+        assert torch.equal(a[0].pixels, plain.sample(pos).pixels)
+        own = next(i for i, e in enumerate(ds.scenes) if e.scene_id == a[0].scene_id)
+        for r in a[0].negatives:  # every row is a row of another scene (rooms may share captions)
+            assert any(torch.equal(ds.bank.embeddings[i], r) for i in range(len(ds.bank))
+                       if ds.bank.scene_of[i] != own)

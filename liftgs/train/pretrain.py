@@ -64,6 +64,10 @@ class PretrainConfig(RunConfig):
     """weight of the contrastive feature loss (eq. 7). CPU recipe: 10; appendix A (and the
     ``paper`` preset): 0.1. Zero-shot grounding ranks proposals by this feature field, and at
     0.1 it stayed near chance on the CPU budget (docs/training.md)"""
+    feature_negatives: int = 64
+    """segment embeddings of other scenes added to every pixel's alternatives in the feature
+    loss. CPU recipe: 64; 0 = eq. 7 as written (the frame's own ~4 segments only) and the
+    ``paper`` preset. Sharpens the field zero-shot ranking reads (docs/training.md)"""
     rank_weight: float = 2.0
     """weight of the proposal-ranking cross-entropy (CPU recipe: 2; 0 = off, as in the paper
     and the ``paper`` preset). Zero-shot grounding ranks proposals for one phrase; eq. 5 only
@@ -76,6 +80,8 @@ class PretrainConfig(RunConfig):
         for name in ("image_size", "max_segments", "num_pixels", "views_per_scene"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.feature_negatives < 0:
+            raise ValueError(f"feature_negatives must be >= 0, got {self.feature_negatives}")
         if self.rgb_weight < 0 or self.feature_weight < 0:
             raise ValueError("loss weights must be >= 0")
         self.loop_config()  # validates steps / batch / checkpoint numbers
@@ -86,7 +92,8 @@ PRESETS: dict[str, PretrainConfig] = {
     # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
     "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
                             num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim(),
-                            views_per_scene=1, rank_weight=0.0, feature_weight=0.1),
+                            views_per_scene=1, rank_weight=0.0, feature_weight=0.1,
+                            feature_negatives=0),
 }
 
 
@@ -125,8 +132,9 @@ def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, crite
             scene_loss = scene_loss + rgb_weight * rgb
             _accumulate(scalars, {"rgb": float(rgb.detach()), **loss_scalars(rgb_parts, "rgb_")}, B)
         if use_feat:
+            negatives = None if s.negatives is None else s.negatives.to(dev)
             feat = feature_contrastive_loss(view.features, s.pixel_segments.to(dev),
-                                            s.view.embeddings.to(dev))
+                                            s.view.embeddings.to(dev), negatives=negatives)
             scene_loss = scene_loss + feature_weight * feat
             _accumulate(scalars, {"feat": float(feat.detach())}, B)
         total = total + scene_loss / B
@@ -189,7 +197,9 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
                               seed=config.seed, image_size=config.image_size,
                               max_segments=config.max_segments,
                               min_area_512=config.min_segment_area, num_pixels=config.num_pixels,
-                              random_count=config.random_segment_count)
+                              random_count=config.random_segment_count,
+                              negatives=config.feature_negatives if LOSS_SETS[config.losses][1] else 0,
+                              progress=info.is_main and config.progress)
     text_dim = dataset.embedding_dim
     seed_everything(config.seed)  # identical initial weights on every rank
     model = build_model(config.preset, text_dim).to(info.device)

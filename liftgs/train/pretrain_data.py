@@ -51,6 +51,7 @@ class PretrainSample:
     pixels: Tensor  # [Np] long flat pixel ids y * W + x
     pixel_segments: Tensor  # [Np] long any segment at the pixel, -1 none (feature loss, eq. 7)
     scene_id: str = ""
+    negatives: Tensor | None = None  # [Kn, F] other scenes' segment embeddings (feature loss)
 
 
 @dataclass
@@ -95,7 +96,8 @@ class PretrainDataset:
 
     def __init__(self, scene_paths: list[Path], label_root: Path, seed: int, image_size: int = 128,
                  max_segments: int = 8, min_area_512: int = 1024, num_pixels: int = 4096,
-                 cache_views: int = 256, random_count: bool = True):
+                 cache_views: int = 256, random_count: bool = True, negatives: int = 0,
+                 negative_frames: int = 8, progress: bool = False):
         from liftgs.io.scene_dir import read_scene, read_scene_json
         from liftgs.teachers.store import PseudoLabelStore
 
@@ -119,6 +121,12 @@ class PretrainDataset:
                             f"{label_root}; run `liftgs pseudolabel` on the same data first",
                             label_root)
         self.sampler = EpochSampler(len(self.scenes), seed)
+        self.negatives = int(negatives)
+        self.bank = None
+        if self.negatives > 0:  # built once, in scene order: a pure function of the data
+            from liftgs.train.negatives import NegativeBank
+
+            self.bank = NegativeBank.from_store(self.store, self.scenes, negative_frames, progress)
         self._views: OrderedDict[tuple[int, int], ViewData] = OrderedDict()
         self._cache_views = int(cache_views)
 
@@ -179,7 +187,10 @@ class PretrainDataset:
         for _ in range(views):
             view, frame_index = self._pick_view(rng, si, entry, used)
             used.add(frame_index)
-            out.append(self._draw_targets(rng, entry, view))
+            sample = self._draw_targets(rng, entry, view)
+            if self.bank is not None:
+                sample.negatives = self.bank.draw(rng, si, self.negatives)
+            out.append(sample)
         return out
 
     def _pick_view(self, rng: np.random.Generator, si: int, entry: _SceneEntry,
