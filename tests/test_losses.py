@@ -285,3 +285,36 @@ def test_feature_loss_extra_negatives_match_reference():
     assert feature_contrastive_loss(rendered, ids, emb, temperature=0.2, negatives=neg[:0]).item() == plain.item()
     with pytest.raises(ValueError, match="negatives"):
         feature_contrastive_loss(rendered, ids, emb, negatives=neg[:, :4])
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_factored_feature_loss_matches_dense(with_bias):
+    """The loss on LowRankFeatures == the loss on the dense [Np, F] it stands for (values and
+    gradients for basis, alpha, weight and bias), with and without extra negatives."""
+    from liftgs.losses import LowRankFeatures
+
+    g = torch.Generator().manual_seed(2)
+    Np, H, Fd = 40, 5, 9
+    leaves = [torch.randn(Np, H, generator=g, dtype=torch.float64), torch.rand(Np, generator=g, dtype=torch.float64),
+              torch.randn(Fd, H, generator=g, dtype=torch.float64), torch.randn(Fd, generator=g, dtype=torch.float64)]
+    if not with_bias:
+        leaves = leaves[:3]
+    emb = torch.randn(4, Fd, generator=g, dtype=torch.float64)
+    neg = torch.randn(7, Fd, generator=g, dtype=torch.float64)
+    ids = torch.randint(-1, 4, (Np,), generator=g)
+    for negatives in (None, neg):
+        a = [x.clone().requires_grad_(True) for x in leaves]
+        b = [x.clone().requires_grad_(True) for x in leaves]
+        low = LowRankFeatures(*a)
+        dense = LowRankFeatures(*b).dense()
+        assert low.shape == tuple(dense.shape)
+        torch.testing.assert_close(low.norm(), dense.norm(dim=1), rtol=1e-12, atol=1e-12)
+        la = feature_contrastive_loss(low, ids, emb, temperature=0.1, negatives=negatives)
+        lb = feature_contrastive_loss(dense, ids, emb, temperature=0.1, negatives=negatives)
+        la.backward()
+        lb.backward()
+        assert la.item() == pytest.approx(lb.item(), rel=1e-12)
+        for x, y in zip(a, b):
+            torch.testing.assert_close(x.grad, y.grad, rtol=1e-10, atol=1e-12)
+    none = feature_contrastive_loss(LowRankFeatures(*leaves), torch.full((Np,), -1), emb)
+    assert none.item() == 0.0

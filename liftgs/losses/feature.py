@@ -8,6 +8,8 @@ whose norm varies with coverage, so we compare directions).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -16,10 +18,52 @@ FEATURE_TEMPERATURE = 0.07  # eq. 7's temperature; zero-shot ranking reads the f
 SAME_CAPTION_COSINE = 0.8  # an extra negative this close to the pixel's own embedding is not one
 
 
-def feature_contrastive_loss(rendered: Tensor, segment_ids: Tensor, embeddings: Tensor,
+@dataclass
+class LowRankFeatures:
+    """Rendered features kept factored, ``basis @ weight.T + alpha * bias`` ([Np, F]).
+
+    The Gaussian features are the Gaussian head's last linear layer over a 64-d basis and
+    compositing is linear, so the renderer composites the basis (docs/training.md). The loss
+    only needs dot products with a few hundred embeddings and the feature norms; both follow
+    from the factors (``basis @ (E W).T``; a 64 x 64 Gram quadratic form), ~6x cheaper than
+    forming [Np, 384] first. :meth:`dense` is the plain reference.
+    """
+
+    basis: Tensor  # [Np, H] composited basis
+    alpha: Tensor  # [Np] accumulated opacity (the bias is composited with it)
+    weight: Tensor  # [F, H]
+    bias: Tensor | None = None  # [F]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.basis.shape[0], self.weight.shape[0])
+
+    @property
+    def ndim(self) -> int:
+        return 2
+
+    def dense(self) -> Tensor:  # [Np, F]
+        out = self.basis @ self.weight.T
+        return out if self.bias is None else out + self.alpha[:, None] * self.bias
+
+    def rows(self, index: Tensor) -> LowRankFeatures:
+        return LowRankFeatures(self.basis[index], self.alpha[index], self.weight, self.bias)
+
+    def dot(self, vectors: Tensor) -> Tensor:  # [K, F] -> [Np, K]
+        out = self.basis @ (vectors @ self.weight).T
+        return out if self.bias is None else out + self.alpha[:, None] * (vectors @ self.bias)
+
+    def norm(self) -> Tensor:  # [Np], of the dense rows
+        sq = ((self.basis @ (self.weight.T @ self.weight)) * self.basis).sum(1)
+        if self.bias is not None:
+            sq = sq + 2 * self.alpha * (self.basis @ (self.weight.T @ self.bias)) + self.alpha ** 2 * self.bias.dot(self.bias)
+        return sq.clamp_min(1e-24).sqrt()
+
+
+def feature_contrastive_loss(rendered: Tensor | LowRankFeatures, segment_ids: Tensor, embeddings: Tensor,
                              temperature: float = FEATURE_TEMPERATURE, negatives: Tensor | None = None,
                              same_above: float = SAME_CAPTION_COSINE) -> Tensor:
-    """rendered [Np, F]; segment_ids [Np] int (-1 ignored); embeddings [S, F] -> scalar loss.
+    """rendered [Np, F] (or factored); segment_ids [Np] int (-1 ignored); embeddings [S, F] -> loss.
 
     ``negatives`` [Kn, F]: extra wrong answers for every pixel (segment embeddings of other
     scenes, :class:`liftgs.train.negatives.NegativeBank`); one whose cosine with the pixel's
@@ -34,16 +78,22 @@ def feature_contrastive_loss(rendered: Tensor, segment_ids: Tensor, embeddings: 
         raise ValueError(f"segment_ids must be [{rendered.shape[0]}], got {list(segment_ids.shape)}")
     if negatives is not None and (negatives.ndim != 2 or negatives.shape[1] != embeddings.shape[1]):
         raise ValueError(f"negatives must be [Kn, {embeddings.shape[1]}], got {list(negatives.shape)}")
+    low_rank = isinstance(rendered, LowRankFeatures)
+    like = rendered.basis if low_rank else rendered
     valid = segment_ids >= 0
     if not bool(valid.any()) or embeddings.shape[0] == 0:
-        return rendered.sum() * 0.0
-    f = F.normalize(rendered[valid], dim=-1)
-    e = F.normalize(embeddings.to(rendered), dim=-1)
+        return like.sum() * 0.0
+    e = F.normalize(embeddings.to(like), dim=-1)
     target = segment_ids[valid].long()
-    if negatives is None or negatives.shape[0] == 0:
-        return F.cross_entropy(f @ e.T / temperature, target)  # [Nv, S]
-    n = F.normalize(negatives.to(rendered), dim=-1)
-    logits = f @ torch.cat([e, n]).T / temperature  # [Nv, S + Kn]
-    same = (e @ n.T > same_above)[target]  # [Nv, Kn] a negative that names the pixel's segment
-    logits = torch.cat([logits[:, :e.shape[0]], logits[:, e.shape[0]:].masked_fill(same, float("-inf"))], 1)
+    n = None if negatives is None or negatives.shape[0] == 0 else F.normalize(negatives.to(like), dim=-1)
+    candidates = e if n is None else torch.cat([e, n])
+    if low_rank:
+        r = rendered.rows(valid)
+        logits = r.dot(candidates) / (r.norm().clamp_min(1e-12)[:, None] * temperature)
+    else:
+        logits = F.normalize(rendered[valid], dim=-1) @ candidates.T / temperature  # [Nv, S + Kn]
+    if n is not None:  # drop a negative that names the pixel's own segment
+        same = torch.cat([torch.zeros(e.shape[0], e.shape[0], dtype=torch.bool, device=e.device),
+                          e @ n.T > same_above], 1)  # [S, S + Kn]
+        logits = logits.masked_fill(same[target], float("-inf"))
     return F.cross_entropy(logits, target)

@@ -64,9 +64,9 @@ class PretrainConfig(RunConfig):
     """weight of the contrastive feature loss (eq. 7). CPU recipe: 10; appendix A (and the
     ``paper`` preset): 0.1. Zero-shot grounding ranks proposals by this feature field, and at
     0.1 it stayed near chance on the CPU budget (docs/training.md)"""
-    feature_negatives: int = 64
+    feature_negatives: int = 256
     """segment embeddings of other scenes added to every pixel's alternatives in the feature
-    loss. CPU recipe: 64; 0 = eq. 7 as written (the frame's own ~4 segments only) and the
+    loss. CPU recipe: 256; 0 = eq. 7 as written (the frame's own ~4 segments only) and the
     ``paper`` preset. Sharpens the field zero-shot ranking reads (docs/training.md)"""
     rank_weight: float = 2.0
     """weight of the proposal-ranking cross-entropy (CPU recipe: 2; 0 = off, as in the paper

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from liftgs.losses.feature import LowRankFeatures
 from liftgs.types import Gaussians, Grounding
 
 
@@ -21,7 +22,8 @@ from liftgs.types import Gaussians, Grounding
 class RenderedView:
     rgb: Tensor | None  # [H, W, 3] full image, or None when the RGB loss is off
     mask_probs: list[Tensor]  # per decoder layer (earliest first, final last): [m, Np]
-    features: Tensor | None  # [Np, F] at the sampled pixels, or None
+    features: Tensor | LowRankFeatures | None  # [Np, F] at the sampled pixels (factored when
+    # the model's features are low-rank: the loss never forms [Np, F]), or None
     alpha: Tensor  # [Np] accumulated opacity at the sampled pixels
 
 
@@ -56,7 +58,5 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]
     feats = values[:, len(layers) * m:] if want_features else None
     if low_rank:  # composite(basis) @ W.T + alpha * b == composite(basis @ W.T + b): linear
-        feats = feats @ g.feature_weight.T
-        if g.feature_bias is not None:
-            feats = feats + alpha[:, None] * g.feature_bias
+        feats = LowRankFeatures(feats, alpha, g.feature_weight, g.feature_bias)
     return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
