@@ -56,7 +56,8 @@ class LowRankFeatures:
     def norm(self) -> Tensor:  # [Np], of the dense rows
         sq = ((self.basis @ (self.weight.T @ self.weight)) * self.basis).sum(1)
         if self.bias is not None:
-            sq = sq + 2 * self.alpha * (self.basis @ (self.weight.T @ self.bias)) + self.alpha ** 2 * self.bias.dot(self.bias)
+            cross = self.basis @ (self.weight.T @ self.bias)
+            sq = sq + 2 * self.alpha * cross + self.alpha ** 2 * self.bias.dot(self.bias)
         return sq.clamp_min(1e-24).sqrt()
 
 

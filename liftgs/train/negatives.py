@@ -29,9 +29,9 @@ class NegativeBank:
                              f"{list(embeddings.shape)} and {list(scene_of.shape)}")
         self.embeddings = torch.from_numpy(embeddings)
         self.scene_of = scene_of
-        order = np.argsort(scene_of, kind="stable")
-        self._order = order  # rows grouped by scene: the rows of other scenes are two slices
-        self._bounds = np.searchsorted(scene_of[order], np.arange(int(scene_of.max(initial=-1)) + 2))
+        self._order = np.argsort(scene_of, kind="stable")  # rows grouped by scene: the rows of
+        # other scenes are the two slices around a scene's own
+        self._bounds = np.searchsorted(scene_of[self._order], np.arange(int(scene_of.max(initial=-1)) + 2))
 
     def __len__(self) -> int:
         return int(self.embeddings.shape[0])
