@@ -54,6 +54,25 @@ def test_submanifold_conv_matches_dense_conv3d_values_and_gradients(n, extent, s
     torch.testing.assert_close(conv.weight.grad, w_ref.grad)
 
 
+def test_backward_gives_the_same_gradients_with_or_without_the_kept_gathers(monkeypatch):
+    """Large layers gather the input rows again in backward instead of keeping them."""
+    import liftgs.model.sparse_conv as sc
+
+    coords = random_voxels(900, 10, seed=5)
+    torch.manual_seed(5)
+    conv = SubMConv3d(16, 8)
+    rb = build_rulebook(coords)
+    feats = torch.randn(len(coords), 16)
+    grads = []
+    for limit in (sc.SAVE_GATHERED_MAX, 0):
+        monkeypatch.setattr(sc, "SAVE_GATHERED_MAX", limit)
+        f = feats.clone().requires_grad_()
+        conv.weight.grad = None
+        (conv(f, rb) * torch.arange(8.0)).sum().backward()
+        grads.append((f.grad, conv.weight.grad.clone()))
+    assert torch.equal(grads[0][0], grads[1][0]) and torch.equal(grads[0][1], grads[1][1])
+
+
 def test_rulebook_pairs_are_exact_neighbours():
     coords = random_voxels(200, 6, seed=3)
     rb = build_rulebook(coords)

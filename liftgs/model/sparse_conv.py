@@ -144,30 +144,34 @@ class _SubmanifoldConv(torch.autograd.Function):
     """Rulebook convolution with a hand-written backward.
 
     All pairs are gathered in one ``index_select``, multiplied per kernel offset into one
-    preallocated buffer and summed back per voxel with one CSR product; the backward recomputes
-    the gathers instead of storing them. One autograd node replaces ~80 small ones.
+    preallocated buffer and summed back per voxel with one CSR product. The gathered rows are
+    kept for the weight gradient when they are at most ``SAVE_GATHERED_MAX`` elements (the CPU
+    preset: ~2 M at full resolution), else the backward gathers them again; both give the
+    same numbers. One autograd node replaces ~80 small ones.
     """
 
     @staticmethod
     def forward(ctx, features: Tensor, weight: Tensor, src: Tensor, dst: Tensor, bounds: list[tuple[int, int]],
                 num_voxels: int, dst_csr: tuple[Tensor, Tensor], src_csr: tuple[Tensor, Tensor]) -> Tensor:
-        gathered = F.embedding(src, features)  # [n_pairs, Cin]: a row gather, faster than index_select
+        gathered = torch.index_select(features, 0, src)  # [n_pairs, Cin]
         products = features.new_empty(src.shape[0], weight.shape[2])  # [n_pairs, Cout]
         for k, (s, e) in enumerate(bounds):
             if e > s:
                 torch.mm(gathered[s:e], weight[k], out=products[s:e])
         out = scatter_rows(products, dst_csr, num_voxels)
-        ctx.save_for_backward(features, weight, src, dst)
+        keep = ctx.needs_input_grad[1] and gathered.numel() <= SAVE_GATHERED_MAX
+        ctx.save_for_backward(features, weight, src, dst, gathered if keep else None)
         ctx.bounds, ctx.src_csr = bounds, src_csr
         return out
 
     @staticmethod
     def backward(ctx, grad_out: Tensor):
-        features, weight, src, dst = ctx.saved_tensors
-        grad_pairs = F.embedding(dst, grad_out.contiguous())  # [n_pairs, Cout]
+        features, weight, src, dst, gathered = ctx.saved_tensors
+        grad_pairs = torch.index_select(grad_out.contiguous(), 0, dst)  # [n_pairs, Cout]
         grad_w = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
         grad_feat = None
-        gathered = F.embedding(src, features) if grad_w is not None else None
+        if grad_w is not None and gathered is None:
+            gathered = torch.index_select(features, 0, src)
         back = features.new_empty(src.shape[0], weight.shape[1]) if ctx.needs_input_grad[0] else None
         for k, (s, e) in enumerate(ctx.bounds):
             if e == s:
@@ -180,6 +184,8 @@ class _SubmanifoldConv(torch.autograd.Function):
             grad_feat = scatter_rows(back, ctx.src_csr, features.shape[0])
         return grad_feat, grad_w, None, None, None, None, None, None
 
+
+SAVE_GATHERED_MAX = 1 << 23  # elements of gathered input rows kept from forward for backward
 
 IM2COL_MAX_CHANNELS = 8
 
