@@ -16,7 +16,7 @@ model-side containers (``Gaussians``, ``Grounding``) hold torch tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -230,14 +230,73 @@ class Gaussians:
 
 
 @dataclass
+class MaskFactors:
+    """Mask logits in factored form: point i's logit for proposal j is
+    ``basis[rows[i]] . weights[j] + offsets[j]`` (``LiftGS.fold_mask_embeddings``; ``rows``
+    maps points to the voxels ``basis`` holds, None = one row per point). Lets a caller
+    evaluate the logits of only some points, e.g. the Gaussians a view actually sees."""
+
+    basis: Tensor | None  # [V, D'] per voxel (or per point); None: ``basis_fn`` computes rows
+    weights: Tensor  # [m, D']
+    offsets: Tensor  # [m]
+    rows: Tensor | None = None  # [N] long, the basis row of each point
+    basis_fn: Callable[[Tensor | None], Tensor] | None = None  # voxel ids [U] (None = all) -> [U, D']
+    basis_inputs: tuple[Tensor, ...] = ()  # parameter views basis_fn reads: held here so that
+    # DDP (find_unused_parameters) sees them in the forward's outputs
+
+    def __post_init__(self) -> None:
+        if self.basis is None and self.basis_fn is None:
+            raise ValueError("MaskFactors needs basis or basis_fn")
+
+    def logits(self, index: Tensor | None = None) -> Tensor:
+        """[m, N] (every point) or [m, len(index)] (points ``index``)."""
+        return self.point_logits(index).T
+
+    def point_logits(self, index: Tensor | None = None) -> Tensor:
+        """The same point-major: [N, m] or [len(index), m] (one gather, one product)."""
+        rows = index if self.rows is None else (self.rows if index is None else self.rows.index_select(0, index))
+        if self.basis is not None:
+            basis = self.basis if rows is None else self.basis.index_select(0, rows)
+            return torch.addmm(self.offsets, basis, self.weights.T)
+        if rows is None:
+            return torch.addmm(self.offsets, self.basis_fn(None), self.weights.T)
+        voxels, inverse = torch.unique(rows, return_inverse=True)  # each voxel's basis once
+        return torch.addmm(self.offsets, self.basis_fn(voxels), self.weights.T).index_select(0, inverse)
+
+    @staticmethod
+    def stack(factors: list["MaskFactors"]) -> "MaskFactors | None":
+        """One factor set for the proposals of several (the decoder layers'), when they share
+        the basis: their logits then come from one product. None if they do not."""
+        first = factors[0]
+        if any(f.basis is not first.basis or f.basis_fn is not first.basis_fn or f.rows is not first.rows
+               for f in factors):
+            return None
+        return MaskFactors(first.basis, torch.cat([f.weights for f in factors]),
+                           torch.cat([f.offsets for f in factors]), first.rows, first.basis_fn, first.basis_inputs)
+
+
+@dataclass
 class Grounding:
     """Decoder outputs for one scene and one query set (paper eq. 1).
 
     ``mask_logits`` [m, N] over Gaussians / points; ``token_logits`` [m, T + 1] over the query
     tokens, last column = "no match". ``aux`` holds the same pair for each earlier decoder
-    layer (deep supervision).
+    layer (deep supervision). A training forward may leave ``mask_logits`` None and give
+    ``mask_factors`` instead (``LiftGS.forward(lazy_masks=True)``): read them with
+    :meth:`logits_at`.
     """
 
-    mask_logits: Tensor  # [m, N]
+    mask_logits: Tensor | None  # [m, N]
     token_logits: Tensor  # [m, T + 1]
     aux: list["Grounding"] = field(default_factory=list)
+    mask_factors: MaskFactors | None = None
+
+    def __post_init__(self) -> None:
+        if self.mask_logits is None and self.mask_factors is None:
+            raise ValueError("Grounding needs mask_logits or mask_factors")
+
+    def logits_at(self, index: Tensor | None = None) -> Tensor:
+        """Mask logits [m, N] of every point, or [m, len(index)] of points ``index``."""
+        if self.mask_logits is not None:
+            return self.mask_logits if index is None else self.mask_logits.index_select(1, index)
+        return self.mask_factors.logits(index)

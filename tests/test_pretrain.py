@@ -89,14 +89,54 @@ def test_render_view_paths_agree():
                         mask_probs=[values[pixels, 3:3 + m].T, values[pixels, 3 + m:3 + 2 * m].T])
     assert a.rgb.shape == (32, 32, 3) and len(a.mask_probs) == 2
     assert a.mask_probs[0].shape == (m, 7) and a.features.shape == (7, 5)
-    assert render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False).rgb is None
-    for x, y in zip([a.rgb] + a.mask_probs + [a.features], [b.rgb] + b.mask_probs + [b.features]):
+    c = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=False)  # own rasterisation
+    assert c.rgb is None
+    for x, y in zip([a.rgb] + a.mask_probs + [a.features] + c.mask_probs + [c.features],
+                    [b.rgb] + b.mask_probs + [b.features] + b.mask_probs + [b.features]):
         torch.testing.assert_close(x, y)
     assert float(a.mask_probs[1].detach().max()) > 0  # something is actually rendered
     ga = torch.autograd.grad(sum(p.sum() for p in a.mask_probs), [means, logits], retain_graph=True)
     gb = torch.autograd.grad(sum(p.sum() for p in b.mask_probs), [means, logits])
     for x, y in zip(ga, gb):
         torch.testing.assert_close(x, y)
+
+
+
+@pytest.mark.parametrize("want_rgb", [True, False])
+def test_render_view_with_factored_masks_equals_eager_logits(want_rgb):
+    """Lazy mask logits (only the Gaussians the pixels see) == every Gaussian's logits:
+    rendered masks, features and the gradients to basis, embeddings and geometry."""
+    from liftgs.train.render_targets import render_view
+    from liftgs.types import Gaussians, Grounding, MaskFactors
+
+    g = torch.Generator().manual_seed(1)
+    N, V, D, m = 300, 120, 7, 4
+    means = ((torch.rand(N, 3, generator=g) - 0.5) * torch.tensor([2.0, 2.0, 0.2]) + torch.tensor([0, 0, 3.0]))
+    basis = torch.randn(V, D, generator=g)
+    rows = torch.randint(0, V, (N,), generator=g)
+    emb = [torch.randn(m, D, generator=g) for _ in range(2)]
+    offs = [torch.randn(m, generator=g) for _ in range(2)]
+    K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
+    pixels = torch.tensor([3, 100, 511, 512, 530, 1000, 1023, 530])
+    out = []
+    for lazy in (False, True):
+        leaves = [x.clone().requires_grad_(True) for x in [means, basis, *emb]]
+        mu, bs, e0, e1 = leaves
+        factors = [MaskFactors(bs, e, o, rows) for e, o in zip((e0, e1), offs)]
+        layers = [Grounding(None if lazy else f.logits(), torch.zeros(m, 3), mask_factors=f if lazy else None)
+                  for f in factors]
+        grounding = Grounding(layers[1].mask_logits, layers[1].token_logits, aux=[layers[0]],
+                              mask_factors=layers[1].mask_factors)
+        gauss = Gaussians(means=mu, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(N, 4),
+                          scales=torch.full((N, 3), 0.06), opacities=torch.full((N,), 0.6),
+                          colors=torch.rand(N, 3, generator=torch.Generator().manual_seed(2)),
+                          features=torch.rand(N, 5, generator=torch.Generator().manual_seed(3)))
+        view = render_view(gauss, grounding, torch.eye(4), K, 32, 32, pixels, want_rgb=want_rgb)
+        loss = sum((p * torch.arange(1.0, p.shape[1] + 1)).sum() for p in view.mask_probs) + view.features.sum()
+        out.append([*view.mask_probs, view.features, *torch.autograd.grad(loss, leaves)])
+    assert float(out[0][1].detach().max()) > 0  # something is rendered
+    for a, b in zip(*out):
+        torch.testing.assert_close(a, b)
 
 
 def test_low_rank_features_render_exactly():

@@ -74,8 +74,9 @@ def test_several_composites_on_one_weights_in_one_backward():
         assert (a - b).abs().max() <= 1e-8 * b.abs().max().clamp_min(1.0), name
 
 
-def test_pixel_subset_values_and_gradients_match_reference():
-    s = random_scene(300, 40, 30, seed=13)
+@pytest.mark.parametrize("channels", [3, 12])  # 12: the torch CSR products (SPARSE_MIN_CHANNELS)
+def test_pixel_subset_values_and_gradients_match_reference(channels):
+    s = random_scene(300, 40, 30, seed=13, channels=channels)
     pixels = torch.randperm(1200, generator=torch.Generator().manual_seed(1))[:150]
     pixels = torch.cat([pixels, pixels[:5]])  # a repeated pixel is rendered twice
     fast = _grads(s, 1, pixels)
@@ -87,6 +88,71 @@ def test_pixel_subset_values_and_gradients_match_reference():
     ref = [vals.detach(), alpha.detach(), *torch.autograd.grad(loss, [inputs[k] for k in ALL])]
     for name, a, b in zip(("values", "alpha") + ALL, fast, ref):
         assert (a - b).abs().max() <= 1e-8 * b.abs().max().clamp_min(1.0), name
+
+
+@pytest.mark.parametrize("backend", ["numba", "reference"])
+@pytest.mark.parametrize("channels", [3, 12])
+def test_subset_of_full_weights_matches_rendering_the_pixels(backend, channels):
+    """RenderWeights.subset (rows of one rasterisation) == render_weights(pixels=...): values
+    and the gradients of all six inputs, repeated pixels included."""
+    s = random_scene(300, 40, 30, seed=21, channels=channels)
+    pixels = torch.randperm(1200, generator=torch.Generator().manual_seed(2))[:170]
+    pixels = torch.cat([pixels, pixels[:6]])
+    out = []
+    for mode in ("direct", "subset"):
+        inputs = {k: s[k].detach().clone().requires_grad_(True) for k in ALL}
+        geom = [inputs[k] for k in GEOM] + [s["viewmat"], s["K"], 40, 30]
+        if mode == "direct":
+            W = render_weights(*geom, pixels=pixels, backend=backend)
+        else:
+            W = render_weights(*geom, backend=backend).subset(pixels)
+        assert torch.equal(W.pixels, pixels)
+        vals, alpha = composite(W, inputs["attributes"], inputs["background"])
+        loss = (vals.square() * torch.arange(vals.shape[1], dtype=vals.dtype)).sum() + alpha.sum()
+        out.append([vals.detach(), alpha.detach(), *torch.autograd.grad(loss, [inputs[k] for k in ALL])])
+    for name, a, b in zip(("values", "alpha") + ALL, *out):
+        assert (a - b).abs().max() <= 1e-10 * b.abs().max().clamp_min(1.0), name
+
+
+def test_subset_rejects_pixels_it_did_not_render():
+    s = random_scene(50, 20, 10, seed=22)
+    geom = [s[k] for k in GEOM] + [s["viewmat"], s["K"], 20, 10]
+    part = render_weights(*geom, pixels=torch.arange(0, 200, 2))
+    with pytest.raises(ValueError, match=r"pixels \[3\] were not rendered"):
+        part.subset(torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 200\)"):
+        part.subset(torch.tensor([200]))
+    blocks = render_weights(*geom, backend="torch")
+    assert not blocks.can_subset
+    with pytest.raises(ValueError, match="render the pixels with render_weights"):
+        blocks.subset(torch.tensor([1]))
+
+
+@pytest.mark.parametrize("backend,channels", [("numba", 3), ("numba", 12), ("torch", 12), ("reference", 5)])
+def test_composite_of_the_used_gaussians_only(backend, channels):
+    """composite(..., gaussians=weights.used_gaussians()) with only those attribute rows ==
+    the full attribute matrix (values, gradients); missing or unsorted rows are rejected."""
+    s = random_scene(300, 40, 30, seed=23, channels=channels)
+    geom = [s[k] for k in GEOM] + [s["viewmat"], s["K"], 40, 30]
+    W = render_weights(*geom, pixels=torch.arange(0, 1200, 3), backend=backend)
+    used = W.used_gaussians()
+    assert 0 < used.numel() < 300 and bool((used[1:] > used[:-1]).all())
+    full = s["attributes"].clone().requires_grad_(True)
+    part = s["attributes"][used].clone().requires_grad_(True)
+    a, alpha_a = composite(W, full)
+    b, alpha_b = composite(W, part, gaussians=used)
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(alpha_a, alpha_b)
+    g = torch.randn_like(a)
+    (ga,), (gb,) = torch.autograd.grad(a, [full], g), torch.autograd.grad(b, [part], g)
+    torch.testing.assert_close(ga[used], gb)
+    assert float(ga[~torch.isin(torch.arange(300), used)].abs().max()) == 0.0
+    with pytest.raises(ValueError, match="have weights in this view but no attributes"):
+        composite(W, part[1:], gaussians=used[1:])
+    with pytest.raises(ValueError, match="ascending"):
+        composite(W, part, gaussians=used.flip(0))
+    with pytest.raises(ValueError, match=r"len\(gaussians\)"):
+        composite(W, part, gaussians=used[:-1])
 
 
 def test_rows_longer_than_the_scratch_are_walked_again(monkeypatch):
@@ -125,9 +191,10 @@ def test_compiled_binning_gives_the_torch_tile_lists(tile, subset):
     assert torch.equal(ptr, torch.from_numpy(ptr_n)) and torch.equal(ids, torch.from_numpy(ids_n))
 
 
-@pytest.fixture(params=["rows", "gemm"])
+@pytest.fixture(params=["rows", "gemm", "sparse"])
 def composite_path(request, monkeypatch):
-    """Force the per-pair (rows) or per-tile GEMM compositing kernels."""
+    """Force the per-pair (rows) or per-tile GEMM compositing kernels, or the torch CSR products."""
+    monkeypatch.setattr(nb, "SPARSE_MIN_CHANNELS", 1 if request.param == "sparse" else 1 << 30)
     if request.param == "gemm":
         monkeypatch.setattr(nb, "GEMM_MIN_CHANNELS", 1)
         monkeypatch.setattr(nb, "GEMM_MIN_DENSITY", 0.0)
@@ -151,7 +218,7 @@ def test_both_composite_paths_match_reference(composite_path, channels):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_gemm_path_bitwise_deterministic_across_thread_counts(composite_path, dtype):
+def test_every_composite_path_bitwise_deterministic_across_thread_counts(composite_path, dtype):
     s = random_scene(600, 48, 40, seed=18, dtype=dtype, channels=24)
     a, b = _grads(s, 2), _grads(s, 1)
     for x, y in zip(a, b):

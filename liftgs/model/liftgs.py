@@ -7,11 +7,13 @@ offsets (Pointcept style).
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liftgs.config import from_dict, save_json_atomic, to_dict
@@ -21,7 +23,7 @@ from liftgs.model.decoder import GroundingDecoder
 from liftgs.model.encoder import SparseUNet
 from liftgs.model.gaussian_head import GaussianHead
 from liftgs.model.voxelize import VoxelBatch, batch_index, group_cells, scatter_mean, voxelize
-from liftgs.types import Gaussians, Grounding
+from liftgs.types import Gaussians, Grounding, MaskFactors
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -33,11 +35,14 @@ class PointEncoding:
 
     voxels: VoxelBatch
     point_features: Tensor  # [P, C] per input point (its voxel's UNet feature)
-    mask_features: Tensor  # [V, D'] per voxel: the mask head's basis (see LiftGS.fold_mask_embeddings)
+    mask_features: Tensor | None  # [V, D'] per voxel: the mask head's basis (see
+    # LiftGS.fold_mask_embeddings); None when encoded with lazy_masks (LiftGS.voxel_mask_basis)
     tokens: Tensor  # [B, L, C] pooled point tokens for the decoder (zero-padded)
     token_xyz: Tensor  # [B, L, 3] scene-centred token positions
     token_pad: Tensor  # [B, L] True = padding
     point_offsets: Tensor  # [B] cumulative end index of each scene's points
+    voxel_features: Tensor | None = None  # [V, C] the UNet's output per voxel
+    voxel_xyz: Tensor | None = None  # [V, 3] scene-centred voxel centres
 
 
 class LiftGS(nn.Module):
@@ -63,17 +68,19 @@ class LiftGS(nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, points: Tensor, colors: Tensor, offsets: Tensor, queries: Tensor,
-                query_mask: Tensor, query_scene: Tensor | None = None) -> list[tuple[Gaussians, Grounding]]:
+                query_mask: Tensor, query_scene: Tensor | None = None,
+                lazy_masks: bool = False) -> list[tuple[Gaussians, Grounding]]:
         """points [P, 3], colors [P, 3] in [0, 1], offsets [B] cumulative ends, queries [Bq, T, Fq]
         zero-padded, query_mask [Bq, T] True = real token -> one (Gaussians, Grounding) per query set.
 
         Normally there is one query set per scene (Bq = B). ``query_scene`` [Bq] (scene index of
         each query set) lets several query sets share one scene's encoding and Gaussians, e.g.
-        several views of a scene rendered from one encoder pass (multi-view pre-training)."""
+        several views of a scene rendered from one encoder pass (multi-view pre-training).
+        ``lazy_masks``: see :meth:`decode`."""
         dtype = self.mask_proj[0].weight.dtype  # inputs follow the model's precision (no in-place casts)
         points, colors = points.to(dtype), colors.to(dtype)
-        encoding = self.encode(points, colors, offsets)
-        groundings = self.decode(encoding, queries, query_mask, query_scene)
+        encoding = self.encode(points, colors, offsets, lazy_masks=lazy_masks)
+        groundings = self.decode(encoding, queries, query_mask, query_scene, lazy_masks=lazy_masks)
         gaussians = self.gaussian_head(encoding.point_features, points, colors)
         starts = [0] + encoding.point_offsets[:-1].tolist()
         ends = encoding.point_offsets.tolist()
@@ -85,8 +92,9 @@ class LiftGS(nn.Module):
         scene_of = _scene_of_queries(query_scene, len(per_scene), len(groundings))
         return [(per_scene[b], groundings[i]) for i, b in enumerate(scene_of)]
 
-    def encode(self, points: Tensor, colors: Tensor, offsets: Tensor) -> PointEncoding:
+    def encode(self, points: Tensor, colors: Tensor, offsets: Tensor, lazy_masks: bool = False) -> PointEncoding:
         """Voxelise, run the UNet, pool decoder tokens (queries are not needed here).
+        ``lazy_masks``: leave the per-voxel mask basis to be computed where needed.
 
         Gathers use ``index_select`` (backward = deterministic ``index_add``) rather than
         advanced indexing, whose CPU backward accumulates in a thread-dependent order."""
@@ -97,22 +105,45 @@ class LiftGS(nn.Module):
         vox = voxelize(points, colors, offsets, self.voxel_size)
         feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
         tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
-        mask_features = self.mask_proj[1](self.mask_proj[0](feats))  # hidden layer; the output
-        # layer is folded into the mask embeddings (fold_mask_embeddings)
-        if self.mask_position is not None:  # a proposal can select a place as well as a look
-            vbatch = vox.coords[:, 0].long()
-            scene_mean = scatter_mean(vox.centers, vbatch, vox.batch_size)
-            mask_features = torch.cat([mask_features, self.mask_position.encode(vox.centers - scene_mean[vbatch])], 1)
+        vbatch = vox.coords[:, 0].long()
+        xyz = vox.centers - scatter_mean(vox.centers, vbatch, vox.batch_size)[vbatch]
         return PointEncoding(
-            voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel), mask_features=mask_features,
+            voxels=vox, point_features=torch.index_select(feats, 0, vox.point_to_voxel),
+            mask_features=None if lazy_masks else self.voxel_mask_basis(feats, xyz),
             tokens=tokens, token_xyz=token_xyz, token_pad=token_pad, point_offsets=offsets,
+            voxel_features=feats, voxel_xyz=xyz,
         )
 
+    def voxel_mask_basis(self, voxel_features: Tensor, voxel_xyz: Tensor, rows: Tensor | None = None,
+                         hidden: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """The mask head's per-voxel basis [V, D'] (or of voxels ``rows``): its hidden layer
+        ``gelu(W1 f + b1)``, plus the Fourier features of the scene-centred position when
+        ``mask_position`` is on (a proposal can select a place as well as a look). The output
+        layers are folded into the mask embeddings (:meth:`fold_mask_embeddings`).
+        ``hidden``: (W1, b1) to use instead of the layer's own parameters (views of them)."""
+        if rows is not None:
+            voxel_features, voxel_xyz = voxel_features.index_select(0, rows), voxel_xyz.index_select(0, rows)
+        w1, b1 = hidden if hidden is not None else (self.mask_proj[0].weight, self.mask_proj[0].bias)
+        basis = self.mask_proj[1](F.linear(voxel_features, w1, b1))
+        if self.mask_position is not None:
+            basis = torch.cat([basis, self.mask_position.encode(voxel_xyz)], 1)
+        return basis
+
+    def _voxel_basis(self, encoding: PointEncoding) -> Tensor:
+        """``encoding.mask_features``, computed (and kept) when it was encoded lazily."""
+        if encoding.mask_features is None:
+            encoding.mask_features = self.voxel_mask_basis(encoding.voxel_features, encoding.voxel_xyz)
+        return encoding.mask_features
+
     def decode(self, encoding: PointEncoding, queries: Tensor, query_mask: Tensor,
-               query_scene: Tensor | None = None) -> list[Grounding]:
+               query_scene: Tensor | None = None, lazy_masks: bool = False) -> list[Grounding]:
         """Grounding per query set. A one-scene encoding is shared by every query set in
         ``queries`` (used to ground many phrases in one scene without re-encoding it);
-        ``query_scene`` [Bq] names each query set's scene for several scenes."""
+        ``query_scene`` [Bq] names each query set's scene for several scenes.
+
+        ``lazy_masks``: return the mask logits factored (``Grounding.mask_factors``, read with
+        ``logits_at``) instead of computing them for every point. Pre-training renders only
+        the Gaussians a view sees (~40 % of a room), so it evaluates only those."""
         B = encoding.tokens.shape[0]
         Bq = queries.shape[0]
         _check_queries(queries, query_mask, self.text_dim)
@@ -121,7 +152,9 @@ class LiftGS(nn.Module):
         if scene != list(range(B)):
             index = torch.tensor(scene, dtype=torch.long, device=tokens.device)
             tokens, xyz, pad = (torch.index_select(t, 0, index) for t in (tokens, xyz, pad))
-        feats = self._point_mask_features(encoding)
+        use_pool = self.decoder.pool_proj is not None
+        lazy = lazy_masks and not use_pool  # pooling needs every point's logits in the decoder
+        feats = None if lazy else self._point_mask_features(encoding)
         computed: list[list[Tensor]] = []  # mask logits per layer per query set, when pooling
 
         def pool(mask_emb: Tensor) -> Tensor:  # [Bq, m, D] -> [Bq, m, C]: mask-weighted features
@@ -130,11 +163,17 @@ class LiftGS(nn.Module):
             return torch.stack([_mask_pool(lg, encoding.point_features, encoding.point_offsets, b)
                                 for lg, b in zip(logits, scene)])
 
-        use_pool = self.decoder.pool_proj is not None
         layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool(),
                               pool=pool if use_pool else None)
+        factors = self._mask_factors(encoding, scene, layers) if lazy else None
         out = []
         for i, b in enumerate(scene):  # without pooling: every layer's logits from one product
+            if lazy:
+                preds = [Grounding(mask_logits=None, token_logits=logits[i], mask_factors=f)
+                         for f, (_, logits) in zip(factors[i], layers)]
+                out.append(Grounding(None, preds[-1].token_logits, aux=preds[:-1],
+                                     mask_factors=preds[-1].mask_factors))
+                continue
             masks = ([computed[j][i] for j in range(len(layers))] if use_pool else
                      self.mask_logits(torch.cat([emb[i] for emb, _ in layers]), feats[b], len(layers)))
             preds = [Grounding(mask_logits=mask, token_logits=logits[i]) for mask, (_, logits) in zip(masks, layers)]
@@ -172,26 +211,46 @@ class LiftGS(nn.Module):
         logits = torch.addmm(offsets, point_basis, weights.T)  # [N, parts * m]
         return [block.T for block in logits.chunk(parts, dim=1)]
 
+    def _mask_factors(self, encoding: PointEncoding, scene: list[int], layers) -> list[list[MaskFactors]]:
+        """Per query set, per decoder layer: the factored mask logits over its scene's points
+        (the voxel basis, each point's voxel, the folded embeddings)."""
+        vox = encoding.voxels
+        v_ends, p_ends = vox.voxel_offsets.tolist(), encoding.point_offsets.tolist()
+        # the hidden layer runs after forward (on the Gaussians a view sees): its parameters go
+        # in as views, which the outputs hold, so DDP's graph walk finds them used
+        layer = self.mask_proj[0]
+        hidden = (layer.weight.view_as(layer.weight), layer.bias.view_as(layer.bias))
+        out = []
+        for i, b in enumerate(scene):
+            vs, ps = (v_ends[b - 1], p_ends[b - 1]) if b else (0, 0)
+            rows = vox.point_to_voxel[ps:p_ends[b]] - vs
+            basis_fn = functools.partial(self.voxel_mask_basis, encoding.voxel_features[vs:v_ends[b]],
+                                         encoding.voxel_xyz[vs:v_ends[b]], hidden=hidden)
+            weights, offsets = self.fold_mask_embeddings(torch.cat([emb[i] for emb, _ in layers]))
+            out.append([MaskFactors(None, w, o, rows, basis_fn=basis_fn, basis_inputs=hidden) for w, o in
+                        zip(weights.chunk(len(layers)), offsets.chunk(len(layers)))])
+        return out
+
     def reference_mask_features(self, encoding: PointEncoding) -> Tensor:
         """The unfolded per-voxel mask features [V, D] (for tests): ``mask_proj(f)`` plus the
         projected position features."""
         hidden = self.mask_proj[0].out_features
-        basis = encoding.mask_features
+        basis = self._voxel_basis(encoding)
         feats = self.mask_proj[2](basis[:, :hidden])
         if self.mask_position is not None:
             feats = feats + self.mask_position.proj(basis[:, hidden:])
         return feats
 
-    @staticmethod
-    def _point_mask_features(encoding: PointEncoding) -> list[Tensor]:
+    def _point_mask_features(self, encoding: PointEncoding) -> list[Tensor]:
         """Per-point mask basis [N_b, D'] of each scene (``PointEncoding.mask_features``).
         Gathered once and shared by every layer: one row gather (one row scatter in backward)
         instead of a column gather of each layer's [m, V] logits."""
         vox = encoding.voxels
+        basis = self._voxel_basis(encoding)
         v_starts = [0] + vox.voxel_offsets[:-1].tolist()
         p_ends = encoding.point_offsets.tolist()
         p_starts = [0] + p_ends[:-1]
-        return [torch.index_select(encoding.mask_features[vs:int(ve)], 0,
+        return [torch.index_select(basis[vs:int(ve)], 0,
                                    vox.point_to_voxel[ps:pe] - vs)
                 for vs, ve, ps, pe in zip(v_starts, vox.voxel_offsets.tolist(), p_starts, p_ends)]
 

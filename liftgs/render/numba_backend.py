@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,6 +31,7 @@ from liftgs.render.projection import ALPHA_MAX, ALPHA_MIN, T_MIN, Projection
 CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows walk twice
 GEMM_MIN_CHANNELS = 1  # composite with per-tile BLAS GEMMs from this many channels on,
 GEMM_MIN_DENSITY = 0.2  # when pairs fill at least this share of the dense tile blocks
+SPARSE_MIN_CHANNELS = 8  # from this many channels on, composite as torch CSR products instead
 SCRATCH_BYTES = 3 << 27  # budget of that walk's scratch rows (kept between calls)
 
 
@@ -131,6 +133,7 @@ class CsrLayout:
     col_gid: np.ndarray  # [U] int32
     num_gaussians: int
     _by_gaussian: tuple | None = field(default=None, repr=False)
+    _sparse: tuple | None = field(default=None, repr=False)
 
     @property
     def num_pairs(self) -> int:
@@ -145,6 +148,54 @@ class CsrLayout:
     def use_gemm(self, channels: int) -> bool:
         """Composite through per-tile BLAS GEMMs (many channels, dense enough blocks)."""
         return channels >= GEMM_MIN_CHANNELS and self.density >= GEMM_MIN_DENSITY
+
+    def used_gaussians(self) -> np.ndarray:
+        """[G] int64 ascending: the Gaussians of this layout's pairs."""
+        used = np.zeros(self.num_gaussians, np.bool_)
+        used[self.ids] = True
+        return np.flatnonzero(used)
+
+    def use_sparse(self, channels: int) -> bool:
+        """Composite as torch sparse-CSR products (:meth:`sparse_pattern`): many channels."""
+        return channels >= SPARSE_MIN_CHANNELS and self.num_pairs > 0
+
+    def sparse_pattern(self) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """W and Wᵀ as torch CSR patterns (int32 indices: torch hands those to MKL): (crow
+        [R + 1], gaussian [M], pixel of each row [R], row of each pixel [P], and for Wᵀ
+        g_ptr [N + 1], row [M], pair [M] grouped by Gaussian in pair order). Cached."""
+        if self._sparse is None:
+            N, M = self.num_gaussians, self.num_pairs
+            g_ptr, g_rows, g_pairs = np.zeros(N + 1, np.int64), np.empty(M, np.int64), np.empty(M, np.int64)
+            with LAUNCH_LOCK:
+                _kernels().pairs_by_gaussian(self.row_ptr, self.col, self.col_gid, N, g_ptr, g_rows, g_pairs)
+            order = torch.from_numpy(self.order)
+            inverse = torch.empty_like(order)
+            inverse[order] = torch.arange(order.shape[0])
+            self._sparse = (torch.from_numpy(self.row_ptr.astype(np.int32)), torch.from_numpy(self.ids.astype(np.int32)),
+                            order, inverse, torch.from_numpy(g_ptr.astype(np.int32)),
+                            torch.from_numpy(g_rows.astype(np.int32)), torch.from_numpy(g_pairs))
+        return self._sparse
+
+    def subset_rows(self, positions: np.ndarray) -> tuple["CsrLayout", np.ndarray]:
+        """The layout of rendered pixels ``positions`` [Q] (indices into this layout's pixels,
+        repeats allowed) and the pair each of its pairs copies ([M'] int64).
+
+        Rows keep their tile order (stable in ``positions``); the tiles keep all their columns,
+        so some may be unused by the subset (zero in every product)."""
+        tile_of_row = np.repeat(np.arange(self.tile_ptr.shape[0] - 1), np.diff(self.tile_ptr))
+        row_of_pixel = np.empty_like(self.order)
+        row_of_pixel[self.order] = np.arange(self.order.shape[0])
+        rows = row_of_pixel[positions]
+        order = np.argsort(tile_of_row[rows], kind="stable")  # subset row -> index into positions
+        rows = rows[order]
+        lengths = np.diff(self.row_ptr)[rows]
+        row_ptr = np.zeros(rows.shape[0] + 1, np.int64)
+        np.cumsum(lengths, out=row_ptr[1:])
+        pairs = np.repeat(self.row_ptr[rows] - row_ptr[:-1], lengths) + np.arange(row_ptr[-1])
+        tile_ptr = np.searchsorted(tile_of_row[rows], np.arange(self.tile_ptr.shape[0])).astype(np.int64)
+        layout = CsrLayout(row_ptr, self.col[pairs], order.astype(np.int64), tile_ptr, self.col_ptr,
+                           self.col_gid, self.num_gaussians, _by_gaussian=self._by_gaussian)
+        return layout, pairs
 
     @property
     def ids(self) -> np.ndarray:  # [M] int32, the Gaussian of every pair
@@ -328,8 +379,13 @@ class _CsrComposite(Function):
 
     @staticmethod
     @_locked
-    def forward(ctx, w, attributes, layout):  # noqa: D102
+    def forward(ctx, w, attributes, layout, gaussians=None):  # noqa: D102
         attr = attributes.detach().contiguous()
+        ctx.layout = layout
+        ctx.save_for_backward(w, attr)
+        if layout.use_sparse(attr.shape[1]):
+            ctx.compact = _compact(layout, gaussians)
+            return _sparse_forward(layout, w.detach(), attr, ctx.compact[0])
         a = attr.numpy()
         out = np.zeros((layout.row_ptr.shape[0] - 1, a.shape[1]), a.dtype)
         kc = _composite_kernels()
@@ -339,8 +395,6 @@ class _CsrComposite(Function):
         elif a.shape[1]:
             kc.fwd_rows(layout.row_ptr, layout.col, layout.col_gid, layout.order, _np(w), a,
                         out)
-        ctx.layout = layout
-        ctx.save_for_backward(w, attr)
         return torch.from_numpy(out)
 
     @staticmethod
@@ -348,9 +402,12 @@ class _CsrComposite(Function):
     def backward(ctx, g_out):  # noqa: D102
         w, attr = ctx.saved_tensors
         lay: CsrLayout = ctx.layout
+        need_w, need_a = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
+        if lay.use_sparse(attr.shape[1]):
+            return (*_sparse_backward(lay, w.detach(), attr, g_out.to(attr.dtype), need_w, need_a, *ctx.compact),
+                    None, None)
         a = attr.numpy()
         go = _np(g_out.to(attr.dtype))
-        need_w, need_a = bool(ctx.needs_input_grad[0]), bool(ctx.needs_input_grad[1])
         gw = np.zeros(lay.num_pairs if need_w else 0, go.dtype)
         part = np.zeros((lay.col_gid.shape[0] if need_a else 0, go.shape[1]), go.dtype)
         if go.shape[1]:
@@ -365,9 +422,58 @@ class _CsrComposite(Function):
             if go.shape[1]:
                 _kernels().reduce_columns(*lay.columns_by_gaussian(), part, ga)
             g_attr = torch.from_numpy(ga)
-        return (torch.from_numpy(gw) if need_w else None), g_attr, None
+        return (torch.from_numpy(gw) if need_w else None), g_attr, None, None
 
 
-def composite_csr(layout: CsrLayout, values: Tensor, attributes: Tensor) -> Tensor:
-    """W @ attributes [P, C] (differentiable in both) for pair-list weights."""
-    return _CsrComposite.apply(values.to(attributes.dtype), attributes, layout)
+def _csr(crow: Tensor, cols: Tensor, values: Tensor, shape: tuple[int, int]) -> Tensor:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
+        return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+
+
+def _compact(lay: CsrLayout, gaussians: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(gaussian column of every pair, Wᵀ row pointers) with the Gaussians numbered within
+    ``gaussians`` (ascending, covering every pair's Gaussian: ``composite`` checks), or over
+    all N when None."""
+    _, gid, _, _, g_ptr, _, _ = lay.sparse_pattern()
+    if gaussians is None:
+        return gid, g_ptr
+    g = gaussians.cpu().numpy().astype(np.int64).reshape(-1)
+    index = np.full(lay.num_gaussians, -1, np.int32)
+    index[g] = np.arange(g.size, dtype=np.int32)
+    cols = index[lay.ids]
+    ptr = g_ptr.numpy()  # Gaussians outside ``g`` own no pairs: their pointers repeat
+    return torch.from_numpy(cols), torch.from_numpy(np.concatenate([[0], ptr[g + 1]]).astype(np.int32))
+
+
+def _sparse_forward(lay: CsrLayout, w: Tensor, attr: Tensor, cols: Tensor) -> Tensor:
+    """W @ attr as one CSR x dense product (rows in layout order, then put in pixel order).
+    Each output row is one thread's ordered sum over its pairs: thread-count independent."""
+    crow, _, _, inverse, *_ = lay.sparse_pattern()
+    out = _csr(crow, cols, w, (crow.shape[0] - 1, attr.shape[0])) @ attr
+    return out.index_select(0, inverse)
+
+
+def _sparse_backward(lay: CsrLayout, w: Tensor, attr: Tensor, g_out: Tensor, need_w: bool,
+                     need_a: bool, cols: Tensor, g_ptr: Tensor) -> tuple[Tensor | None, Tensor | None]:
+    """dL/dw at the pairs = g_out[row] . attr[gaussian] (torch's sampled_addmm, one dot per
+    pair) and dL/dattr = Wᵀ @ g_out (CSR product over each Gaussian's pairs in pair order)."""
+    crow, _, order, _, _, g_rows, g_pairs = lay.sparse_pattern()
+    g_rows_order = g_out.index_select(0, order)  # [R, C] rows in layout order
+    g_w = g_attr = None
+    if need_w:
+        pattern = _csr(crow, cols, w.new_zeros(w.shape[0]), (crow.shape[0] - 1, attr.shape[0]))
+        g_w = torch.sparse.sampled_addmm(pattern, g_rows_order, attr.T, beta=0.0).values()
+    if need_a:
+        wt = _csr(g_ptr, g_rows, w.index_select(0, g_pairs), (attr.shape[0], crow.shape[0] - 1))
+        g_attr = wt @ g_rows_order
+    return g_w, g_attr
+
+
+def composite_csr(layout: CsrLayout, values: Tensor, attributes: Tensor, gaussians: Tensor | None = None) -> Tensor:
+    """W @ attributes [P, C] (differentiable in both) for pair-list weights; ``attributes``
+    holds the rows of ``gaussians`` only when given (ascending, every pair's Gaussian; the
+    torch CSR form only, ``layout.use_sparse``)."""
+    if gaussians is not None and not layout.use_sparse(attributes.shape[1]):
+        raise ValueError("composite_csr: gaussians= needs the sparse form; expand the attributes")
+    return _CsrComposite.apply(values.to(attributes.dtype), attributes, layout, gaussians)

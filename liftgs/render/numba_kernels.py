@@ -132,6 +132,23 @@ def group_columns(col_gid, num_gaussians, g_ptr, g_cols):
         cursor[g] += 1
 
 
+@njit(cache=True, fastmath=False)
+def pairs_by_gaussian(row_ptr, col, col_gid, num_gaussians, g_ptr, g_rows, g_pairs):
+    """The pairs grouped by Gaussian (counting sort, pair order inside a group): Gaussian g
+    owns ``g_pairs[g_ptr[g] : g_ptr[g + 1]]``, and ``g_rows`` holds each one's row."""
+    for p in range(col.shape[0]):
+        g_ptr[col_gid[col[p]] + 1] += 1
+    for g in range(num_gaussians):
+        g_ptr[g + 1] += g_ptr[g]
+    cursor = g_ptr[:-1].copy()
+    for r in range(row_ptr.shape[0] - 1):
+        for p in range(row_ptr[r], row_ptr[r + 1]):
+            g = col_gid[col[p]]
+            g_rows[cursor[g]] = r
+            g_pairs[cursor[g]] = p
+            cursor[g] += 1
+
+
 @njit(**OPTS)
 def reduce_columns(g_ptr, g_cols, part, out):
     """out[g] = sum of part over Gaussian g's columns, in tile order (deterministic)."""

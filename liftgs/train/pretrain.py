@@ -170,7 +170,7 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
         batch, query_scene = collate_groups(groups, query_dim)
         batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
-                        query_scene=query_scene.to(device))
+                        query_scene=query_scene.to(device), lazy_masks=True)  # logits of seen Gaussians only
         return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
                              use_feat, config.rgb_weight, config.feature_weight)
 

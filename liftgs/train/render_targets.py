@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from liftgs.losses.feature import LowRankFeatures
-from liftgs.types import Gaussians, Grounding
+from liftgs.types import Gaussians, Grounding, MaskFactors
 
 
 @dataclass
@@ -40,23 +40,46 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
 
     g = gaussians
     layers = grounding_layers(grounding)
-    m = layers[-1].mask_logits.shape[0]
-    attrs = [torch.sigmoid(layer.mask_logits).T for layer in layers]  # L x [N, m]
+    m = layers[-1].token_logits.shape[0]
     low_rank = want_features and g.feature_basis is not None and g.feature_weight is not None
-    if want_features:
-        if g.features is None and not low_rank:
-            raise ValueError("the feature loss is on but the model predicts no Gaussian features")
-        attrs.append(g.feature_basis if low_rank else g.features)  # [N, H] or [N, F]
-    rgb = None
+    if want_features and g.features is None and not low_rank:
+        raise ValueError("the feature loss is on but the model predicts no Gaussian features")
+    rgb = full = None
     if want_rgb:  # colours over the full image (3 channels)
         full = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height)
         rgb = composite(full, g.colors)[0].reshape(height, width, 3)  # black background
-    # masks and features only where they are supervised: the sampled pixels' own weights (a
-    # second, 4x smaller rasterisation is far cheaper than compositing ~200 channels everywhere)
-    sub = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height, pixels=pixels)
-    values, alpha = composite(sub, torch.cat(attrs, dim=1))  # [Np, C]
+    # masks and features only where they are supervised: the sampled pixels' rows of the
+    # full image's weights (or their own rasterisation without RGB); compositing ~200
+    # channels everywhere would cost far more
+    if full is not None and full.can_subset:
+        sub = full.subset(pixels)
+    else:
+        sub = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height, pixels=pixels)
+    values, alpha = _composite_supervised(sub, layers, g, want_features, low_rank)  # [Np, C]
     probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]
     feats = values[:, len(layers) * m:] if want_features else None
     if low_rank:  # composite(basis) @ W.T + alpha * b == composite(basis @ W.T + b): linear
         feats = LowRankFeatures(feats, alpha, g.feature_weight, g.feature_bias)
     return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
+
+
+def _composite_supervised(sub, layers: list[Grounding], g: Gaussians, want_features: bool,
+                          low_rank: bool) -> tuple[Tensor, Tensor]:
+    """Every layer's mask probabilities (and the features) composited at the sampled pixels.
+
+    With factored mask logits (``LiftGS.forward(lazy_masks=True)``) only the Gaussians these
+    pixels see get logits, all layers from one product; otherwise every Gaussian's."""
+    from liftgs.render import composite
+
+    factors = (MaskFactors.stack([layer.mask_factors for layer in layers])
+               if all(layer.mask_logits is None for layer in layers) else None)
+    if factors is None:
+        attrs = [torch.sigmoid(layer.logits_at()).T for layer in layers]  # L x [N, m]
+        if want_features:
+            attrs.append(g.feature_basis if low_rank else g.features)  # [N, H] or [N, F]
+        return composite(sub, torch.cat(attrs, dim=1))
+    used = sub.used_gaussians()
+    attrs = [torch.sigmoid(factors.point_logits(used))]  # [G, L * m]
+    if want_features:
+        attrs.append((g.feature_basis if low_rank else g.features).index_select(0, used))
+    return composite(sub, torch.cat(attrs, dim=1), gaussians=used)
