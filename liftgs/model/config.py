@@ -16,7 +16,8 @@ class ModelConfig:
 
     text_dim: int = 384  # width of the query token vectors (the frozen text encoder's output)
     voxel_size: float = 0.05  # metres; the UNet's grid (paper: 5 cm)
-    encoder_channels: tuple[int, ...] = (32, 48, 64, 96)  # stem, then one entry per down level
+    encoder_channels: tuple[int, ...] = (32, 32, 48, 64)  # stem, then one entry per down level (CPU
+    # preset; (32, 48, 64, 96) costs ~15 % more per training step, docs/model.md "Speed")
     encoder_blocks: int = 1  # residual blocks per coarser UNet level (down and up path)
     stem_blocks: int | None = 0  # residual blocks at full resolution; None = encoder_blocks (the
     # full-resolution level holds ~3/4 of the voxels, so the CPU preset keeps it thin)
