@@ -3,7 +3,8 @@
 Mask logits are ``e . (W2 gelu(W1 f + b1) + b2 + Wp phi(x) + bp)``; the model computes them
 with the output layers folded into the query side. Values and every parameter's gradient
 must match the plain form: the mask embeddings dotted with ``mask_proj(f)`` plus the
-projected position, gathered to the points.
+projected position, gathered to the points. The lazy (factored) form of pre-training must
+give the eager logits at any points.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from liftgs.model import build_liftgs
-from test_model import batch_of, one_thread, room, small_config  # noqa: F401 (one_thread: autouse fixture)
+from test_model import batch_of, model, one_thread, room, small_config  # noqa: F401 (fixtures)
 
 
 def _reference_logits(model, encoding, queries, mask) -> list[list[torch.Tensor]]:
@@ -69,3 +70,33 @@ def test_mask_logits_blocks_are_views_of_one_point_major_product():
     assert all((b._base if b._base is not None else b).data_ptr() == base.data_ptr() for b in blocks)
     weights, offsets = model.fold_mask_embeddings(emb)
     torch.testing.assert_close(torch.cat(blocks), weights @ basis.T + offsets[:, None])
+
+
+def test_lazy_masks_give_the_eager_logits_for_any_points(model):
+    """forward(lazy_masks=True) leaves the logits factored; read in full or at some points
+    they equal the eager ones, per layer and per scene of a batch (values and gradients)."""
+    from liftgs.types import Grounding, MaskFactors
+
+    model.eval()
+    a, b = room(300, 21), room(200, 22, shift=(2.0, 0.0, 0.0))
+    pts, cols, offsets, q, qm = batch_of([a, b])
+    eager = model(pts, cols, offsets, q, qm)
+    lazy = model(pts, cols, offsets, q, qm, lazy_masks=True)
+    idx = torch.tensor([5, 0, 150, 5, 199])
+    for (_, ge), (_, gl) in zip(eager, lazy):
+        assert gl.mask_logits is None and len(gl.aux) == len(ge.aux)
+        for le, ll in zip([*ge.aux, ge], [*gl.aux, gl]):
+            torch.testing.assert_close(ll.logits_at(), le.mask_logits, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(ll.logits_at(idx), le.mask_logits[:, idx], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(le.logits_at(idx), le.mask_logits[:, idx])
+        stacked = MaskFactors.stack([la.mask_factors for la in [*gl.aux, gl]])
+        torch.testing.assert_close(stacked.point_logits(idx).T,
+                                   torch.cat([la.mask_logits[:, idx] for la in [*ge.aux, ge]]), atol=1e-5, rtol=1e-5)
+    w = torch.linspace(-1, 1, 6)[:, None]
+    ge, gl = eager[1][1], lazy[1][1]
+    grads = [torch.autograd.grad((x * w).sum(), model.mask_proj[0].weight, retain_graph=True)[0]
+             for x in (ge.mask_logits[:, idx], gl.logits_at(idx))]
+    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="mask_logits or mask_factors"):
+        Grounding(mask_logits=None, token_logits=torch.zeros(2, 3))
+    model.train()

@@ -179,36 +179,6 @@ def test_query_sets_sharing_a_scene_equal_each_set_alone(model):
     model.train()
 
 
-def test_lazy_masks_give_the_eager_logits_for_any_points(model):
-    """forward(lazy_masks=True) leaves the logits factored; read in full or at some points
-    they equal the eager ones, per layer and per scene of a batch (values and gradients)."""
-    from liftgs.types import Grounding, MaskFactors
-
-    model.eval()
-    a, b = room(300, 21), room(200, 22, shift=(2.0, 0.0, 0.0))
-    pts, cols, offsets, q, qm = batch_of([a, b])
-    eager = model(pts, cols, offsets, q, qm)
-    lazy = model(pts, cols, offsets, q, qm, lazy_masks=True)
-    idx = torch.tensor([5, 0, 150, 5, 199])
-    for (_, ge), (_, gl) in zip(eager, lazy):
-        assert gl.mask_logits is None and len(gl.aux) == len(ge.aux)
-        for le, ll in zip([*ge.aux, ge], [*gl.aux, gl]):
-            torch.testing.assert_close(ll.logits_at(), le.mask_logits, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(ll.logits_at(idx), le.mask_logits[:, idx], atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(le.logits_at(idx), le.mask_logits[:, idx])
-        stacked = MaskFactors.stack([la.mask_factors for la in [*gl.aux, gl]])
-        torch.testing.assert_close(stacked.point_logits(idx).T,
-                                   torch.cat([la.mask_logits[:, idx] for la in [*ge.aux, ge]]), atol=1e-5, rtol=1e-5)
-    w = torch.linspace(-1, 1, 6)[:, None]
-    ge, gl = eager[1][1], lazy[1][1]
-    grads = [torch.autograd.grad((x * w).sum(), model.mask_proj[0].weight, retain_graph=True)[0]
-             for x in (ge.mask_logits[:, idx], gl.logits_at(idx))]
-    torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="mask_logits or mask_factors"):
-        Grounding(mask_logits=None, token_logits=torch.zeros(2, 3))
-    model.train()
-
-
 def test_mask_pooled_tokens_batch_per_scene_and_reduce_to_plain_head():
     """Pooling reads each query set's own scene (batched == alone), and with a zero pooling
     projection the model is exactly the plain one with the same weights."""
