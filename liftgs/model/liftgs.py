@@ -22,7 +22,7 @@ from liftgs.model.config import ModelConfig
 from liftgs.model.decoder import GroundingDecoder
 from liftgs.model.encoder import SparseUNet
 from liftgs.model.gaussian_head import GaussianHead
-from liftgs.model.voxelize import VoxelBatch, batch_index, group_cells, scatter_mean, voxelize
+from liftgs.model.voxelize import VoxelBatch, group_cells, scatter_mean, voxelize
 from liftgs.types import Gaussians, Grounding, MaskFactors
 
 CONFIG_NAME = "config.json"
