@@ -80,7 +80,7 @@ class RenderWeights:
         """[G] long, ascending: the Gaussians with a nonzero weight in this view (the rows
         :func:`composite` needs with ``gaussians=``)."""
         if isinstance(self.layout, CsrLayout):
-            return torch.from_numpy(self.layout.used_gaussians()).to(self.pixels.device)
+            return torch.from_numpy(self.layout.used_gaussians().copy()).to(self.pixels.device)
         used = torch.zeros(self.num_gaussians, dtype=torch.bool, device=self.pixels.device)
         used[self.to_coo()[1]] = True
         return torch.nonzero(used).reshape(-1)

@@ -134,6 +134,7 @@ class CsrLayout:
     num_gaussians: int
     _by_gaussian: tuple | None = field(default=None, repr=False)
     _sparse: tuple | None = field(default=None, repr=False)
+    _used: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def num_pairs(self) -> int:
@@ -150,10 +151,13 @@ class CsrLayout:
         return channels >= GEMM_MIN_CHANNELS and self.density >= GEMM_MIN_DENSITY
 
     def used_gaussians(self) -> np.ndarray:
-        """[G] int64 ascending: the Gaussians of this layout's pairs."""
-        used = np.zeros(self.num_gaussians, np.bool_)
-        used[self.ids] = True
-        return np.flatnonzero(used)
+        """[G] int64 ascending: the Gaussians of this layout's pairs. Cached (the training
+        step reads it for the attribute rows and again when ``composite`` checks them)."""
+        if self._used is None:
+            used = np.zeros(self.num_gaussians, np.bool_)
+            used[self.ids] = True
+            self._used = np.flatnonzero(used)
+        return self._used
 
     def use_sparse(self, channels: int) -> bool:
         """Composite as torch sparse-CSR products (:meth:`sparse_pattern`): many channels."""
