@@ -45,7 +45,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from liftgs.ground import GroundConfig, Timer, ground_points
-    from liftgs.model import LiftGS, ModelConfig, build_liftgs
+    from liftgs.models.liftgs import LiftGS, ModelConfig, build_liftgs
     from liftgs.text import load_text_encoder
 
     t0 = time.perf_counter()

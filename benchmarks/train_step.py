@@ -33,8 +33,8 @@ def build_data(root: Path, encoder_name: str, seed: int):
     from liftgs.teachers.store import PseudoLabelStore, frame_key
     from liftgs.teachers.synthetic import SyntheticTeacher
     from liftgs.text import load_text_encoder
-    from liftgs.train.pretrain import PretrainConfig
-    from liftgs.train.pretrain_data import PretrainDataset
+    from liftgs.recipes.pretrain import PretrainConfig
+    from liftgs.recipes.pretrain_data import PretrainDataset
 
     store = PseudoLabelStore(root / "labels")
     teacher = SyntheticTeacher(load_text_encoder(encoder_name))
@@ -83,7 +83,7 @@ class TimedMatcher:
 def instrumented_step(model, optimizer, ds, position: int, criterion, timer: Timer) -> None:
     """The recipe's step with a timer per stage (mirrors LiftGS.forward and pretrain_loss)."""
     from liftgs.train.batching import collate_points
-    from liftgs.train.pretrain import pretrain_loss
+    from liftgs.recipes.pretrain import pretrain_loss
 
     def lap(name, t0):
         t1 = time.perf_counter()
@@ -132,7 +132,7 @@ def full_step_times(model, ds, positions, losses: str, repeats: int) -> list[flo
     """Median-able times of the recipe's own step (step_fn + backward + clip + AdamW)."""
     from liftgs.losses import GroundingCriterion
     from liftgs.train.optim import OptimConfig, build_optimizer
-    from liftgs.train.pretrain import PretrainConfig, make_step_fn
+    from liftgs.recipes.pretrain import PretrainConfig, make_step_fn
 
     cfg = PretrainConfig(losses=losses, image_size=128, num_pixels=4096, views_per_scene=1)  # the target: one view
     step_fn = make_step_fn(ds, GroundingCriterion(rank_weight=cfg.rank_weight), cfg, torch.device("cpu"),
@@ -163,7 +163,7 @@ def main() -> None:
     from liftgs.losses import GroundingCriterion
     from liftgs.train.loop import seed_everything
     from liftgs.train.optim import OptimConfig, build_optimizer
-    from liftgs.train.pretrain import PretrainConfig, build_model
+    from liftgs.recipes.pretrain import PretrainConfig, build_model
 
     with tempfile.TemporaryDirectory() as tmp:
         scene, ds, positions = build_data(Path(tmp), args.text_encoder, args.seed)

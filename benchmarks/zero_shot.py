@@ -47,7 +47,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--rank-by", default=None, choices=("tokens", "features", "both"),
                     help="proposal ranking (default: the library's zero-shot ranking, "
-                         "liftgs.model.inference.ZERO_SHOT_RANKING)")
+                         "liftgs.models.liftgs.inference.ZERO_SHOT_RANKING)")
     ap.add_argument("--final", action="store_true", help="evaluate only the final weights (one row), not every checkpoint")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -55,8 +55,8 @@ def main() -> None:
     from liftgs.eval.runner import ModelGrounder
     from liftgs.eval.zeroshot import zero_shot_caption_accuracy
     from liftgs.io import list_scenes, read_scene
-    from liftgs.model import LiftGS
-    from liftgs.model.inference import ZERO_SHOT_RANKING
+    from liftgs.models.liftgs import LiftGS
+    from liftgs.models.liftgs.inference import ZERO_SHOT_RANKING
     from liftgs.text import load_text_encoder
 
     rank_by = args.rank_by or ZERO_SHOT_RANKING

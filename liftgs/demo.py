@@ -176,7 +176,7 @@ def _run_done(run: Path, recipe: str | None = None, **expected) -> bool:
 
 
 def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
-    from liftgs.train.pretrain import PretrainConfig, run_pretrain
+    from liftgs.recipes.pretrain import PretrainConfig, run_pretrain
 
     run = state.out / "pretrain"
     done = _stage(state, f"3/6 pre-training with 2D render supervision ({state.plan.pretrain_steps} steps)")
@@ -193,7 +193,7 @@ def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
 
 def _grounder(model_dir: Path, encoder, rank_by: str = "tokens"):
     from liftgs.eval.runner import ModelGrounder
-    from liftgs.model import LiftGS
+    from liftgs.models.liftgs import LiftGS
 
     return ModelGrounder(LiftGS.from_pretrained(model_dir).eval(), encoder, top_k=10,
                          rank_by=rank_by)
@@ -212,7 +212,7 @@ def stage_zero_shot(state: DemoState, data: Path, model_dir: Path, encoder) -> N
     done = _stage(state, "4/6 zero-shot grounding of held-out object captions")
     scenes = _val_scenes(state, data)
     state.results["eval_scenes"] = [s.scene_id for s in scenes]
-    from liftgs.model.inference import ZERO_SHOT_RANKING
+    from liftgs.models.liftgs.inference import ZERO_SHOT_RANKING
 
     res = zero_shot_caption_accuracy(scenes, _grounder(model_dir, encoder, ZERO_SHOT_RANKING))
     state.results["zero_shot"] = res
@@ -238,7 +238,7 @@ def evaluate_model(state: DemoState, data: Path, model_dir: Path, encoder) -> di
 
 
 def stage_finetune(state: DemoState, data: Path, pretrained: Path, encoder) -> None:
-    from liftgs.train.finetune import FinetuneConfig, run_finetune
+    from liftgs.recipes.finetune import FinetuneConfig, run_finetune
 
     plan = state.plan
     done = _stage(state, f"5/6 fine-tuning with 3D labels: scratch vs pre-trained x fractions "

@@ -69,7 +69,7 @@ def examples(state, data: Path, encoder, count: int = 2) -> list[str]:
     """Ground one referring expression in each of a few held-out rooms; markdown lines."""
     from liftgs.ground import GroundConfig, run_ground
     from liftgs.io import list_scenes, read_scene
-    from liftgs.model import LiftGS
+    from liftgs.models.liftgs import LiftGS
 
     best = state.out / f"finetune_pretrained_{max(state.plan.fractions):g}" / "model"
     model = LiftGS.from_pretrained(best).eval()

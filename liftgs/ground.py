@@ -150,7 +150,7 @@ def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, c
     import torch
 
     from liftgs.geometry import box_from_points
-    from liftgs.model.inference import ZERO_SHOT_RANKING, ground, ground_expressions
+    from liftgs.models.liftgs.inference import ZERO_SHOT_RANKING, ground, ground_expressions
 
     with timer("model"), torch.no_grad():
         if mode in ("phrase", "zero-shot"):
@@ -258,17 +258,17 @@ def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: n
 
 def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOutput:
     """Load (unless given), ground, write; returns the result with per-stage timings."""
-    from liftgs.train.finetune import resolve_pretrained
+    from liftgs.train.checkpoint import resolve_model_dir
 
     timer = Timer()
     with timer("load points"):
         points, colors, name = load_scene_points(config.scene)
-    model_dir = resolve_pretrained(config.checkpoint)
+    model_dir = resolve_model_dir(config.checkpoint)
     if model is None:
-        from liftgs.model import LiftGS
+        from liftgs.models import load_model
 
         with timer("load model"):
-            model = LiftGS.from_pretrained(model_dir, map_location=config.device).eval()
+            model = load_model(model_dir, map_location=config.device).eval()
     if text_encoder is None:
         from liftgs.text import load_text_encoder
 

@@ -16,7 +16,7 @@ model-side containers (``Gaussians``, ``Grounding``) hold torch tensors.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,7 +195,11 @@ class PseudoLabels:
 
 @dataclass
 class Gaussians:
-    """3D Gaussians predicted for one scene (one per input point, paper Sec 3.3.2)."""
+    """3D Gaussians predicted for one scene (one per input point, paper Sec 3.3.2).
+
+    A model may return a subclass that stores ``features`` in another form (e.g. low rank,
+    ``liftgs.modules.gaussian_head.LowRankGaussians``); :meth:`feature_vectors` always gives
+    the [N, F] matrix."""
 
     means: Tensor  # [N, 3]
     quats: Tensor  # [N, 4] wxyz, not necessarily normalised
@@ -203,76 +207,17 @@ class Gaussians:
     opacities: Tensor  # [N] in (0, 1)
     colors: Tensor  # [N, 3] in [0, 1]
     features: Tensor | None = None  # [N, F]
-    # optional low-rank form of ``features`` = feature_basis @ feature_weight.T + feature_bias:
-    # compositing is linear, so a renderer may composite the narrow basis [N, H] and map the
-    # pixels afterwards (exact, and F / H times fewer channels to render)
-    feature_basis: Tensor | None = None  # [N, H]
-    feature_weight: Tensor | None = None  # [F, H]
-    feature_bias: Tensor | None = None  # [F]
 
     def __len__(self) -> int:
         return int(self.means.shape[0])
 
     def feature_vectors(self) -> Tensor | None:
-        """[N, F] per-Gaussian features: ``features`` when stored, else computed from the
-        low-rank form (the model stores only that: training renders the basis, and the dense
-        [N, F] matrix would cost a large matmul per step for nothing); None without features."""
-        if self.features is not None:
-            return self.features
-        if self.feature_basis is None or self.feature_weight is None:
-            return None
-        out = self.feature_basis @ self.feature_weight.T
-        return out + self.feature_bias if self.feature_bias is not None else out
+        """[N, F] per-Gaussian features, or None when the Gaussians carry none."""
+        return self.features
 
     def to(self, device: torch.device | str) -> "Gaussians":
-        return Gaussians(**{f.name: (v.to(device) if v is not None else None)
-                            for f in fields(self) for v in [getattr(self, f.name)]})
-
-
-@dataclass
-class MaskFactors:
-    """Mask logits in factored form: point i's logit for proposal j is
-    ``basis[rows[i]] . weights[j] + offsets[j]`` (``LiftGS.fold_mask_embeddings``; ``rows``
-    maps points to the voxels ``basis`` holds, None = one row per point). Lets a caller
-    evaluate the logits of only some points, e.g. the Gaussians a view actually sees."""
-
-    basis: Tensor | None  # [V, D'] per voxel (or per point); None: ``basis_fn`` computes rows
-    weights: Tensor  # [m, D']
-    offsets: Tensor  # [m]
-    rows: Tensor | None = None  # [N] long, the basis row of each point
-    basis_fn: Callable[[Tensor | None], Tensor] | None = None  # voxel ids [U] (None = all) -> [U, D']
-    basis_inputs: tuple[Tensor, ...] = ()  # parameter views basis_fn reads: held here so that
-    # DDP (find_unused_parameters) sees them in the forward's outputs
-
-    def __post_init__(self) -> None:
-        if self.basis is None and self.basis_fn is None:
-            raise ValueError("MaskFactors needs basis or basis_fn")
-
-    def logits(self, index: Tensor | None = None) -> Tensor:
-        """[m, N] (every point) or [m, len(index)] (points ``index``)."""
-        return self.point_logits(index).T
-
-    def point_logits(self, index: Tensor | None = None) -> Tensor:
-        """The same point-major: [N, m] or [len(index), m] (one gather, one product)."""
-        rows = index if self.rows is None else (self.rows if index is None else self.rows.index_select(0, index))
-        if self.basis is not None:
-            basis = self.basis if rows is None else self.basis.index_select(0, rows)
-            return torch.addmm(self.offsets, basis, self.weights.T)
-        if rows is None:
-            return torch.addmm(self.offsets, self.basis_fn(None), self.weights.T)
-        voxels, inverse = torch.unique(rows, return_inverse=True)  # each voxel's basis once
-        return torch.addmm(self.offsets, self.basis_fn(voxels), self.weights.T).index_select(0, inverse)
-
-    @staticmethod
-    def stack(factors: list["MaskFactors"]) -> "MaskFactors | None":
-        """One factor set for the proposals of several (the decoder layers'), when they share
-        the basis: their logits then come from one product. None if they do not."""
-        first = factors[0]
-        if any(f.basis is not first.basis or f.basis_fn is not first.basis_fn or f.rows is not first.rows
-               for f in factors):
-            return None
-        return MaskFactors(first.basis, torch.cat([f.weights for f in factors]),
-                           torch.cat([f.offsets for f in factors]), first.rows, first.basis_fn, first.basis_inputs)
+        return type(self)(**{f.name: (v.to(device) if v is not None else None)
+                             for f in fields(self) for v in [getattr(self, f.name)]})
 
 
 @dataclass
@@ -281,22 +226,15 @@ class Grounding:
 
     ``mask_logits`` [m, N] over Gaussians / points; ``token_logits`` [m, T + 1] over the query
     tokens, last column = "no match". ``aux`` holds the same pair for each earlier decoder
-    layer (deep supervision). A training forward may leave ``mask_logits`` None and give
-    ``mask_factors`` instead (``LiftGS.forward(lazy_masks=True)``): read them with
-    :meth:`logits_at`.
+    layer (deep supervision). Read masks with :meth:`logits_at`: a model may return a
+    subclass that computes them on demand (e.g. only for the points a view sees,
+    ``liftgs.models.liftgs.factors.FactoredGrounding``).
     """
 
-    mask_logits: Tensor | None  # [m, N]
+    mask_logits: Tensor  # [m, N]
     token_logits: Tensor  # [m, T + 1]
     aux: list["Grounding"] = field(default_factory=list)
-    mask_factors: MaskFactors | None = None
-
-    def __post_init__(self) -> None:
-        if self.mask_logits is None and self.mask_factors is None:
-            raise ValueError("Grounding needs mask_logits or mask_factors")
 
     def logits_at(self, index: Tensor | None = None) -> Tensor:
         """Mask logits [m, N] of every point, or [m, len(index)] of points ``index``."""
-        if self.mask_logits is not None:
-            return self.mask_logits if index is None else self.mask_logits.index_select(1, index)
-        return self.mask_factors.logits(index)
+        return self.mask_logits if index is None else self.mask_logits.index_select(1, index)

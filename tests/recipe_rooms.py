@@ -138,7 +138,7 @@ class HashEncoder:
 
 def _pre_config(dataset, out, **kw):
     from liftgs.train.optim import OptimConfig
-    from liftgs.train.pretrain import PretrainConfig
+    from liftgs.recipes.pretrain import PretrainConfig
 
     base = dict(data=dataset / "data", labels=dataset / "labels", out=out, steps=40, batch_size=1,
                 image_size=32, num_pixels=512, ckpt_every=20, log_every=1, tensorboard=False,

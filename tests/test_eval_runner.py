@@ -214,9 +214,9 @@ def test_model_grounder_calls_the_inference_api(dataset, monkeypatch):
 
 @pytest.mark.slow
 def test_tiny_model_end_to_end(dataset, tmp_path):
-    """The real model path: LiftGS.from_pretrained + liftgs.model.inference on the fixture."""
-    model_mod = pytest.importorskip("liftgs.model")
-    pytest.importorskip("liftgs.model.inference")
+    """The real model path: LiftGS.from_pretrained + liftgs.models.liftgs.inference on the fixture."""
+    model_mod = pytest.importorskip("liftgs.models.liftgs")
+    pytest.importorskip("liftgs.models.liftgs.inference")
     import torch
 
     from liftgs.eval.runner import ModelGrounder

@@ -10,11 +10,11 @@ from recipe_rooms import HashEncoder, _pre_config, dataset  # noqa: F401  (fixtu
 
 def test_finetune_loss_falls_from_pretrained(dataset, tmp_path):
     from liftgs.losses import GroundingCriterion
-    from liftgs.model import LiftGS
-    from liftgs.train.finetune import FinetuneConfig, FinetuneDataset, make_step_fn, run_finetune
+    from liftgs.models.liftgs import LiftGS
+    from liftgs.recipes.finetune import FinetuneConfig, FinetuneDataset, make_step_fn, run_finetune
     from liftgs.train.loop import probe_loss
     from liftgs.train.optim import OptimConfig
-    from liftgs.train.pretrain import run_pretrain, scene_paths
+    from liftgs.recipes.pretrain import run_pretrain, scene_paths
 
     run_pretrain(_pre_config(dataset, tmp_path / "pre", steps=2))
     cfg = FinetuneConfig(data=dataset / "data", out=tmp_path / "ft", init=tmp_path / "pre",
@@ -34,7 +34,7 @@ def test_finetune_loss_falls_from_pretrained(dataset, tmp_path):
 def test_finetune_exact_resume(dataset, tmp_path):
     from safetensors.torch import load_file
 
-    from liftgs.train.finetune import FinetuneConfig, run_finetune
+    from liftgs.recipes.finetune import FinetuneConfig, run_finetune
 
     class Killed(Exception):
         pass
@@ -59,8 +59,8 @@ def test_finetune_exact_resume(dataset, tmp_path):
 
 
 def test_finetune_data_fraction_and_targets(dataset):
-    from liftgs.train.finetune_data import FinetuneDataset
-    from liftgs.train.pretrain import scene_paths
+    from liftgs.recipes.finetune_data import FinetuneDataset
+    from liftgs.recipes.pretrain import scene_paths
 
     paths = scene_paths(dataset / "data", "train")
     ds = FinetuneDataset(paths, HashEncoder(), seed=0, task="refer", data_fraction=0.34)
@@ -87,14 +87,14 @@ def test_finetune_data_fraction_and_targets(dataset):
 def test_bad_inputs_give_clear_errors(dataset, tmp_path):
     from liftgs.io.errors import DataError
     from liftgs.train.checkpoint import CheckpointError
-    from liftgs.train.finetune import resolve_pretrained
-    from liftgs.train.pretrain import main as pretrain_main
+    from liftgs.train.checkpoint import resolve_model_dir
+    from liftgs.recipes.pretrain import main as pretrain_main
 
     with pytest.raises(DataError, match="pseudo-labels"):
-        from liftgs.train.pretrain import run_pretrain
+        from liftgs.recipes.pretrain import run_pretrain
 
         run_pretrain(_pre_config(dataset, tmp_path / "x", labels=tmp_path / "empty"))
     with pytest.raises(CheckpointError, match="not a model folder"):
-        resolve_pretrained(tmp_path)
+        resolve_model_dir(tmp_path)
     with pytest.raises(ValueError, match="--data"):
         pretrain_main(["--out", str(tmp_path / "y")])

@@ -10,7 +10,7 @@ import torch
 
 from liftgs.ground import GroundConfig, highlight_colors, main, orbit_cameras, run_ground
 from liftgs.io.ply import read_point_cloud, write_point_cloud
-from liftgs.model import ModelConfig, build_liftgs
+from liftgs.models.liftgs import ModelConfig, build_liftgs
 
 
 def FakeEncoder():

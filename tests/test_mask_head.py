@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from liftgs.model import build_liftgs
+from liftgs.models.liftgs import build_liftgs
 from test_model import batch_of, model, one_thread, room, small_config  # noqa: F401 (fixtures)
 
 
@@ -75,7 +75,7 @@ def test_mask_logits_blocks_are_views_of_one_point_major_product():
 def test_lazy_masks_give_the_eager_logits_for_any_points(model):
     """forward(lazy_masks=True) leaves the logits factored; read in full or at some points
     they equal the eager ones, per layer and per scene of a batch (values and gradients)."""
-    from liftgs.types import Grounding, MaskFactors
+    from liftgs.models.liftgs.factors import FactoredGrounding, MaskFactors
 
     model.eval()
     a, b = room(300, 21), room(200, 22, shift=(2.0, 0.0, 0.0))
@@ -97,6 +97,6 @@ def test_lazy_masks_give_the_eager_logits_for_any_points(model):
     grads = [torch.autograd.grad((x * w).sum(), model.mask_proj[0].weight, retain_graph=True)[0]
              for x in (ge.mask_logits[:, idx], gl.logits_at(idx))]
     torch.testing.assert_close(grads[0], grads[1], atol=1e-5, rtol=1e-5)
-    with pytest.raises(ValueError, match="mask_logits or mask_factors"):
-        Grounding(mask_logits=None, token_logits=torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="mask_factors"):
+        FactoredGrounding(mask_logits=None, token_logits=torch.zeros(2, 3))
     model.train()

@@ -10,11 +10,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from liftgs.model import (
+from liftgs.models.liftgs import (
     GroundingResult, LiftGS, ModelConfig, build_liftgs, ground, ground_expressions, ground_tokens,
 )
-from liftgs.model.inference import tokens_in_span
-from liftgs.model.voxelize import voxelize
+from liftgs.models.liftgs.inference import tokens_in_span
+from liftgs.modules.voxelize import voxelize
 
 TEXT_DIM = 16
 
@@ -217,21 +217,15 @@ def test_save_load_round_trip(tmp_path, model):
     model.train()
     with pytest.raises(FileNotFoundError, match="config.json"):
         LiftGS.from_pretrained(tmp_path / "nowhere")
-    (path / "config.json").write_text(json.dumps({"text_dim": 16, "bogus": 1}))
+    (path / "config.json").write_text(json.dumps({"family": "liftgs", "text_dim": 16, "bogus": 1}))
+    with pytest.raises(ValueError, match="config.json"):
+        LiftGS.from_pretrained(path)
+    (path / "config.json").write_text(json.dumps({"text_dim": 16}))
     with pytest.raises(ValueError, match="config.json"):
         LiftGS.from_pretrained(path)
     (path / "config.json").write_text("[1, 2]")
     with pytest.raises(ValueError, match="config.json"):
         LiftGS.from_pretrained(path)
-
-
-def test_configs_from_before_fuse_kernel_load_as_3x3x3(tmp_path):
-    old = build_liftgs(small_config(fuse_kernel=3))
-    path = old.save_pretrained(tmp_path / "old")
-    doc = json.loads((path / "config.json").read_text())
-    del doc["fuse_kernel"]
-    (path / "config.json").write_text(json.dumps(doc))
-    assert LiftGS.from_pretrained(path).config.fuse_kernel == 3
 
 
 def test_config_validation_and_presets():
@@ -250,7 +244,7 @@ def test_config_validation_and_presets():
 
 
 def test_farthest_tokens_match_a_plain_loop():
-    from liftgs.model.decoder import farthest_tokens
+    from liftgs.modules.decoder import farthest_tokens
 
     g = torch.Generator().manual_seed(4)
     xyz = torch.rand(2, 30, 3, generator=g)
@@ -328,7 +322,7 @@ def test_zero_shot_ground_and_expressions(model):
 
 
 def test_mask_relevance_matches_a_loop():
-    from liftgs.model.inference import mask_relevance
+    from liftgs.models.liftgs.inference import mask_relevance
 
     g = torch.Generator().manual_seed(3)
     inside = torch.rand(5, 40, generator=g) > 0.6

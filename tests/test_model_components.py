@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from liftgs.model.components import components_reference, keep_main_component, point_components
+from liftgs.modules.components import components_reference, keep_main_component, point_components
 
 
 def _same_partition(a: np.ndarray, b: np.ndarray) -> bool:

@@ -1,12 +1,12 @@
-"""The plain-torch sparse convolutions against dense / loop references, and the spconv shim."""
+"""The plain-torch sparse convolutions against dense / loop references."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from liftgs.model.encoder import VoxelDownsample, VoxelUpsample
-from liftgs.model.sparse_conv import OFFSETS_3, SubMConv3d, build_rulebook
+from liftgs.modules.sparse_unet import VoxelDownsample, VoxelUpsample
+from liftgs.modules.sparse_conv import OFFSETS_3, SubMConv3d, build_rulebook
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -56,7 +56,7 @@ def test_submanifold_conv_matches_dense_conv3d_values_and_gradients(n, extent, s
 
 def test_backward_gives_the_same_gradients_with_or_without_the_kept_gathers(monkeypatch):
     """Large layers gather the input rows again in backward instead of keeping them."""
-    import liftgs.model.sparse_conv as sc
+    import liftgs.modules.sparse_conv as sc
 
     coords = random_voxels(900, 10, seed=5)
     torch.manual_seed(5)
@@ -105,23 +105,6 @@ def test_down_and_up_sampling_match_loop_reference():
         torch.testing.assert_close(back[i].detach(), out[inverse[i]].detach() @ up.weight[slot].detach())
 
 
-def test_spconv_shim_allows_cpu_backward():
-    pytest.importorskip("spconv")
-    from liftgs.model._spconv_shim import apply_spconv_cpu_shim
-
-    patched = apply_spconv_cpu_shim()
-    assert patched == (not torch.cuda.is_available())
-    import spconv.pytorch as spconv
-
-    coords = random_voxels(300, 10, seed=5).int()
-    conv = spconv.SubMConv3d(3, 4, 3, padding=1, bias=False)
-    feats = torch.randn(len(coords), 3, requires_grad=True)
-    out = conv(spconv.SparseConvTensor(feats, coords, [10, 10, 10], 2)).features
-    out.square().sum().backward()
-    assert out.shape == (len(coords), 4) and torch.isfinite(feats.grad).all()
-    assert torch.isfinite(conv.weight.grad).all()
-
-
 def test_rulebook_dense_table_equals_binary_search():
     coords = random_voxels(500, 12, batches=3, seed=6)
     dense, searched = build_rulebook(coords), build_rulebook(coords, max_dense_cells=0)
@@ -130,7 +113,7 @@ def test_rulebook_dense_table_equals_binary_search():
 
 
 def test_rulebook_csr_patterns_group_pairs_by_voxel():
-    from liftgs.model.sparse_conv import _csr_pattern
+    from liftgs.modules.sparse_conv import _csr_pattern
 
     rb = build_rulebook(random_voxels(400, 9, seed=7))
     for pattern, rows in ((rb.dst_csr, rb.dst), (rb.src_csr, rb.src)):
@@ -142,7 +125,7 @@ def test_rulebook_csr_patterns_group_pairs_by_voxel():
 
 
 def test_compiled_rulebook_equals_torch_reference():
-    from liftgs.model.sparse_conv import _rulebook_from_neighbours, _rulebook_from_neighbours_compiled
+    from liftgs.modules.sparse_conv import _rulebook_from_neighbours, _rulebook_from_neighbours_compiled
 
     for seed, batches in ((8, 1), (9, 3)):
         coords = random_voxels(600, 10, batches=batches, seed=seed)
@@ -161,7 +144,7 @@ def test_compiled_rulebook_equals_torch_reference():
 
 
 def test_im2col_route_equals_pair_route_values_and_weight_gradient():
-    from liftgs.model.sparse_conv import _SubmanifoldConv
+    from liftgs.modules.sparse_conv import _SubmanifoldConv
 
     coords = random_voxels(700, 9, batches=2, seed=11)
     rb = build_rulebook(coords)

@@ -16,8 +16,8 @@ from recipe_rooms import DIM, _pre_config, dataset, quick_rooms  # noqa: F401  (
 
 
 def test_pretrain_samples_are_pure_and_area_filtered(dataset):
-    from liftgs.train.pretrain import scene_paths
-    from liftgs.train.pretrain_data import PretrainDataset, min_area_at
+    from liftgs.recipes.pretrain import scene_paths
+    from liftgs.recipes.pretrain_data import PretrainDataset, min_area_at
 
     paths = scene_paths(dataset / "data", "train")
     assert [p.name for p in paths] == ["room0", "room1", "room2"]
@@ -34,8 +34,8 @@ def test_pretrain_samples_are_pure_and_area_filtered(dataset):
 
 def test_multi_view_samples_extend_the_single_view_stream(dataset):
     """View 0 of ``sample_views`` is ``sample``; the other views are other frames of that scene."""
-    from liftgs.train.pretrain import scene_paths
-    from liftgs.train.pretrain_data import PretrainDataset
+    from liftgs.recipes.pretrain import scene_paths
+    from liftgs.recipes.pretrain_data import PretrainDataset
 
     ds = PretrainDataset(scene_paths(dataset / "data", "train"), dataset / "labels", seed=1,
                          image_size=32, num_pixels=256)
@@ -50,8 +50,8 @@ def test_multi_view_samples_extend_the_single_view_stream(dataset):
 
 def test_pseudo_query_count_is_drawn_from_one_to_max(dataset):
     """Appendix A.1's "up to 8": the count varies (1 included: zero-shot asks one phrase)."""
-    from liftgs.train.pretrain import scene_paths
-    from liftgs.train.pretrain_data import PretrainDataset
+    from liftgs.recipes.pretrain import scene_paths
+    from liftgs.recipes.pretrain_data import PretrainDataset
 
     paths = scene_paths(dataset / "data", "train")
     ds = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64)
@@ -66,7 +66,7 @@ def test_render_view_paths_agree():
     """Masks / features at the sampled pixels == the full image rendered and indexed (values +
     grads); the RGB image == the full render's colours."""
     from liftgs.render import composite, render_weights
-    from liftgs.train.render_targets import render_view
+    from liftgs.recipes.render_targets import render_view
     from liftgs.types import Gaussians, Grounding
 
     g = torch.Generator().manual_seed(0)
@@ -106,8 +106,9 @@ def test_render_view_paths_agree():
 def test_render_view_with_factored_masks_equals_eager_logits(want_rgb):
     """Lazy mask logits (only the Gaussians the pixels see) == every Gaussian's logits:
     rendered masks, features and the gradients to basis, embeddings and geometry."""
-    from liftgs.train.render_targets import render_view
-    from liftgs.types import Gaussians, Grounding, MaskFactors
+    from liftgs.recipes.render_targets import render_view
+    from liftgs.models.liftgs.factors import FactoredGrounding, MaskFactors
+    from liftgs.types import Gaussians, Grounding
 
     g = torch.Generator().manual_seed(1)
     N, V, D, m = 300, 120, 7, 4
@@ -123,10 +124,10 @@ def test_render_view_with_factored_masks_equals_eager_logits(want_rgb):
         leaves = [x.clone().requires_grad_(True) for x in [means, basis, *emb]]
         mu, bs, e0, e1 = leaves
         factors = [MaskFactors(bs, e, o, rows) for e, o in zip((e0, e1), offs)]
-        layers = [Grounding(None if lazy else f.logits(), torch.zeros(m, 3), mask_factors=f if lazy else None)
-                  for f in factors]
-        grounding = Grounding(layers[1].mask_logits, layers[1].token_logits, aux=[layers[0]],
-                              mask_factors=layers[1].mask_factors)
+        layers = [FactoredGrounding(None, torch.zeros(m, 3), mask_factors=f) if lazy else
+                  Grounding(f.logits(), torch.zeros(m, 3)) for f in factors]
+        grounding = (FactoredGrounding(None, layers[1].token_logits, aux=[layers[0]], mask_factors=factors[1])
+                     if lazy else Grounding(layers[1].mask_logits, layers[1].token_logits, aux=[layers[0]]))
         gauss = Gaussians(means=mu, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(N, 4),
                           scales=torch.full((N, 3), 0.06), opacities=torch.full((N,), 0.6),
                           colors=torch.rand(N, 3, generator=torch.Generator().manual_seed(2)),
@@ -141,7 +142,8 @@ def test_render_view_with_factored_masks_equals_eager_logits(want_rgb):
 
 def test_low_rank_features_render_exactly():
     """Compositing the basis then mapping == compositing basis @ W.T + b (values and grads)."""
-    from liftgs.train.render_targets import render_view
+    from liftgs.modules.gaussian_head import LowRankGaussians
+    from liftgs.recipes.render_targets import render_view
     from liftgs.types import Gaussians, Grounding
 
     g = torch.Generator().manual_seed(1)
@@ -152,7 +154,7 @@ def test_low_rank_features_render_exactly():
     bias = torch.randn(F, generator=g, requires_grad=True)
     common = dict(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).expand(N, 4), scales=torch.full((N, 3), 0.05),
                   opacities=torch.full((N,), 0.6), colors=torch.rand(N, 3, generator=g))
-    low = Gaussians(**common, features=None, feature_basis=basis, feature_weight=weight, feature_bias=bias)
+    low = LowRankGaussians(**common, features=None, feature_basis=basis, feature_weight=weight, feature_bias=bias)
     full = Gaussians(**common, features=basis @ weight.T + bias)
     grounding = Grounding(mask_logits=torch.randn(m, N, generator=g), token_logits=torch.zeros(m, 3))
     K = torch.tensor([[30.0, 0, 16], [0, 30.0, 16], [0, 0, 1]])
@@ -173,7 +175,7 @@ def test_low_rank_features_render_exactly():
 def _probe_pretrain(config, model, positions):
     from liftgs.losses import GroundingCriterion
     from liftgs.train.loop import probe_loss
-    from liftgs.train.pretrain import PretrainDataset, make_step_fn, scene_paths
+    from liftgs.recipes.pretrain import PretrainDataset, make_step_fn, scene_paths
 
     ds = PretrainDataset(scene_paths(config.data, config.split), config.labels, seed=config.seed,
                          image_size=config.image_size, num_pixels=config.num_pixels)
@@ -184,11 +186,11 @@ def _probe_pretrain(config, model, positions):
 def test_pretrain_grounding_loss_falls_on_quick_rooms(quick_rooms, tmp_path):
     """Acceptance (issue 5): on a fixed probe set of samples, the grounding loss of the
     pre-trained model is at most half that of the initial model, after 60 steps."""
-    from liftgs.model import LiftGS
+    from liftgs.models.liftgs import LiftGS
     from liftgs.train.logging import read_jsonl
     from liftgs.train.loop import seed_everything
     from liftgs.train.optim import OptimConfig
-    from liftgs.train.pretrain import build_model, run_pretrain
+    from liftgs.recipes.pretrain import build_model, run_pretrain
 
     torch.set_num_threads(1)
     config = _pre_config(quick_rooms, tmp_path / "pre", steps=60,
@@ -211,7 +213,7 @@ def test_pretrain_grounding_loss_falls_on_quick_rooms(quick_rooms, tmp_path):
 def test_cpu_recipe_weights_differ_from_the_paper_preset_only_where_documented():
     """The CPU recipe trains the single-phrase ranking and a strong feature field, which
     zero-shot grounding ranks by (docs/training.md); the paper preset keeps appendix A's losses."""
-    from liftgs.train.pretrain import PRESETS, PretrainConfig
+    from liftgs.recipes.pretrain import PRESETS, PretrainConfig
 
     assert PretrainConfig().rank_weight == PRESETS["tiny"].rank_weight == 2.0
     assert PretrainConfig().feature_weight == PRESETS["tiny"].feature_weight == 10.0
@@ -219,7 +221,7 @@ def test_cpu_recipe_weights_differ_from_the_paper_preset_only_where_documented()
 
 
 def test_pretrain_all_losses_and_exact_resume(dataset, tmp_path):
-    from liftgs.train.pretrain import run_pretrain
+    from liftgs.recipes.pretrain import run_pretrain
 
     class Killed(Exception):
         pass
@@ -266,7 +268,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     from test_train_infra import ddp_toy_check
 
     from liftgs.train.distributed import cleanup_distributed, init_distributed
-    from liftgs.train.pretrain import run_pretrain
+    from liftgs.recipes.pretrain import run_pretrain
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
@@ -319,7 +321,7 @@ def test_ddp_two_processes(dataset, tmp_path):
 
 
 def test_negative_bank_draws_other_scenes_only():
-    from liftgs.train.negatives import NegativeBank
+    from liftgs.recipes.negatives import NegativeBank
 
     emb = np.arange(12, dtype=np.float32).reshape(6, 2)
     bank = NegativeBank(emb, np.array([1, 0, 2, 1, 0, 2]))
@@ -338,8 +340,8 @@ def test_negative_bank_draws_other_scenes_only():
 def test_samples_carry_feature_negatives_of_other_scenes(dataset):
     """Negatives are part of the pure sample and come from other rooms' label files; the
     single-view stream is unchanged by them."""
-    from liftgs.train.pretrain import scene_paths
-    from liftgs.train.pretrain_data import PretrainDataset
+    from liftgs.recipes.pretrain import scene_paths
+    from liftgs.recipes.pretrain_data import PretrainDataset
 
     paths = scene_paths(dataset / "data", "train")
     plain = PretrainDataset(paths, dataset / "labels", seed=1, image_size=32, num_pixels=64)

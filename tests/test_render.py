@@ -9,8 +9,8 @@ import torch
 
 from liftgs.render import composite, render, render_reference, render_weights
 from liftgs.render.projection import project_gaussians
-from liftgs.render.numba_backend import csr_weights
-from liftgs.render.rasterize import block_weights
+from liftgs.render.backends.numba.csr import csr_weights
+from liftgs.render.backends.torch import block_weights
 
 
 def random_scene(n: int, width: int, height: int, seed: int = 0, dtype=torch.float64,

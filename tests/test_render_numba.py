@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import liftgs.render.numba_backend as nb
+import liftgs.render.backends.numba.csr as nb
 from liftgs.render import composite, render, render_reference, render_weights
 from liftgs.render.binning import tile_lists
-from liftgs.render.numba_backend import CsrLayout, tile_lists_numba
+from liftgs.render.backends.numba.csr import CsrLayout, tile_lists_numba
 from liftgs.render.projection import _cov2d_terms, covariance_3d, project_gaussians
 from test_render import ALL, GEOM, random_scene
 

@@ -140,11 +140,11 @@ def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalRes
 
 
 def _load_model_grounder(cfg: EvalConfig) -> ModelGrounder:
-    from liftgs.model import LiftGS
+    from liftgs.models import load_model
     from liftgs.text import load_text_encoder
 
     t0 = time.perf_counter()
-    model = LiftGS.from_pretrained(cfg.checkpoint, map_location=cfg.device).eval()
+    model = load_model(cfg.checkpoint, map_location=cfg.device).eval()
     encoder = load_text_encoder(cfg.text_encoder, device=cfg.device)
     print(f"loaded {cfg.checkpoint} and text encoder {cfg.text_encoder!r} in {time.perf_counter() - t0:.1f} s")
     return ModelGrounder(model, encoder, top_k=cfg.top_k)

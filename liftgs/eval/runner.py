@@ -2,7 +2,7 @@
 
 The model is reached through the small :class:`Grounder` protocol (ranked masks per phrase or
 per referring expression), so the runner is tested with a fake grounder and any other method can
-be plugged in. :class:`ModelGrounder` adapts ``liftgs.model.inference``.
+be plugged in. :class:`ModelGrounder` adapts ``liftgs.models.liftgs.inference``.
 """
 
 from __future__ import annotations
@@ -49,14 +49,14 @@ class Grounder(Protocol):
 
 
 class ModelGrounder:
-    """A :class:`Grounder` backed by ``liftgs.model.inference``: ``ground`` for category names
+    """A :class:`Grounder` backed by ``liftgs.models.liftgs.inference``: ``ground`` for category names
     (pooled phrase vector as one query, as in pre-training) and its span variant
     ``ground_expressions`` for referring expressions (the target mention's tokens rank the masks)."""
 
     def __init__(self, model: Any, text_encoder: Any, top_k: int = 10, rank_by: str = "tokens") -> None:
         """``rank_by``: how phrase answers are ranked ("tokens": the decoder; "features": the
         Gaussian feature field, zero-shot after pre-training; see ``inference.ground``)."""
-        from liftgs.model import inference
+        from liftgs.models.liftgs import inference
 
         self.inference, self.model, self.text_encoder, self.top_k = inference, model, text_encoder, top_k
         self.rank_by = rank_by

@@ -67,7 +67,7 @@ def feature_contrastive_loss(rendered: Tensor | LowRankFeatures, segment_ids: Te
     """rendered [Np, F] (or factored); segment_ids [Np] int (-1 ignored); embeddings [S, F] -> loss.
 
     ``negatives`` [Kn, F]: extra wrong answers for every pixel (segment embeddings of other
-    scenes, :class:`liftgs.train.negatives.NegativeBank`); one whose cosine with the pixel's
+    scenes, :class:`liftgs.recipes.negatives.NegativeBank`); one whose cosine with the pixel's
     own segment embedding exceeds ``same_above`` names the same thing and is left out.
     """
     if rendered.ndim != 2 or embeddings.ndim != 2 or rendered.shape[1] != embeddings.shape[1]:

@@ -1,15 +1,17 @@
-"""liftgs.render: differentiable Gaussian splatting on CPU, any number of channels.
+"""liftgs.render: differentiable Gaussian splatting, any number of channels.
 
 project (EWA) -> bin to tiles (no grad) -> sparse weights W -> composite W @ attributes.
+The weights come from one of the backends in :mod:`liftgs.render.backends` (numba on CPU,
+vectorised torch blocks, the dense reference; gsplat renders whole images on CUDA).
 See docs/renderer.md.
 """
 
-from liftgs.render.api import RenderInfo, render, render_weights
-from liftgs.render.composite import RenderWeights, composite
+from liftgs.render.api import BACKENDS, render, render_weights
+from liftgs.render.backends.reference import dense_weights, render_reference
+from liftgs.render.composite import RenderInfo, RenderWeights, composite
 from liftgs.render.projection import Projection, covariance_3d, project_gaussians, quat_to_rotmat
-from liftgs.render.reference import dense_weights, render_reference
 
 __all__ = [
-    "render", "render_weights", "composite", "RenderWeights", "RenderInfo", "Projection",
+    "BACKENDS", "render", "render_weights", "composite", "RenderWeights", "RenderInfo", "Projection",
     "project_gaussians", "covariance_3d", "quat_to_rotmat", "dense_weights", "render_reference",
 ]

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from liftgs.render.composite import RenderWeights, composite
-from liftgs.render.numba_backend import csr_weights, numba_available
-from liftgs.render.projection import Projection, project_gaussians
-from liftgs.render.rasterize import block_weights
-from liftgs.render.reference import dense_weights
+from liftgs.render.backends.gsplat import gsplat_available, render_gsplat
+from liftgs.render.backends.numba.csr import csr_weights, numba_available
+from liftgs.render.backends.reference import dense_weights
+from liftgs.render.backends.torch import block_weights
+from liftgs.render.composite import RenderInfo, RenderWeights, composite
+from liftgs.render.projection import project_gaussians
 
 BACKENDS = ("auto", "numba", "torch", "reference", "gsplat")
 NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -30,15 +29,6 @@ def _cpu_backend(backend: str, means: Tensor) -> str:
         ok = not means.is_cuda and means.dtype in NUMBA_DTYPES and numba_available()
         return "numba" if ok else "torch"
     return "torch" if backend == "gsplat" else backend
-
-
-@dataclass
-class RenderInfo:
-    """What ``render`` computed besides the image: the reusable weights and the projection."""
-
-    weights: RenderWeights | None
-    projection: Projection | None
-    backend: str
 
 
 def _check_inputs(means, quats, scales, opacities, viewmat, K, width, height) -> None:
@@ -113,8 +103,6 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"render: backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "gsplat" or (backend == "auto" and means.is_cuda):
-        from liftgs.render.gsplat_backend import gsplat_available, render_gsplat
-
         if backend == "gsplat" or gsplat_available():
             return render_gsplat(means, quats, scales, opacities, attributes, viewmat, K,
                                  width, height, background)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from liftgs.render.numba_backend import CsrLayout, composite_csr
+from liftgs.render.backends.numba.csr import CsrLayout, composite_csr
+from liftgs.render.backends.torch import BlockLayout
 from liftgs.render.projection import Projection
-from liftgs.render.rasterize import BlockLayout
 
 
 @dataclass
@@ -177,3 +177,13 @@ def _check_covers(weights: RenderWeights, gaussians: Tensor) -> None:
     if missing.numel():
         raise ValueError(f"composite: Gaussians {missing[:5].tolist()} have weights in this view "
                          "but no attributes (pass every one of weights.used_gaussians())")
+
+
+@dataclass
+class RenderInfo:
+    """What ``render`` computed besides the image: the reusable weights and the projection
+    (both None from backends that keep them to themselves, e.g. gsplat)."""
+
+    weights: RenderWeights | None
+    projection: Projection | None
+    backend: str

@@ -277,6 +277,23 @@ def resolve_checkpoint(path: str | Path) -> Path:
         "checkpoints under checkpoints/step_XXXXXXXX/")
 
 
+def resolve_model_dir(path: str | Path) -> Path:
+    """The model folder (config.json + safetensors) behind a model, checkpoint or run path:
+    a run's final ``model/`` when it has one, else its latest checkpoint's."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: model weights not found")
+    if path.is_dir() and any(path.glob("*.safetensors")) and (path / "config.json").is_file():
+        return path
+    if (path / "model").is_dir() and any((path / "model").glob("*.safetensors")):
+        return path / "model"
+    latest = latest_checkpoint(path)
+    if latest is not None and (latest / "model").is_dir():
+        return latest / "model"
+    raise CheckpointError(f"{path}: not a model folder (config.json + *.safetensors), a checkpoint "
+                          "(step_*/model) or a run directory holding either")
+
+
 def _prune(root: Path, keep_last: int) -> None:
     if keep_last <= 0:
         return

@@ -5,7 +5,7 @@ exactly like a pseudo-query in pre-training, where each segment embedding is one
 (appendix A.1). Proposals are ranked by the probability they give that token (the no-match
 column excluded) and each proposal's mask is ``sigmoid(mask_logits) > threshold`` over the
 input points, reduced to its main spatially connected piece (``component_radius``, see
-:mod:`liftgs.model.components`: a proposal is one object, and a box from the min / max of a
+:mod:`liftgs.modules.components`: a proposal is one object, and a box from the min / max of a
 mask's points is ruined by one far stray point). After fine-tuning on referring expressions, :func:`ground_tokens` scores
 proposals by the probability mass on the target span's tokens instead.
 
@@ -43,7 +43,7 @@ import torch
 from torch import Tensor
 
 from liftgs.losses.feature import FEATURE_TEMPERATURE
-from liftgs.model.liftgs import LiftGS
+from liftgs.models.liftgs.model import LiftGS
 
 DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
 ZERO_SHOT_RANKING = "features"  # how zero-shot call sites rank proposals (see the module docstring)
@@ -191,7 +191,7 @@ def mask_relevance(inside: Tensor, similarity: Tensor, temperature: float) -> Te
 
 def _main_components(points: Tensor, masks: Tensor, probs: Tensor, radius: float) -> Tensor:
     """Each mask [k, P] reduced to its connected piece of largest probability mass."""
-    from liftgs.model.components import keep_main_component
+    from liftgs.modules.components import keep_main_component
 
     pts = points.detach().cpu().numpy()
     m, p = masks.cpu().numpy(), probs.detach().cpu().numpy()

@@ -12,21 +12,21 @@ reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+f
 
 from __future__ import annotations
 
-import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
-from liftgs.config import parse_cli, save_json_atomic, to_dict
+from liftgs.config import save_json_atomic, to_dict
+from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
+from liftgs.recipes.pretrain_data import PretrainDataset, PretrainSample
+from liftgs.recipes.render_targets import render_view
 from liftgs.train.batching import collate_groups, one_hot_tokens
-from liftgs.train.distributed import DistInfo, cleanup_distributed, current_info, init_distributed, normaliser
+from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
 from liftgs.train.optim import paper_optim
-from liftgs.train.pretrain_data import PretrainDataset, PretrainSample
-from liftgs.train.render_targets import render_view
 
 LOSS_SETS = {"ground": (False, False), "ground+rgb": (True, False), "ground+rgb+feat": (True, True)}
 
@@ -97,14 +97,6 @@ PRESETS: dict[str, PretrainConfig] = {
 }
 
 
-def build_model(preset: str, text_dim: int):
-    """The LIFT-GS model of a preset with query width ``text_dim``."""
-    from liftgs.model import ModelConfig, build_liftgs
-
-    config = ModelConfig.paper(text_dim=text_dim) if preset == "paper" else ModelConfig.tiny(text_dim=text_dim)
-    return build_liftgs(config)
-
-
 def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, criterion,
                   use_rgb: bool, use_feat: bool, rgb_weight: float = 1.0,
                   feature_weight: float = 0.1) -> tuple[Tensor, dict[str, float]]:
@@ -141,19 +133,6 @@ def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, crite
     return total, scalars
 
 
-def loss_scalars(parts: dict, prefix: str = "") -> dict[str, float]:
-    """Scalar entries of a loss dict for logging; per-layer (``_<i>``) and total keys dropped."""
-    out = {}
-    for k, v in (parts or {}).items():
-        if k == "loss" or k.rsplit("_", 1)[-1].isdigit():
-            continue
-        if isinstance(v, Tensor) and v.numel() == 1:
-            v = float(v.detach())
-        if isinstance(v, (int, float)):
-            out[k if k.startswith(prefix) else prefix + k] = float(v)
-    return out
-
-
 def _accumulate(into: dict[str, float], values: dict[str, float], count: int) -> None:
     for k, v in values.items():
         into[k] = into.get(k, 0.0) + v / count
@@ -175,15 +154,6 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
                              use_feat, config.rgb_weight, config.feature_weight)
 
     return step_fn
-
-
-def scene_paths(data: Path, split: str | None) -> list[Path]:
-    """Scenes of ``split`` when the root has a splits.json, else every scene."""
-    from liftgs.io.scene_dir import SPLITS_JSON, list_scenes
-
-    if split and (Path(data) / SPLITS_JSON).is_file():
-        return list_scenes(data, split)
-    return list_scenes(data)
 
 
 def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_end=None) -> TrainResult:
@@ -216,38 +186,6 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
     if info.is_main:
         model.save_pretrained(Path(config.out) / "model")
     return result
-
-
-def preset_from_argv(argv: list[str], presets: dict) -> str:
-    """The ``--preset`` value in ``argv`` (default "tiny"); picks the defaults tyro shows."""
-    for i, arg in enumerate(argv):
-        if arg.startswith("--preset="):
-            name = arg.split("=", 1)[1]
-        elif arg == "--preset" and i + 1 < len(argv):
-            name = argv[i + 1]
-        else:
-            continue
-        if name not in presets:
-            raise SystemExit(f"unknown --preset {name!r}; choose one of {sorted(presets)}")
-        return name
-    return "tiny"
-
-
-def recipe_main(argv: list[str] | None, config_cls: type, presets: dict, run, name: str) -> int:
-    """A recipe's command: preset defaults, typed CLI, run, one summary line, clean DDP exit."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    default = presets[preset_from_argv(argv, presets)]
-    config = parse_cli(config_cls, argv, prog=f"liftgs {name}", description=sys.modules[run.__module__].__doc__,
-                       default=replace(default))
-    try:
-        result = run(config)
-        if current_info().is_main:
-            print(f"{name}: {result.step} steps, final loss "
-                  f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
-                  f"{Path(config.out) / 'model'}")
-    finally:
-        cleanup_distributed()
-    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

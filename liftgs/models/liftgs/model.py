@@ -18,13 +18,15 @@ from torch import Tensor, nn
 
 from liftgs.config import from_dict, save_json_atomic, to_dict
 from liftgs.files import atomic_write
-from liftgs.model.config import ModelConfig
-from liftgs.model.decoder import GroundingDecoder
-from liftgs.model.encoder import SparseUNet
-from liftgs.model.gaussian_head import GaussianHead
-from liftgs.model.voxelize import VoxelBatch, group_cells, scatter_mean, voxelize
-from liftgs.types import Gaussians, Grounding, MaskFactors
+from liftgs.models.liftgs.config import ModelConfig
+from liftgs.models.liftgs.factors import FactoredGrounding, MaskFactors
+from liftgs.modules.decoder import GroundingDecoder
+from liftgs.modules.gaussian_head import GaussianHead
+from liftgs.modules.sparse_unet import SparseUNet
+from liftgs.modules.voxelize import VoxelBatch, group_cells, scatter_mean, voxelize
+from liftgs.types import Gaussians, Grounding
 
+FAMILY = "liftgs"  # the model folder's config.json names it (liftgs.models.load_model)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -84,11 +86,7 @@ class LiftGS(nn.Module):
         gaussians = self.gaussian_head(encoding.point_features, points, colors)
         starts = [0] + encoding.point_offsets[:-1].tolist()
         ends = encoding.point_offsets.tolist()
-        shared = {"feature_weight": gaussians.feature_weight, "feature_bias": gaussians.feature_bias}
-        per_scene = [Gaussians(**{k: (v[s:e] if v is not None else None) for k in
-                                  ("means", "quats", "scales", "opacities", "colors", "features",
-                                   "feature_basis") for v in [getattr(gaussians, k)]}, **shared)
-                     for s, e in zip(starts, ends)]
+        per_scene = [gaussians.point_slice(s, e) for s, e in zip(starts, ends)]
         scene_of = _scene_of_queries(query_scene, len(per_scene), len(groundings))
         return [(per_scene[b], groundings[i]) for i, b in enumerate(scene_of)]
 
@@ -103,7 +101,7 @@ class LiftGS(nn.Module):
         points, colors = points.to(dtype), colors.to(dtype)
         offsets = offsets.to(device=points.device, dtype=torch.long)
         vox = voxelize(points, colors, offsets, self.voxel_size)
-        feats = self.encoder(vox.features, vox.coords, vox.spatial_shape, vox.batch_size)  # [V, C]
+        feats = self.encoder(vox.features, vox.coords, vox.batch_size)  # [V, C]
         tokens, token_xyz, token_pad = self._pool_tokens(vox, feats)
         vbatch = vox.coords[:, 0].long()
         xyz = vox.centers - scatter_mean(vox.centers, vbatch, vox.batch_size)[vbatch]
@@ -141,7 +139,7 @@ class LiftGS(nn.Module):
         ``queries`` (used to ground many phrases in one scene without re-encoding it);
         ``query_scene`` [Bq] names each query set's scene for several scenes.
 
-        ``lazy_masks``: return the mask logits factored (``Grounding.mask_factors``, read with
+        ``lazy_masks``: return the mask logits factored (:class:`FactoredGrounding`, read with
         ``logits_at``) instead of computing them for every point. Pre-training renders only
         the Gaussians a view sees (~40 % of a room), so it evaluates only those."""
         B = encoding.tokens.shape[0]
@@ -169,10 +167,10 @@ class LiftGS(nn.Module):
         out = []
         for i, b in enumerate(scene):  # without pooling: every layer's logits from one product
             if lazy:
-                preds = [Grounding(mask_logits=None, token_logits=logits[i], mask_factors=f)
+                preds = [FactoredGrounding(mask_logits=None, token_logits=logits[i], mask_factors=f)
                          for f, (_, logits) in zip(factors[i], layers)]
-                out.append(Grounding(None, preds[-1].token_logits, aux=preds[:-1],
-                                     mask_factors=preds[-1].mask_factors))
+                out.append(FactoredGrounding(None, preds[-1].token_logits, aux=preds[:-1],
+                                             mask_factors=preds[-1].mask_factors))
                 continue
             masks = ([computed[j][i] for j in range(len(layers))] if use_pool else
                      self.mask_logits(torch.cat([emb[i] for emb, _ in layers]), feats[b], len(layers)))
@@ -277,7 +275,8 @@ class LiftGS(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``config.json`` and ``model.safetensors`` into directory ``path`` (atomically per file)."""
+        """Write ``config.json`` (the family and the :class:`ModelConfig`) and ``model.safetensors``
+        into directory ``path`` (atomically per file)."""
         from safetensors.torch import save
 
         if self.config is None:
@@ -287,7 +286,7 @@ class LiftGS(nn.Module):
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_write(path / WEIGHTS_NAME, "wb") as fh:
             fh.write(save(state, metadata={"format": "pt", "library": "liftgs"}))
-        save_json_atomic(path / CONFIG_NAME, to_dict(self.config))
+        save_json_atomic(path / CONFIG_NAME, {"family": FAMILY, **to_dict(self.config)})
         return path
 
     @classmethod
@@ -302,10 +301,8 @@ class LiftGS(nn.Module):
                 raise FileNotFoundError(f"{f}: missing; expected a directory written by LiftGS.save_pretrained")
         try:
             doc = json.loads(config_file.read_text())
-            if isinstance(doc, dict):
-                doc.setdefault("fuse_kernel", 3)  # written before the option existed: 3x3x3 fusion
-                doc.setdefault("mask_position", False)
-                doc.setdefault("mask_pooled_tokens", False)
+            if not isinstance(doc, dict) or doc.pop("family", None) != FAMILY:
+                raise ValueError(f"field 'family' must be {FAMILY!r}")
             config = from_dict(ModelConfig, doc)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err

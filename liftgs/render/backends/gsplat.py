@@ -1,4 +1,7 @@
-"""Optional GPU path through gsplat (CUDA only). Never imported on the CPU path."""
+"""The CUDA backend: gsplat's rasteriser behind ``render``'s signature and conventions.
+
+gsplat itself is imported only when this backend renders (it needs CUDA); on a CPU the
+module loads but never touches gsplat."""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import importlib.util
 
 import torch
 from torch import Tensor
+
+from liftgs.render.composite import RenderInfo
 
 
 def gsplat_available() -> bool:
@@ -17,8 +22,6 @@ def render_gsplat(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tenso
                   attributes: Tensor, viewmat: Tensor, K: Tensor, width: int, height: int,
                   background: Tensor | None = None):
     """gsplat's CUDA rasteriser with the same conventions; returns (image, alpha, info)."""
-    from liftgs.render.api import RenderInfo
-
     if not means.is_cuda:
         raise RuntimeError("render(backend='gsplat') needs CUDA tensors; use backend='torch' "
                            "on CPU")

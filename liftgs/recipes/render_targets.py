@@ -15,7 +15,9 @@ import torch
 from torch import Tensor
 
 from liftgs.losses.feature import LowRankFeatures
-from liftgs.types import Gaussians, Grounding, MaskFactors
+from liftgs.models.liftgs.factors import stacked_factors
+from liftgs.modules.gaussian_head import LowRankGaussians
+from liftgs.types import Gaussians, Grounding
 
 
 @dataclass
@@ -41,7 +43,8 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     g = gaussians
     layers = grounding_layers(grounding)
     m = layers[-1].token_logits.shape[0]
-    low_rank = want_features and g.feature_basis is not None and g.feature_weight is not None
+    low_rank = (want_features and isinstance(g, LowRankGaussians) and g.feature_basis is not None
+                and g.feature_weight is not None)
     if want_features and g.features is None and not low_rank:
         raise ValueError("the feature loss is on but the model predicts no Gaussian features")
     rgb = full = None
@@ -67,12 +70,11 @@ def _composite_supervised(sub, layers: list[Grounding], g: Gaussians, want_featu
                           low_rank: bool) -> tuple[Tensor, Tensor]:
     """Every layer's mask probabilities (and the features) composited at the sampled pixels.
 
-    With factored mask logits (``LiftGS.forward(lazy_masks=True)``) only the Gaussians these
+    With factored mask logits (``FactoredGrounding``, ``LiftGS.forward(lazy_masks=True)``) only the Gaussians these
     pixels see get logits, all layers from one product; otherwise every Gaussian's."""
     from liftgs.render import composite
 
-    factors = (MaskFactors.stack([layer.mask_factors for layer in layers])
-               if all(layer.mask_logits is None for layer in layers) else None)
+    factors = stacked_factors(layers)
     if factors is None:
         attrs = [torch.sigmoid(layer.logits_at()).T for layer in layers]  # L x [N, m]
         if want_features:

@@ -124,7 +124,7 @@ class PretrainDataset:
         self.negatives = int(negatives)
         self.bank = None
         if self.negatives > 0:  # built once, in scene order: a pure function of the data
-            from liftgs.train.negatives import NegativeBank
+            from liftgs.recipes.negatives import NegativeBank
 
             self.bank = NegativeBank.from_store(self.store, self.scenes, negative_frames, progress)
         self._views: OrderedDict[tuple[int, int], ViewData] = OrderedDict()

@@ -20,14 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import save_json_atomic, to_dict
+from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
+from liftgs.recipes.finetune_data import FinetuneDataset, FinetuneSample
+from liftgs.recipes.render_targets import grounding_layers
 from liftgs.train.batching import collate_groups, positive_map
-from liftgs.train.checkpoint import CheckpointError, latest_checkpoint
+from liftgs.train.checkpoint import resolve_model_dir
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
 from liftgs.train.optim import paper_optim
-from liftgs.train.pretrain import build_model, loss_scalars, recipe_main, scene_paths
-from liftgs.train.render_targets import grounding_layers
 
 
 @dataclass
@@ -77,22 +77,6 @@ PRESETS: dict[str, FinetuneConfig] = {
 }
 
 
-def resolve_pretrained(path: str | Path) -> Path:
-    """The model folder (config.json + safetensors) behind a run, checkpoint or model path."""
-    path = Path(path)
-    if not path.exists():
-        raise CheckpointError(f"{path}: pre-trained weights not found")
-    if path.is_dir() and any(path.glob("*.safetensors")) and (path / "config.json").is_file():
-        return path
-    if (path / "model").is_dir() and any((path / "model").glob("*.safetensors")):
-        return path / "model"
-    latest = latest_checkpoint(path)
-    if latest is not None and (latest / "model").is_dir():
-        return latest / "model"
-    raise CheckpointError(f"{path}: not a model folder (config.json + *.safetensors), a checkpoint "
-                          "(step_*/model) or a run directory holding either")
-
-
 def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int,
                   criterion) -> tuple[Tensor, dict[str, float]]:
     """3D grounding loss on Gaussian centres, averaged over the batch's scenes."""
@@ -131,11 +115,11 @@ def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, quer
 
 def load_initial_model(config: FinetuneConfig, text_dim: int):
     """Pre-trained (``--init``) or freshly built model, checked against the text width."""
-    from liftgs.model import LiftGS
+    from liftgs.models.liftgs import LiftGS
 
     if config.init is None:
         return build_model(config.preset, text_dim)
-    model = LiftGS.from_pretrained(resolve_pretrained(config.init))
+    model = LiftGS.from_pretrained(resolve_model_dir(config.init))
     if model.text_dim != text_dim:
         raise ValueError(f"{config.init}: the pre-trained model takes {model.text_dim}-d queries but "
                          f"the text encoder {config.text_encoder!r} gives {text_dim}-d vectors; "

@@ -3,7 +3,7 @@
 xyz + rgb of 5 cm voxels go through a U-shaped stack of 3x3x3 submanifold convolutions with
 2x down / up sampling (kernel 2, stride 2) between levels — the SpUNet design of PonderV2 /
 Pointcept — and come back as one feature vector per voxel, in input order. The convolutions
-are plain torch (:mod:`liftgs.model.sparse_conv`) so that training is bit-reproducible.
+are plain torch (:mod:`liftgs.modules.sparse_conv`) so that training is bit-reproducible.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from liftgs.model.sparse_conv import Rulebook, SubMConv3d, build_rulebook
-from liftgs.model.voxelize import group_cells
+from liftgs.modules.sparse_conv import Rulebook, SubMConv3d, build_rulebook
+from liftgs.modules.voxelize import group_cells
 
 
 def _bn(channels: int) -> nn.BatchNorm1d:
@@ -109,11 +109,8 @@ class SparseUNet(nn.Module):
             for i in range(1, L + 1))
         self.out = nn.Linear(channels[0], out_channels)
 
-    def forward(self, features: Tensor, coords: Tensor, spatial_shape: list[int] | None = None,
-                batch_size: int | None = None) -> Tensor:
-        """``features`` [V, C_in], ``coords`` [V, 4] (batch, x, y, z) -> [V, out_channels].
-
-        ``spatial_shape`` is accepted for spconv-style call sites and unused."""
+    def forward(self, features: Tensor, coords: Tensor, batch_size: int | None = None) -> Tensor:
+        """``features`` [V, C_in], ``coords`` [V, 4] (batch, x, y, z) -> [V, out_channels]."""
         coords = coords.long()
         B = int(batch_size) if batch_size is not None else int(coords[:, 0].max()) + 1
         rulebooks = [build_rulebook(coords)]

@@ -9,6 +9,7 @@ when no photometric loss is used (Table 4).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -17,6 +18,33 @@ from torch import Tensor, nn
 from liftgs.types import Gaussians
 
 _GEOMETRY_OUT = 3 + 3 + 4 + 1 + 3  # offset, log-scale, rotation, opacity, colour
+
+
+@dataclass
+class LowRankGaussians(Gaussians):
+    """Gaussians whose features are stored in low-rank form:
+    ``features = feature_basis @ feature_weight.T + feature_bias`` (``features`` stays None).
+
+    Compositing is linear, so a renderer can composite the narrow basis [N, H] and map the
+    pixels afterwards (exact, and F / H times fewer channels to render); the dense [N, F]
+    matrix would cost a large product per training step for nothing."""
+
+    feature_basis: Tensor | None = None  # [N, H]
+    feature_weight: Tensor | None = None  # [F, H]
+    feature_bias: Tensor | None = None  # [F]
+
+    def feature_vectors(self) -> Tensor | None:
+        if self.features is not None:
+            return self.features
+        if self.feature_basis is None or self.feature_weight is None:
+            return None
+        out = self.feature_basis @ self.feature_weight.T
+        return out + self.feature_bias if self.feature_bias is not None else out
+
+    def point_slice(self, start: int, end: int) -> "LowRankGaussians":
+        """The Gaussians of points ``start:end`` (the shared feature map is kept whole)."""
+        per_point = ("means", "quats", "scales", "opacities", "colors", "features", "feature_basis")
+        return replace(self, **{k: getattr(self, k)[start:end] for k in per_point if getattr(self, k) is not None})
 
 
 def _logit(p: float) -> float:
@@ -52,13 +80,12 @@ class GaussianHead(nn.Module):
         offset, scale, rot, opacity, color = g.split([3, 3, 4, 1, 3], dim=1)
         identity = torch.tensor([1.0, 0.0, 0.0, 0.0], dtype=g.dtype, device=g.device)
         base_color = torch.logit(colors.clamp(0.01, 0.99))
-        return Gaussians(
+        return LowRankGaussians(
             means=points + torch.tanh(offset) * (self.offset_bound * v),
             quats=F.normalize(rot + identity, dim=1),
             scales=torch.sigmoid(scale) * (self.scale_max * v),
             opacities=torch.sigmoid(opacity[:, 0]),
             colors=torch.sigmoid(base_color + color),
-            features=None,  # low-rank form only; Gaussians.feature_vectors() gives [N, F]
             # views, not the parameters themselves: DDP (find_unused_parameters) finds used
             # parameters by walking the outputs' autograd graph, where a bare leaf is invisible
             feature_basis=h, feature_weight=self.features.weight.view_as(self.features.weight),

@@ -84,10 +84,10 @@ def _load():
 
     if "NUMBA_THREADING_LAYER" not in os.environ:
         numba.config.THREADING_LAYER = "workqueue"
-    from liftgs.render import numba_composite, numba_kernels  # noqa: PLC0415
+    from liftgs.render.backends.numba import composite_kernels, kernels  # noqa: PLC0415
 
     _single_thread_scipy_blas()
-    return numba, numba_kernels, numba_composite
+    return numba, kernels, composite_kernels
 
 
 LAUNCH_LOCK = threading.RLock()
@@ -105,9 +105,9 @@ def _locked(fn):
 
 
 def _kernels():
-    numba, numba_kernels, _ = _load()
+    numba, kernels, _ = _load()
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    return numba_kernels
+    return kernels
 
 
 def _composite_kernels():

@@ -22,7 +22,6 @@ class VoxelBatch:
     centers: Tensor  # [V, 3] mean xyz (world) of the voxel's points
     point_to_voxel: Tensor  # [P] int64
     voxel_offsets: Tensor  # [B] int64, cumulative end index of each scene's voxels
-    spatial_shape: list[int]  # grid extent [X, Y, Z] covering every scene
     batch_size: int
 
 
@@ -83,8 +82,7 @@ def voxelize(points: Tensor, colors: Tensor, offsets: Tensor, voxel_size: float)
     V = unique.shape[0]
     features = scatter_mean(point_feats, inverse, V)
     centers = scatter_mean(points, inverse, V)
-    shape = (unique[:, 1:].max(0).values + 1).tolist() if V else [1, 1, 1]
     return VoxelBatch(
         coords=unique.int(), features=features, centers=centers, point_to_voxel=inverse,
-        voxel_offsets=voxel_offsets, spatial_shape=[int(s) for s in shape], batch_size=B,
+        voxel_offsets=voxel_offsets, batch_size=B,
     )

@@ -79,7 +79,7 @@ def build_rulebook(coords: Tensor, max_dense_cells: int = 1 << 26) -> Rulebook:
     keys = ((coords[:, 0] * X + xyz[:, 0]) * Y + xyz[:, 1]) * Z + xyz[:, 2]  # [V]
     shifts = (OFFSETS_3[:, 0] * Y + OFFSETS_3[:, 1]) * Z + OFFSETS_3[:, 2]  # [27]
     if B * X * Y * Z <= max_dense_cells and device.type == "cpu":
-        from liftgs.model.rulebook_kernel import dense_neighbours
+        from liftgs.modules.rulebook_kernel import dense_neighbours
 
         neighbour = torch.from_numpy(dense_neighbours(keys.numpy(), shifts.numpy(), B * X * Y * Z))
     elif B * X * Y * Z <= max_dense_cells:
@@ -101,7 +101,7 @@ def _rulebook_from_neighbours_compiled(neighbour: Tensor) -> Rulebook:
     """:func:`_rulebook_from_neighbours` as one compiled pass over the table (CPU): the torch
     version's boolean-mask gathers cost ~50 ms per scene at full resolution, a sixth of a
     training step's forward. Same arrays, tested against it."""
-    from liftgs.model.rulebook_kernel import rulebook_arrays
+    from liftgs.modules.rulebook_kernel import rulebook_arrays
 
     src, dst, counts, crow, dst_col, src_col = (torch.from_numpy(a) for a in
                                                  rulebook_arrays(neighbour.contiguous().numpy()))
