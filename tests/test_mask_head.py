@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from liftgs.models.liftgs import build_liftgs
-from test_model import batch_of, model, one_thread, room, small_config  # noqa: F401 (fixtures)
+from test_liftgs_model import batch_of, model, one_thread, room, small_config  # noqa: F401 (fixtures)
 
 
 def _reference_logits(model, encoding, queries, mask) -> list[list[torch.Tensor]]:

@@ -265,7 +265,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     import os
 
     from safetensors.torch import save_file
-    from test_train_infra import ddp_toy_check
+    from test_train_loop import ddp_toy_check
 
     from liftgs.train.distributed import cleanup_distributed, init_distributed
     from liftgs.recipes.pretrain import run_pretrain
@@ -299,7 +299,7 @@ def test_ddp_two_processes(dataset, tmp_path):
 
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
-    from test_train_infra import check_toy_ddp_result
+    from test_train_loop import check_toy_ddp_result
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
