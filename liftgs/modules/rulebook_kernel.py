@@ -1,7 +1,7 @@
 """Compiled (numba) construction of a 3x3x3 rulebook from its neighbour table.
 
 The reference is :func:`liftgs.modules.sparse_conv._rulebook_from_neighbours` (torch ops);
-``tests/test_model_sparse_conv.py`` checks that both give identical arrays.
+``tests/test_sparse_conv.py`` checks that both give identical arrays.
 """
 
 from __future__ import annotations

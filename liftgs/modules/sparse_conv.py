@@ -4,7 +4,7 @@ This is the computation spconv's CPU path performs (rulebook of neighbour pairs 
 offset), written with torch ops so that it is bit-reproducible with several threads:
 spconv 2.3.8's CPU path gave run-to-run differences with 2 threads (breaking exact resume)
 and, on some dense voxel sets, results that disagree with a dense ``conv3d`` reference.
-``tests/test_model_sparse_conv.py`` compares values and gradients with dense ``conv3d``.
+``tests/test_sparse_conv.py`` compares values and gradients with dense ``conv3d``.
 """
 
 from __future__ import annotations
