@@ -285,7 +285,9 @@ class LiftGS(nn.Module):
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         with atomic_write(path / WEIGHTS_NAME, "wb") as fh:
-            fh.write(save(state, metadata={"format": "pt", "library": "liftgs"}))
+            # one metadata key: safetensors writes a metadata map in arbitrary order, so several
+            # keys would make the bytes of identical weights differ between runs
+            fh.write(save(state, metadata={"format": "pt"}))
         save_json_atomic(path / CONFIG_NAME, {"family": FAMILY, **to_dict(self.config)})
         return path
 
