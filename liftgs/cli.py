@@ -3,6 +3,11 @@
 Each subcommand lives next to the code it drives and is imported only when it runs, so
 ``liftgs --help`` is instant. A subcommand module exposes ``main(argv: list[str]) -> int | None``
 and builds its own typed-dataclass CLI with tyro.
+
+The command owns its process, so it makes the process-wide runtime set-up
+(``liftgs.runtime.configure_runtime``: threads, numba's threading layer, scipy's BLAS) before
+dispatching; ``torchrun -m liftgs.cli`` goes through the same ``main``. Subcommands with their
+own ``--threads`` make it themselves once their options are parsed.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ground": ("liftgs.ground:main", "ground a phrase in a scene or a bare point cloud and write masks, boxes, renders"),
     "demo": ("liftgs.demo:main", "the end-to-end demo on the synthetic benchmark (writes report.md)"),
 }
+
+# subcommands that call configure_runtime themselves with their --threads
+CONFIGURES_ITSELF = frozenset({"demo", "pseudolabel"})
 
 
 def _usage() -> str:
@@ -47,6 +55,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"liftgs: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
         return 2
     target, _ = SUBCOMMANDS[name]
+    if name not in CONFIGURES_ITSELF and not {"-h", "--help"} & set(rest):
+        from liftgs.runtime import configure_runtime
+
+        configure_runtime()
     module_name, func_name = target.split(":")
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(rest) or 0)

@@ -1,4 +1,4 @@
-"""Fine-tuning with 3D labels (paper Sec 4; issue 6): referring expressions and category queries.
+"""Fine-tuning with 3D labels (paper Sec 4): referring expressions and category queries.
 
 The decoder's 3D masks are scored directly on the Gaussian centres (= input points):
 mask_probs = sigmoid(mask_logits), matched and scored by the same Hungarian matcher and
@@ -23,6 +23,7 @@ from liftgs.config import save_json_atomic, to_dict
 from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
 from liftgs.recipes.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.recipes.render_targets import grounding_layers
+from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, positive_map
 from liftgs.train.checkpoint import resolve_model_dir
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
@@ -67,7 +68,7 @@ class FinetuneConfig(RunConfig):
         if self.min_instance_points < 1 or self.negative_categories < 0 or self.loss_points < 0:
             raise ValueError("min_instance_points must be >= 1; negative_categories and "
                              "loss_points >= 0")
-        self.loop_config()
+        super().__post_init__()  # steps, batch and checkpoint numbers
 
 
 PRESETS: dict[str, FinetuneConfig] = {
@@ -127,6 +128,7 @@ def load_initial_model(config: FinetuneConfig, text_dim: int):
     return model
 
 
+@fork_rng()  # the run seeds the global RNGs; its caller gets its own states back
 def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_encoder=None,
                  on_step_end=None) -> TrainResult:
     """Build data (text encoded once), model and criterion from ``config`` and train."""

@@ -2,7 +2,7 @@
 
 No 3D labels: the model predicts Gaussians and 3D masks from the point cloud and pseudo
 queries (segment embeddings); masks, colours and features are rendered into the view and
-supervised by the segments (Hungarian-matched focal + dice + soft token CE, eq. 3-5), the
+supervised by the segments (Hungarian-matched cross-entropy + dice + soft token CE, eq. 3-5), the
 image (L1 + SSIM, eq. 6) and the segment embeddings (contrastive, eq. 7). ``--losses``
 reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+feat``.
 
@@ -23,6 +23,7 @@ from liftgs.config import save_json_atomic, to_dict
 from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
 from liftgs.recipes.pretrain_data import PretrainDataset, PretrainSample
 from liftgs.recipes.render_targets import render_view
+from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, one_hot_tokens
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
@@ -84,7 +85,7 @@ class PretrainConfig(RunConfig):
             raise ValueError(f"feature_negatives must be >= 0, got {self.feature_negatives}")
         if self.rgb_weight < 0 or self.feature_weight < 0:
             raise ValueError("loss weights must be >= 0")
-        self.loop_config()  # validates steps / batch / checkpoint numbers
+        super().__post_init__()  # steps, batch and checkpoint numbers
 
 
 PRESETS: dict[str, PretrainConfig] = {
@@ -156,6 +157,7 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
     return step_fn
 
 
+@fork_rng()  # the run seeds the global RNGs; its caller gets its own states back
 def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_end=None) -> TrainResult:
     """Build data, model and criterion from ``config`` and train; returns the loop's result."""
     from liftgs.losses import GroundingCriterion

@@ -37,7 +37,9 @@ class PseudolabelConfig:
     on_mismatch: Literal["error", "redo"] = "error"  # cached frames made with other settings
     batch_frames: int = 8  # frames labelled together (one text-encoder call)
     device: str = "cpu"
-    threads: int = 1  # torch CPU threads; 1 is fastest for the synthetic teacher's small text batches, 0 = torch default
+    threads: int = 1
+    """torch / numba threads of the command (library calls to ``run`` keep the caller's); 1 is
+    fastest for the synthetic teacher's small text batches, 0 = torch's default"""
     progress: bool = True
 
     def __post_init__(self) -> None:
@@ -76,29 +78,26 @@ def build_teacher(cfg: PseudolabelConfig):
 
 
 def run(cfg: PseudolabelConfig):
-    """Label ``cfg.scenes`` into ``cfg.out``; returns the :class:`RunSummary` (library entry point)."""
-    import torch
+    """Label ``cfg.scenes`` into ``cfg.out``; returns the :class:`RunSummary` (library entry point).
 
+    Runs on the caller's thread settings (``cfg.threads`` is applied by :func:`main` only).
+    """
     from liftgs.teachers.pipeline import jobs_from_root, pseudolabel
     from liftgs.teachers.store import PseudoLabelStore
 
-    previous = torch.get_num_threads()
-    if cfg.threads > 0:  # restored afterwards: callers (the demo) run other stages in this process
-        torch.set_num_threads(cfg.threads)
-    try:
-        jobs = jobs_from_root(cfg.scenes, split=cfg.split)
-        teacher = build_teacher(cfg)
-        return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,
-                           base_resolution=cfg.min_area_resolution, on_mismatch=cfg.on_mismatch,
-                           batch_frames=cfg.batch_frames, progress=cfg.progress)
-    finally:
-        torch.set_num_threads(previous)
+    jobs = jobs_from_root(cfg.scenes, split=cfg.split)
+    teacher = build_teacher(cfg)
+    return pseudolabel(jobs, teacher, PseudoLabelStore(cfg.out), area_at_base=cfg.min_area,
+                       base_resolution=cfg.min_area_resolution, on_mismatch=cfg.on_mismatch,
+                       batch_frames=cfg.batch_frames, progress=cfg.progress)
 
 
 def main(argv: list[str]) -> int:
     from liftgs.config import parse_cli
+    from liftgs.runtime import configure_runtime
 
     cfg = parse_cli(PseudolabelConfig, argv, prog="liftgs pseudolabel", description=__doc__.split("\n\n")[0])
+    configure_runtime(threads=cfg.threads or None)  # the command owns the process
     try:
         summary = run(cfg)
     except (RuntimeError, ValueError, OSError) as err:

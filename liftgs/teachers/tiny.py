@@ -4,13 +4,14 @@ No real SAM or CLIP weights exist on this kind of machine (nothing is downloaded
 time), so the SAM+CLIP code path is exercised end to end with checkpoints of the same
 architectures built from small configs, saved with ``save_pretrained`` and loaded back
 through the normal offline loaders. Their outputs are meaningless; their shapes are not.
+Weights are a function of ``seed`` alone; the caller's global RNG states are left untouched.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+from liftgs.runtime import fork_rng
 
 
 def write_tiny_sam(path: str | Path, image_size: int = 64, seed: int = 0) -> Path:
@@ -28,9 +29,9 @@ def write_tiny_sam(path: str | Path, image_size: int = 64, seed: int = 0) -> Pat
                                  iou_head_hidden_dim=32),
         initializer_range=1.0,
     )
-    torch.manual_seed(seed)
     path = Path(path)
-    SamModel(cfg).save_pretrained(path)
+    with fork_rng(seed):  # seeded weights; the caller's RNG states are left as they were
+        SamModel(cfg).save_pretrained(path)
     return path
 
 
@@ -65,8 +66,8 @@ def write_tiny_clip(path: str | Path, image_size: int = 32, projection_dim: int 
                            image_size=image_size, patch_size=8),
         projection_dim=projection_dim,
     )
-    torch.manual_seed(seed)
-    CLIPModel(cfg).save_pretrained(path)
+    with fork_rng(seed):
+        CLIPModel(cfg).save_pretrained(path)
     return path
 
 
@@ -101,7 +102,7 @@ def write_tiny_captioner(path: str | Path, seed: int = 0) -> Path:
                                 bos_token_id=vocab["<|startoftext|>"], eos_token_id=eos, pad_token_id=eos),
         image_token_index=vocab["<image>"], vision_feature_layer=-1,
     )
-    torch.manual_seed(seed)
-    LlavaForConditionalGeneration(cfg).save_pretrained(path)
+    with fork_rng(seed):
+        LlavaForConditionalGeneration(cfg).save_pretrained(path)
     processor.save_pretrained(path)
     return path

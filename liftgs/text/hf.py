@@ -15,7 +15,7 @@
 
 from __future__ import annotations
 
-import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,29 +25,37 @@ from torch import Tensor
 from liftgs.text.base import CachedEncoder
 
 
-def _offline() -> None:
-    """HF_HUB_OFFLINE semantics: nothing in this module may reach the network."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def _quiet_transformers() -> None:
+@contextmanager
+def _quiet_transformers():
+    """transformers' warnings and progress bars off while loading, restored afterwards
+    (its logging settings are process-wide)."""
     try:
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
-    except Exception:  # pragma: no cover - logging API moved; harmless
-        pass
+        verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    except Exception:  # pragma: no cover - logging API moved; load without quieting
+        yield
+        return
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
 
 
 def load_local(loaders, path: str | Path, what: str) -> list:
-    """``[L.from_pretrained(path, local_files_only=True) for L in loaders]`` with the network off
-    and transformers quiet; a failure is one ``OSError`` naming ``what`` and ``path``."""
-    _offline()
-    _quiet_transformers()
+    """``[L.from_pretrained(path, local_files_only=True) for L in loaders]``, transformers quiet;
+    a failure is one ``OSError`` naming ``what`` and ``path``.
+
+    ``local_files_only=True`` on a local folder is what keeps the network out: no environment
+    variable (``HF_HUB_OFFLINE``) is set, so the caller's process is left as it was.
+    """
     try:
-        return [loader.from_pretrained(Path(path), local_files_only=True) for loader in loaders]
+        with _quiet_transformers():
+            return [loader.from_pretrained(Path(path), local_files_only=True) for loader in loaders]
     except (OSError, ValueError) as err:
         raise OSError(f"cannot load {what} from {path}: {err}") from err
 

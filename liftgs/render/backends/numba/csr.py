@@ -9,12 +9,16 @@ once) each belongs to. Compositing is ``W @ attributes`` as per-tile BLAS GEMMs 
 over the pairs when the dense tile blocks would be mostly zeros); gradients per Gaussian are
 summed per column inside each tile and then over each Gaussian's columns in tile order, so
 every sum has a fixed order (bit-reproducible for any thread count). See docs/renderer.md.
+
+Process-wide settings are the caller's: ``liftgs.configure_runtime`` picks numba's threading
+layer and thread count and caps scipy's OpenBLAS (the kernels run correctly without it, only
+slower). The one state kept between calls is the forward walk's scratch, at most
+``SCRATCH_BYTES``; ``release_scratch()`` frees it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +36,7 @@ CAP_MAX = 128  # pairs per pixel kept by the single forward walk; longer rows wa
 GEMM_MIN_CHANNELS = 1  # composite with per-tile BLAS GEMMs from this many channels on,
 GEMM_MIN_DENSITY = 0.2  # when pairs fill at least this share of the dense tile blocks
 SPARSE_MIN_CHANNELS = 8  # from this many channels on, composite as torch CSR products instead
-SCRATCH_BYTES = 3 << 27  # budget of that walk's scratch rows (kept between calls)
+SCRATCH_BYTES = 3 << 27  # budget of that walk's scratch rows; at most this much is kept between calls
 
 
 @functools.cache
@@ -45,49 +49,26 @@ def numba_available() -> bool:
     return True
 
 
-def _single_thread_scipy_blas() -> None:
-    """Cap scipy's bundled OpenBLAS (the BLAS numba's ``np.dot`` calls) at one thread.
-
-    Each tile's GEMM is small and already runs on one numba thread; OpenBLAS's own threads
-    on top made those calls ~40x slower on this 2-core machine. torch's BLAS is untouched.
-    """
-    import ctypes  # noqa: PLC0415
-    import glob  # noqa: PLC0415
-
-    try:
-        import scipy  # noqa: PLC0415
-    except ImportError:
-        return
-    libs = os.path.join(os.path.dirname(scipy.__file__), os.pardir, "scipy.libs", "*openblas*")
-    for path in glob.glob(libs):
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for name in ("scipy_openblas_set_num_threads", "scipy_openblas_set_num_threads64_",
-                     "openblas_set_num_threads"):
-            fn = getattr(lib, name, None)
-            if fn is not None:
-                fn(1)
-                break
-
-
 @functools.cache
 def _load():
-    """Import numba and the kernels once, choosing numba's threading layer first.
+    """Import numba and the kernels once (they compile lazily on first use) and start
+    numba's thread pool.
 
-    numba's default OpenMP layer brings a second OpenMP runtime next to torch's; its idle
-    workers then slowed torch's own ops ~10x on this 2-core machine. The "workqueue" layer
-    sleeps when idle; it does not allow concurrent launches, hence ``LAUNCH_LOCK``.
+    The threading layer and thread counts are left to ``liftgs.configure_runtime``. Whatever
+    the layer, launches are serialised (``LAUNCH_LOCK``): the "workqueue" layer it picks does
+    not allow concurrent launches. Starting numba's OpenMP layer (numba's default when
+    nothing was configured) resets OpenMP's thread count, which torch shares; the caller's
+    torch thread count is put back.
     """
     import numba  # noqa: PLC0415
 
-    if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER = "workqueue"
     from liftgs.render.backends.numba import composite_kernels, kernels  # noqa: PLC0415
 
-    _single_thread_scipy_blas()
-    return numba, kernels, composite_kernels
+    threads = torch.get_num_threads()
+    numba.get_num_threads()  # starts the pool (a no-op once started)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+    return kernels, composite_kernels
 
 
 LAUNCH_LOCK = threading.RLock()
@@ -105,14 +86,11 @@ def _locked(fn):
 
 
 def _kernels():
-    numba, kernels, _ = _load()
-    numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-    return kernels
+    return _load()[0]
 
 
 def _composite_kernels():
-    _kernels()
-    return _load()[2]
+    return _load()[1]
 
 
 @dataclass
@@ -273,22 +251,28 @@ _SCRATCH: dict = {}
 
 
 def release_scratch() -> None:
-    """Free the walk's scratch rows (P x 128 x 12 B for float32; 384 MB at 512²)."""
+    """Free the walk's kept scratch rows (at most ``SCRATCH_BYTES``; 384 MiB by default)."""
     with LAUNCH_LOCK:
         _SCRATCH.clear()
 
 
 def _scratch(size: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The forward walk's scratch rows (entries, weights, raw alphas), kept between calls.
+    """The forward walk's scratch rows (entries, weights, raw alphas) of ``size`` entries.
 
-    Fresh pages cost a fault each (~0.1 s for 256 MB here); callers hold LAUNCH_LOCK.
+    Kept between calls because fresh pages cost a page fault each on every render. Bounded:
+    one dtype's buffers at a time and never more than ``SCRATCH_BYTES`` (a larger request,
+    only possible with more than ~16M pixels in one call, is allocated for that call alone);
+    ``release_scratch()`` frees them. The contents are never read before the walk writes
+    them, so reuse cannot change results. Callers hold LAUNCH_LOCK.
     """
-    key = np.dtype(dtype).str
-    buf = _SCRATCH.get(key)
+    dtype = np.dtype(dtype)
+    if size * (4 + 2 * dtype.itemsize) > SCRATCH_BYTES:
+        return np.empty(size, np.int32), np.empty(size, dtype), np.empty(size, dtype)
+    buf = _SCRATCH.get(dtype.str)
     if buf is None or buf[0].shape[0] < size:
-        _SCRATCH.clear()  # one dtype's buffers at a time bounds the memory kept
+        _SCRATCH.clear()  # free the old buffers before allocating the new ones
         buf = (np.empty(size, np.int32), np.empty(size, dtype), np.empty(size, dtype))
-        _SCRATCH[key] = buf
+        _SCRATCH[dtype.str] = buf
     return buf[0][:size], buf[1][:size], buf[2][:size]
 
 
