@@ -9,7 +9,7 @@ from pathlib import Path
 
 from torch import Tensor
 
-from liftgs.config import parse_cli
+from liftgs.config import ConfigError, parse_cli, read_json_object, update_config
 from liftgs.train.distributed import cleanup_distributed, current_info
 
 
@@ -57,18 +57,81 @@ def preset_from_argv(argv: list[str], presets: dict) -> str:
     return "tiny"
 
 
+CONFIG_FLAG_HELP = ("--config FILE starts from a saved run's config.json (or a JSON object of this "
+                    "command's settings) instead of a preset; flags given with it override its values.")
+
+
+def config_file_from_argv(argv: list[str]) -> tuple[list[str], Path | None]:
+    """``argv`` without ``--config FILE`` / ``--config=FILE``, and that file (None if absent)."""
+    rest, path = [], None
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config="):
+            path = Path(arg.split("=", 1)[1])
+        elif arg == "--config":
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise ConfigError("--config needs a FILE (a run's config.json)")
+            path = Path(argv[i + 1])
+            i += 1
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, path
+
+
+def config_from_file(path: Path, presets: dict, name: str):
+    """The ``name`` recipe's config saved in ``path``.
+
+    ``path`` is a run's config.json (``{"recipe": name, name: {...settings}, "model": ...}``, as
+    the recipes write it) or a bare JSON object of settings. Settings the file lacks keep the
+    values of the preset it names (``tiny`` if none).
+    """
+    data = read_json_object(path)
+    prefix = ""
+    if "recipe" in data:  # a run's config.json
+        if data["recipe"] != name:
+            raise ConfigError(f"{path}: recipe is {data['recipe']!r}, not {name!r} (run it with "
+                              f"`liftgs {data['recipe']} --config {path}`)")
+        if name not in data:
+            raise ConfigError(f"{path}: no {name!r} field holding the run's settings")
+        data, prefix = data[name], f"{name}."
+    preset = data.get("preset", "tiny") if isinstance(data, dict) else "tiny"
+    if preset not in presets:
+        raise ConfigError(f"{path}: {prefix}preset must be one of {sorted(presets)}, got {preset!r}")
+    return update_config(presets[preset], data, str(path), prefix)
+
+
+def parse_recipe_config(argv: list[str], config_cls: type, presets: dict, name: str,
+                        description: str | None = None):
+    """A recipe's config from its command line: the ``--preset`` (or ``--config FILE``)
+    defaults, then the typed flags on top."""
+    argv, path = config_file_from_argv(argv)
+    default = presets[preset_from_argv(argv, presets)] if path is None else config_from_file(path, presets, name)
+    description = f"{(description or '').strip()}\n\n{CONFIG_FLAG_HELP}".strip()
+    return parse_cli(config_cls, argv, prog=f"liftgs {name}", description=description, default=replace(default))
+
+
 def recipe_main(argv: list[str] | None, config_cls: type, presets: dict, run, name: str) -> int:
-    """A recipe's command: preset defaults, typed CLI, run, one summary line, clean DDP exit."""
+    """A recipe's command: preset or saved-config defaults, typed CLI, run, one summary line,
+    clean DDP exit."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    default = presets[preset_from_argv(argv, presets)]
-    config = parse_cli(config_cls, argv, prog=f"liftgs {name}", description=sys.modules[run.__module__].__doc__,
-                       default=replace(default))
+    try:
+        config = parse_recipe_config(argv, config_cls, presets, name, sys.modules[run.__module__].__doc__)
+    except ConfigError as err:  # the message names the file and the field
+        print(f"liftgs {name}: {err}", file=sys.stderr)
+        return 2
+    from liftgs.train.checkpoint import CheckpointError
+
     try:
         result = run(config)
         if current_info().is_main:
             print(f"{name}: {result.step} steps, final loss "
                   f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
                   f"{Path(config.out) / 'model'}")
+    except (ValueError, OSError, CheckpointError) as err:  # bad path or input: the message names it
+        print(f"liftgs {name}: {err}", file=sys.stderr)
+        return 2
     finally:
         cleanup_distributed()
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
@@ -30,14 +30,18 @@ Hook = Callable[[int, dict[str, float]], None]
 
 @dataclass
 class LoopConfig:
-    """Length, batch, seed and bookkeeping of a run."""
+    """Length, batch, seed and bookkeeping of a run: what :func:`run_training` reads.
 
-    steps: int = 1000
+    The defaults are the recipes' (the ``liftgs pretrain`` / ``finetune`` flags of these names).
+    """
+
+    steps: int = 2000
     """total optimiser steps of the run (a resumed run continues to this number)"""
     batch_size: int = 2
     """samples (scenes) per process per step; the global batch is batch_size * processes"""
     seed: int = 0
-    log_every: int = 1
+    log_every: int = 10
+    """log the scalars every this many steps (and after the last step)"""
     ckpt_every: int = 200
     """write a checkpoint every this many steps (and always after the last step)"""
     keep_last: int = 3
@@ -55,31 +59,20 @@ class LoopConfig:
 
 
 @dataclass
-class RunConfig:
-    """Fields every recipe shares: loop length, checkpoints, logging, device, optimiser.
+class RunConfig(LoopConfig):
+    """Fields every recipe shares: the loop's (:class:`LoopConfig`), resume, device, optimiser.
 
     ``PretrainConfig`` and ``FinetuneConfig`` extend it with their data and loss settings.
     """
 
-    steps: int = 2000
-    batch_size: int = 2
-    """scenes per process per step"""
-    seed: int = 0
     resume: bool = False
     """continue from the latest checkpoint in --out (bitwise the same result as no interruption)"""
-    ckpt_every: int = 200
-    keep_last: int = 3
-    log_every: int = 10
     device: str = "auto"
-    tensorboard: bool = True
-    progress: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def loop_config(self) -> LoopConfig:
-        return LoopConfig(steps=self.steps, batch_size=self.batch_size, seed=self.seed,
-                          log_every=self.log_every, ckpt_every=self.ckpt_every,
-                          keep_last=self.keep_last, tensorboard=self.tensorboard,
-                          progress=self.progress)
+        """The loop's fields alone, for :func:`run_training`."""
+        return LoopConfig(**{f.name: getattr(self, f.name) for f in fields(LoopConfig)})
 
 
 @dataclass
@@ -93,7 +86,11 @@ class TrainResult:
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
-    """Seed python, numpy and torch; ranks get different streams (dropout differs per rank)."""
+    """Seed python, numpy and torch; ranks get different streams (dropout differs per rank).
+
+    This replaces the process's global RNG states: the recipes call it only inside
+    ``liftgs.runtime.fork_rng``, which hands their callers' states back afterwards.
+    """
     s = int(seed) * 1000 + int(rank)
     random.seed(s)
     np.random.seed(s % (2**32))

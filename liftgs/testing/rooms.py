@@ -1,30 +1,40 @@
-"""Tiny fabricated rooms and fixtures shared by the recipe tests (test_pretrain, test_finetune).
+"""Tiny fabricated rooms with pseudo-labels, for tests and smoke runs of the training recipes.
 
-The rooms are built here with numpy (a floor and three coloured boxes, frames rendered by a
-point z-buffer, pseudo-labels = the instance map with one fixed embedding per category) so
-the recipe tests depend only on the scene format, the label store, the model, the renderer
-and the losses — not on the synthetic benchmark generator.
+The rooms are built with numpy (a floor and three coloured boxes, frames rendered by a point
+z-buffer, pseudo-labels = the instance map with one fixed embedding per category), so a run
+on them depends only on the scene format, the label store, the model, the renderer and the
+losses — not on the synthetic benchmark generator. :class:`RoomTextEncoder` maps category
+words to the very embeddings the pseudo-labels carry, so fine-tuning on the rooms'
+expressions is learnable without a real text model.
+
+    from liftgs.testing import write_rooms
+    write_rooms("smoke")  # smoke/data: scenes + splits.json, smoke/labels: pseudo-labels
+    # liftgs pretrain --data smoke/data --labels smoke/labels --out runs/smoke --steps 40
 """
 
 from __future__ import annotations
 
 import zlib
+from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 
 from liftgs.text.base import TextEncoding
 from liftgs.types import Camera, Expression, Frame, ObjectInfo, PseudoLabels, Scene
 
-DIM = 32
+EMBEDDING_DIM = 32
+"""width of the pseudo-label embeddings and of :class:`RoomTextEncoder`'s vectors"""
 CATEGORIES = ["chair", "table", "lamp", "bed"]
 COLORS = {"red": (0.9, 0.1, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.1, 0.2, 0.9)}
+
+__all__ = ["EMBEDDING_DIM", "CATEGORIES", "RoomTextEncoder", "fabricate_scene", "write_rooms",
+           "write_quick_rooms"]
 
 
 def _category_embedding(name: str) -> np.ndarray:
     rng = np.random.default_rng(CATEGORIES.index(name) + 100)
-    v = rng.normal(size=DIM)
+    v = rng.normal(size=EMBEDDING_DIM)
     return (v / np.linalg.norm(v)).astype(np.float32)
 
 
@@ -94,29 +104,33 @@ def fabricate_scene(scene_id: str, seed: int, size: int = 48) -> tuple[Scene, li
     return Scene(scene_id, points, colors, frames, ids, objects, expressions), labels
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Four fabricated rooms (3 train, 1 val) with pseudo-labels for every frame."""
+def write_rooms(root: str | Path, count: int = 4, val: int = 1) -> Path:
+    """``count`` fabricated rooms (the last ``val`` in the val split) under ``root/data`` with
+    pseudo-labels for every frame under ``root/labels``; returns ``root``."""
     from liftgs.io.scene_dir import write_scene, write_splits
     from liftgs.teachers.store import PseudoLabelStore
 
-    root = tmp_path_factory.mktemp("rooms")
+    root = Path(root)
     store = PseudoLabelStore(root / "labels")
     ids = []
-    for i in range(4):
+    for i in range(count):
         scene, labels = fabricate_scene(f"room{i}", seed=i)
         write_scene(scene, root / "data")
         for fr, lab in zip(scene.frames, labels):
             store.put(scene.scene_id, fr.name, lab)
         ids.append(scene.scene_id)
-    write_splits(root / "data", {"train": ids[:3], "val": ids[3:]})
+    write_splits(root / "data", {"train": ids[:count - val], "val": ids[count - val:]})
     return root
 
 
-class HashEncoder:
-    """A deterministic stand-in text encoder: words -> fixed vectors (no weights to load)."""
+class RoomTextEncoder:
+    """A deterministic stand-in text encoder: words -> fixed vectors (no weights to load).
 
-    name, dim = "hash", DIM
+    Category words get the embedding the fabricated pseudo-labels use for that category;
+    every other word a fixed pseudo-random vector seeded by its CRC32.
+    """
+
+    name, dim = "hash", EMBEDDING_DIM
 
     def encode(self, texts):
         tokens, spans, pooled = [], [], []
@@ -126,8 +140,7 @@ class HashEncoder:
                 start = t.index(w, pos)
                 sp.append((start, start + len(w)))
                 pos = start + len(w)
-            vecs = [torch.from_numpy(_category_embedding(w)) if w in CATEGORIES else
-                    torch.from_numpy(np.random.default_rng(zlib.crc32(w.encode())).normal(size=DIM)).float()
+            vecs = [torch.from_numpy(_category_embedding(w)) if w in CATEGORIES else _word_vector(w)
                     for w in words]
             tok = torch.stack(vecs).float()
             tokens.append(tok)
@@ -136,38 +149,34 @@ class HashEncoder:
         return TextEncoding(tokens=tokens, spans=spans, pooled=torch.stack(pooled))
 
 
-def _pre_config(dataset, out, **kw):
-    from liftgs.train.optim import OptimConfig
-    from liftgs.recipes.pretrain import PretrainConfig
-
-    base = dict(data=dataset / "data", labels=dataset / "labels", out=out, steps=40, batch_size=1,
-                image_size=32, num_pixels=512, ckpt_every=20, log_every=1, tensorboard=False,
-                progress=False, losses="ground", optim=OptimConfig(lr=1e-3))
-    base.update(kw)
-    return PretrainConfig(**base)
+def _word_vector(word: str) -> torch.Tensor:
+    rng = np.random.default_rng(zlib.crc32(word.encode()))
+    return torch.from_numpy(rng.normal(size=EMBEDDING_DIM)).float()
 
 
-@pytest.fixture(scope="module")
-def quick_rooms(tmp_path_factory):
-    """Two `quick` synthetic rooms pseudo-labelled by the synthetic teacher (hash text vectors).
+def write_quick_rooms(root: str | Path, count: int = 2, thin: int = 4) -> Path:
+    """``count`` ``quick`` synthetic rooms pseudo-labelled by the synthetic teacher (with
+    :class:`RoomTextEncoder` vectors), all in the train split; returns ``root``.
 
-    The fused clouds (~16k points) are thinned to every 4th point to keep the test inside its
-    CPU budget; frames and labels are untouched.
+    The fused clouds (~16k points) keep every ``thin``-th point so a CPU run stays short;
+    frames and labels are untouched.
     """
     from liftgs.io.scene_dir import write_scene, write_splits
     from liftgs.synth import QUICK, generate_room
     from liftgs.teachers.store import PseudoLabelStore, frame_key
     from liftgs.teachers.synthetic import SyntheticTeacher
 
-    root = tmp_path_factory.mktemp("quick")
-    store, teacher = PseudoLabelStore(root / "labels"), SyntheticTeacher(HashEncoder())
-    for i in range(2):
+    root = Path(root)
+    store, teacher = PseudoLabelStore(root / "labels"), SyntheticTeacher(RoomTextEncoder())
+    ids = []
+    for i in range(count):
         scene = generate_room(QUICK, seed=i, scene_id=f"quick{i}")
-        keep = slice(None, None, 4)
-        thin = Scene(scene.scene_id, scene.points[keep], scene.colors[keep], scene.frames,
-                     scene.instance_ids[keep], scene.objects, scene.expressions, scene.meta)
-        write_scene(thin, root / "data")
+        keep = slice(None, None, thin)
+        thinned = Scene(scene.scene_id, scene.points[keep], scene.colors[keep], scene.frames,
+                        scene.instance_ids[keep], scene.objects, scene.expressions, scene.meta)
+        write_scene(thinned, root / "data")
         for j, (fr, lab) in enumerate(zip(scene.frames, teacher.label_frames(scene.frames, scene))):
             store.put(scene.scene_id, frame_key(fr, j), lab)
-    write_splits(root / "data", {"train": ["quick0", "quick1"], "val": []})
+        ids.append(scene.scene_id)
+    write_splits(root / "data", {"train": ids, "val": []})
     return root

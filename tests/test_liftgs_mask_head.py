@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from liftgs.models.liftgs import build_liftgs
-from test_liftgs_model import batch_of, model, one_thread, room, small_config  # noqa: F401 (fixtures)
+
+from helpers.model_inputs import batch_of, room, small_config
 
 
 def _reference_logits(model, encoding, queries, mask) -> list[list[torch.Tensor]]:
