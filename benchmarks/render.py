@@ -1,13 +1,26 @@
 """Renderer speed and memory: compiled (numba) and torch CPU paths vs the dense reference.
 
     python benchmarks/render.py --threads 1     # full table (takes a few minutes)
-    python benchmarks/render.py --quick         # the target configurations only
+    python benchmarks/render.py --quick         # the two tracked configurations only
+    python benchmarks/render.py --layouts room --sizes 2000 --resolutions 64 --repeats 1  # smoke run
 
-Each configuration and backend runs in its own subprocess so that peak memory (ru_maxrss
-delta over the process's baseline after set-up and one warm-up render) is per run. Times
-are medians over repeats with torch.set_num_threads(--threads) (numba uses as many);
-"cpu ms" is the process CPU time of forward + backward (with one thread: the wall time
-minus waits for the core, which other jobs on a shared machine add).
+The tracked configurations are the pre-training view (room, 10k Gaussians, 128², 3+96+256
+channels) and a paper-resolution view (room, 50k Gaussians, 512², 3+96 channels).
+
+Timing: all fast backends of a configuration run in one fresh process; each renders once
+untimed (numba loads or compiles its kernels, caches fill), then they are timed in
+alternating order (A B, B A, ...) and the medians reported, so machine-load drift reaches every
+backend alike. The speed-up against the dense reference comes from its own process in which
+the first fast backend and the reference are both warmed up and then interleaved the same way
+(``--ref-repeats`` pairs). "cpu ms" is the process CPU time of forward + backward (with one
+thread: the wall time minus waits for the core, which other jobs on a shared machine add).
+Threads: ``liftgs.runtime.configure_runtime(threads=--threads)`` in every process.
+
+Memory: "peak MB" is the resident-memory growth of one forward + backward, measured in a fresh
+process per backend: after set-up and one untimed render, the kernel's high-water mark is
+reset and the RSS taken as baseline; peak = VmHWM after the render minus that baseline
+(``_measure.PeakRSS``). Memory kept between calls (numba's walk scratch) is in the baseline.
+
 Backward starts from fixed upstream gradients (``autograd.backward([values, alpha],
 [g_values, g_alpha])``), so no loss's own cost is counted.
 Layouts (5 cm scales, random rotations, opacities 0.5-0.9 throughout):
@@ -23,14 +36,14 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 
 import torch
+from _measure import PeakRSS, interleaved, run_worker
+
+from liftgs.runtime import configure_runtime
 
 CHANNELS = {"3": 3, "3+96": 99, "3+96+256": 355}
 
@@ -138,15 +151,9 @@ def _camera(res: int, eye, target, up=(0.0, 0.0, 1.0)) -> dict:
     return {"viewmat": vm, "K": K, "width": res, "height": res}
 
 
-def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-
-
-def worker(cfg: dict) -> dict:
-    """Run one configuration in this process; print timings and the peak-memory delta."""
-    from liftgs.render import composite, render_reference, render_weights
-
-    torch.set_num_threads(cfg["threads"])
+def _setup(cfg: dict):
+    """The configuration's Gaussians, attributes, camera and fixed upstream gradients."""
+    configure_runtime(threads=cfg["threads"])
     torch.manual_seed(0)
     if cfg["layout"] == "room":
         s = room_scene(cfg["n"], cfg["res"], cfg["room_file"])
@@ -155,39 +162,63 @@ def worker(cfg: dict) -> dict:
     geom = [s[k].requires_grad_(True) for k in ("means", "quats", "scales", "opacities")]
     attr = torch.rand(cfg["n"], cfg["channels"], requires_grad=True)
     cam = (s["viewmat"], s["K"], s["width"], s["height"])
-    fast = cfg["impl"] != "reference"
     P = cam[2] * cam[3]
     gen = torch.Generator().manual_seed(1)
-    g_values = torch.rand(P, cfg["channels"], generator=gen) / P  # fixed upstream gradients
-    g_alpha = torch.rand(P, generator=gen) / P
-    if fast:  # warm-up: numba loads (or compiles) its kernels on the first call
-        W = render_weights(*geom, *cam, backend=cfg["impl"])
-        torch.autograd.backward(list(composite(W, attr)), [g_values, g_alpha])
-        del W
-    base = _peak_mb()
-    fwd, bwd, cpu, extra = [], [], [], {}
-    for _ in range(cfg["repeats"]):
-        c0 = time.process_time()
-        t0 = time.perf_counter()
-        if fast:
-            W = render_weights(*geom, *cam, backend=cfg["impl"])
-            values, alpha = composite(W, attr)
-            extra["pairs_per_pixel"] = float((W.values.detach() > 0).sum()) / cam[2] / cam[3]
-        else:
-            values, alpha = render_reference(*geom, attr, *cam, chunk=cfg["chunk"])
-        t1 = time.perf_counter()
-        values, alpha = values.reshape(P, -1), alpha.reshape(P)
-        torch.autograd.backward([values, alpha], [g_values, g_alpha])
-        t2 = time.perf_counter()
-        cpu.append(1e3 * (time.process_time() - c0))
-        fwd.append(1e3 * (t1 - t0))
-        bwd.append(1e3 * (t2 - t1))
-        del values, alpha
-    peak = _peak_mb() - base
+    grads = [torch.rand(P, cfg["channels"], generator=gen) / P, torch.rand(P, generator=gen) / P]
+    return geom, attr, cam, grads
+
+
+def _forward_backward(impl: str, cfg: dict, geom, attr, cam, grads, extra: dict | None = None) -> dict[str, float]:
+    """One render of ``impl`` and its backward from the fixed gradients; (fwd, bwd) seconds."""
+    from liftgs.render import composite, render_reference, render_weights
+
+    P = cam[2] * cam[3]
+    t0 = time.perf_counter()
+    if impl == "reference":
+        values, alpha = render_reference(*geom, attr, *cam, chunk=cfg["chunk"])
+    else:
+        W = render_weights(*geom, *cam, backend=impl)
+        values, alpha = composite(W, attr)
+    t1 = time.perf_counter()
+    if extra is not None and impl != "reference":  # outside the timed forward
+        extra["pairs_per_pixel"] = float((W.values.detach() > 0).sum()) / P
+    torch.autograd.backward([values.reshape(P, -1), alpha.reshape(P)], grads)
+    t2 = time.perf_counter()
+    for t in (*geom, attr):
+        t.grad = None
+    return {"fwd": t1 - t0, "bwd": t2 - t1}
+
+
+def time_worker(cfg: dict) -> dict:
+    """Every backend of ``cfg["impls"]`` in this one process: each warmed up once, then timed
+    in alternating order (:func:`_measure.interleaved`), so speed-ups are warm against warm."""
+    geom, attr, cam, grads = _setup(cfg)
+    extra: dict = {}
+    sides = {impl: (lambda impl=impl: _forward_backward(impl, cfg, geom, attr, cam, grads, extra))
+             for impl in cfg["impls"]}
+    times = interleaved(sides, cfg["repeats"])
+    out = {impl: {"fwd_ms": 1e3 * statistics.median(t["fwd"]), "bwd_ms": 1e3 * statistics.median(t["bwd"]),
+                  "cpu_ms": 1e3 * statistics.median(t["cpu"])} for impl, t in times.items()}
+    fast = [i for i in cfg["impls"] if i != "reference"]
     if fast and cfg.get("channel_cost"):
-        extra.update(_channel_cost(W, cfg))
-    return {"fwd_ms": statistics.median(fwd), "bwd_ms": statistics.median(bwd),
-            "cpu_ms": statistics.median(cpu), "peak_mb": peak, **extra}
+        from liftgs.render import render_weights
+
+        for impl in fast:
+            out[impl].update(_channel_cost(render_weights(*geom, *cam, backend=impl), cfg))
+    return {"times": out, **extra}
+
+
+def memory_worker(cfg: dict) -> dict:
+    """Peak RSS growth of one forward + backward of ``cfg["impl"]`` in this fresh process.
+
+    A fast backend renders once untimed first, so loading numba's kernels is not counted; the
+    high-water mark is reset after that and the baseline is the RSS then (:class:`PeakRSS`)."""
+    geom, attr, cam, grads = _setup(cfg)
+    if cfg["impl"] != "reference":
+        _forward_backward(cfg["impl"], cfg, geom, attr, cam, grads)
+    with PeakRSS() as mem:
+        _forward_backward(cfg["impl"], cfg, geom, attr, cam, grads)
+    return {"peak_mb": mem.growth_mb, "exact": mem.exact}
 
 
 def _channel_cost(W, cfg: dict) -> dict:
@@ -209,18 +240,9 @@ def _channel_cost(W, cfg: dict) -> dict:
     return out
 
 
-def run(cfg: dict) -> dict | None:
-    cmd = [sys.executable, __file__, "--worker", json.dumps(cfg)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        print(f"# {cfg} failed: {proc.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only the target configurations")
+    ap.add_argument("--quick", action="store_true", help="only the goal configurations")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--backends", default="numba,torch", help="fast backends, comma-separated")
@@ -228,23 +250,29 @@ def main() -> None:
     ap.add_argument("--ref-max-pairs", type=float, default=2e8,
                     help="run the dense reference when N * pixels <= this")
     ap.add_argument("--layouts", default="room,random", help="of room, box, random")
+    ap.add_argument("--sizes", default="10000,50000", help="Gaussian counts of the full table")
+    ap.add_argument("--resolutions", default="128,512", help="image sides of the full table")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        cfg = json.loads(args.worker)
+        print(json.dumps(memory_worker(cfg) if cfg["mode"] == "memory" else time_worker(cfg)))
         return
+    configure_runtime(threads=args.threads)
     if args.quick:
         grid = [("room", 10_000, 128, "3+96+256"), ("room", 50_000, 512, "3+96")]
     else:
-        grid = [(lay, n, res, ch) for lay in args.layouts.split(",") for n in (10_000, 50_000)
-                for res in (128, 512) for ch in CHANNELS]
+        grid = [(lay, n, res, ch) for lay in args.layouts.split(",") for n in map(int, args.sizes.split(","))
+                for res in map(int, args.resolutions.split(",")) for ch in CHANNELS]
     tmp = tempfile.TemporaryDirectory()
     room_file = os.path.join(tmp.name, "room.npz")
     if any(lay == "room" for lay, *_ in grid):
         synth_room_file(room_file)
     backends = [b for b in args.backends.split(",") if b]
-    print(f"torch {torch.__version__}, threads {args.threads}, medians of {args.repeats} "
-          f"(reference: {args.ref_repeats}); peak = ru_maxrss growth in a fresh process; "
+    print(f"torch {torch.__version__}, threads {args.threads}; times: medians of {args.repeats} "
+          f"(reference: {args.ref_repeats}) after one warm-up of every backend, backends timed in "
+          f"alternating order in one process; peak MB: resident-memory growth of one forward + backward "
+          f"in a fresh process (VmHWM after minus VmRSS before, high-water mark reset after the warm-up); "
           f"load average at start {os.getloadavg()[0]:.1f}\n")
     head = ["layout", "N", "res", "channels", "pairs/px"]
     for b in backends:
@@ -252,36 +280,46 @@ def main() -> None:
     head += ["ref fwd+bwd ms", "ref peak MB", "speed-up vs ref"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
+    script = os.path.abspath(__file__)
     for lay, n, res, ch in grid:
-        cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch],
-               "repeats": args.repeats, "threads": args.threads, "chunk": 1024,
-               "room_file": room_file,
-               "channel_cost": ch == "3+96" and lay == "room" or args.quick}
-        results = {b: run(cfg | {"impl": b}) for b in backends}
-        ref = None
-        if n * res * res <= args.ref_max_pairs:
-            ref = run(cfg | {"impl": "reference", "repeats": args.ref_repeats,
-                             "channel_cost": False})
-        first = next((r for r in results.values() if r is not None), None)
-        row = [lay, f"{n // 1000}k", f"{res}²", ch,
-               f"{first['pairs_per_pixel']:.1f}" if first else "—"]
+        cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch], "threads": args.threads,
+               "chunk": 1024, "room_file": room_file}
+        with_ref = n * res * res <= args.ref_max_pairs
+        impls = backends + (["reference"] if with_ref else [])
+        # the reference is slow: time it only --ref-repeats times, and the fast backends in a run of their own
+        timed = run_worker(script, cfg | {"mode": "time", "impls": backends, "repeats": args.repeats,
+                                          "channel_cost": ch == "3+96" and lay == "room" or args.quick})
+        vs_ref = None
+        if with_ref:
+            vs_ref = run_worker(script, cfg | {"mode": "time", "impls": [backends[0], "reference"],
+                                               "repeats": args.ref_repeats})
+        mem = {b: run_worker(script, cfg | {"mode": "memory", "impl": b}) for b in impls}
+        times = timed["times"] if timed else {}
+        row = [lay, f"{n // 1000}k", f"{res}²", ch, f"{timed['pairs_per_pixel']:.1f}" if timed else "—"]
         for b in backends:
-            r = results[b]
+            r, m = times.get(b), mem.get(b)
             row += ([f"{r['fwd_ms']:.0f}", f"{r['bwd_ms']:.0f}", f"{r['fwd_ms'] + r['bwd_ms']:.0f}",
-                     f"{r['cpu_ms']:.0f}", f"{r['peak_mb']:.0f}"] if r else ["failed"] * 5)
-        if ref is not None and first is not None:
+                     f"{r['cpu_ms']:.0f}"] if r else ["failed"] * 4) + [_mb(m)]
+        if vs_ref is not None:
+            ref, fast = vs_ref["times"]["reference"], vs_ref["times"][backends[0]]
             rt = ref["fwd_ms"] + ref["bwd_ms"]
-            row += [f"{rt:.0f}", f"{ref['peak_mb']:.0f}",
-                    f"{rt / (first['fwd_ms'] + first['bwd_ms']):.0f}x"]
+            row += [f"{rt:.0f}", _mb(mem.get("reference")),
+                    f"{rt / (fast['fwd_ms'] + fast['bwd_ms']):.0f}x ({backends[0]})"]
         else:
             row += ["—", "—", "—"]
         print("| " + " | ".join(row) + " |", flush=True)
         for b in backends:
-            r = results[b]
+            r = times.get(b)
             if r and "composite_3ch_ms" in r:
                 c3, c259 = r["composite_3ch_ms"], r["composite_259ch_ms"]
                 print(f"|   {b}, given W: composite fwd+bwd 3 ch {c3:.1f} ms, 3+256 ch "
                       f"{c259:.1f} ms ({c259 / c3:.1f}x) |", flush=True)
+
+
+def _mb(result: dict | None) -> str:
+    if result is None or result["peak_mb"] is None:
+        return "failed" if result is None else "n/a"
+    return f"{result['peak_mb']:.0f}" + ("" if result["exact"] else " (upper bound)")
 
 
 if __name__ == "__main__":

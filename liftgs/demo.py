@@ -38,9 +38,8 @@ class DemoPlan:
     batch_size: int = 1
 
 
-# Sized for the 2-core reference machine with one thread: a pre-training step (2 views) takes
-# ~1.4-2 s, a fine-tuning step (4 query sets) ~1.3-2.5 s, an evaluation ~4 s per room.
-# quick <= 10 minutes, full <= 60 minutes.
+# Sized for a small CPU with one thread: the quick plan is meant to finish in minutes, the
+# full one within an hour.
 PLANS = {
     "quick": DemoPlan(rooms=16, pretrain_steps=100, finetune_steps=20, eval_scenes=3),
     "full": DemoPlan(rooms=60, pretrain_steps=600, finetune_steps=100, eval_scenes=10),
@@ -66,7 +65,8 @@ class DemoConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 1
-    """torch / numba threads; one was fastest on the 2-core reference machine"""
+    """torch / numba threads of the command (library calls to ``run_demo`` keep the caller's);
+    one was fastest on the 2-core reference machine"""
     fresh: bool = False
     """delete --out first instead of reusing it"""
 
@@ -271,9 +271,6 @@ def run_demo(config: DemoConfig) -> Path:
 
     if config.fresh and Path(config.out).exists():
         shutil.rmtree(config.out)
-    import torch
-
-    torch.set_num_threads(config.threads)
     state = DemoState(config, config.plan())
     t0 = time.perf_counter()
     data = stage_data(state)
@@ -283,17 +280,22 @@ def run_demo(config: DemoConfig) -> Path:
     stage_zero_shot(state, data, pretrained, encoder)
     stage_finetune(state, data, pretrained, encoder)
     done = _stage(state, "6/6 report")
-    report = write_report(state, data, encoder)
-    done()
-    state.timings["total"] = time.perf_counter() - t0
-    save_json_atomic(state.out / "results.json", {"plan": state.plan.__dict__, "results": state.results,
-                                                  "timings": state.timings})
+    try:
+        report = write_report(state, data, encoder)  # ExampleRenderError: report written, demo fails
+    finally:  # the numbers are kept either way
+        done()
+        state.timings["total"] = time.perf_counter() - t0
+        save_json_atomic(state.out / "results.json", {"plan": state.plan.__dict__, "results": state.results,
+                                                      "timings": state.timings})
     print(f"\nreport: {report}  (total {state.timings['total'] / 60:.1f} min)")
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
+    from liftgs.runtime import configure_runtime
+
     argv = list(sys.argv[1:] if argv is None else argv)
     config = parse_cli(DemoConfig, argv, prog="liftgs demo", description=__doc__.split("\n\n")[0])
+    configure_runtime(threads=config.threads)  # the command owns the process
     run_demo(config)
     return 0

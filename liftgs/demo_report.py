@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numpy as np
+class ExampleRenderError(RuntimeError):
+    """The examples of ``report.md`` could not be rendered. The report was still written, with
+    the error at its top, so the tables of a long run are not lost; the demo then fails."""
+
 
 METRICS = (("ap", "AP"), ("ap50", "AP50"), ("ap25", "AP25"), ("acc@0.25", "Acc@0.25"), ("acc@0.5", "Acc@0.5"))
 
@@ -98,6 +101,9 @@ def examples(state, data: Path, encoder, count: int = 2) -> list[str]:
 
 
 def write_report(state, data: Path, encoder) -> Path:
+    """Write ``<out>/report.md``. If the examples cannot be rendered the report is written with
+    the error at its top and :class:`ExampleRenderError` is raised: a report that silently
+    lacks its examples would hide a broken ``liftgs ground`` path."""
     res, plan = state.results, state.plan
     rows = res.get("finetune", [])
     plot = scaling_plot(rows, state.out / "scaling.png") if rows else None
@@ -123,10 +129,14 @@ def write_report(state, data: Path, encoder) -> Path:
                *comparison_lines(rows), ""]
     if plot:
         md += [f"![data scaling]({plot.name})", ""]
+    failure = None
     try:
         ex = examples(state, data, encoder)
-    except Exception as err:  # examples are illustrations: report, don't fail the demo
-        ex = [f"(examples could not be rendered: {err})"]
+    except Exception as err:  # noqa: BLE001 - written into the report, then raised below
+        failure = err
+        ex = [f"**Examples could not be rendered:** `{type(err).__name__}: {err}`", ""]
+        md[1:1] = ["", f"> **Error: this report is incomplete.** Rendering the examples failed with "
+                       f"`{type(err).__name__}: {err}` (see the Examples section)."]
     md += ["## Examples", "", *ex]
     md += ["## Timings", "", "| stage | seconds |", "|---|---|",
            *[f"| {k} | {v:.0f} |" for k, v in state.timings.items()], ""]
@@ -134,4 +144,7 @@ def write_report(state, data: Path, encoder) -> Path:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(md))
     tmp.replace(path)
+    if failure is not None:
+        raise ExampleRenderError(f"{path}: rendering the examples failed ({type(failure).__name__}: "
+                                 f"{failure}); the tables were written, the examples are missing") from failure
     return path

@@ -14,8 +14,10 @@ def test_demo_end_to_end(tmp_path):
     cfg = DemoConfig(out=out, rooms=5, pretrain_steps=2, finetune_steps=1, fractions=(0.5, 1.0), noise=0.1)
     report = run_demo(cfg)
     text = report.read_text()
-    for heading in ("Zero-shot grounding", "Fine-tuning: scratch vs pre-trained", "Timings"):
+    for heading in ("Zero-shot grounding", "Fine-tuning: scratch vs pre-trained", "Examples", "Timings"):
         assert heading in text
+    shown = [line for line in text.splitlines() if line.startswith("![view 0](examples/")]
+    assert shown and all((out / line.split("(")[1].split(")")[0]).is_file() for line in shown)
     results = json.loads((out / "results.json").read_text())
     rows = results["results"]["finetune"]
     assert {(r["init"], r["fraction"]) for r in rows} == {(i, f) for i in ("scratch", "pretrained")

@@ -215,20 +215,27 @@ def test_model_grounder_calls_the_inference_api(dataset, monkeypatch):
 @pytest.mark.slow
 def test_tiny_model_end_to_end(dataset, tmp_path):
     """The real model path: LiftGS.from_pretrained + liftgs.models.liftgs.inference on the fixture."""
-    model_mod = pytest.importorskip("liftgs.models.liftgs")
-    pytest.importorskip("liftgs.models.liftgs.inference")
     import torch
 
     from liftgs.eval.runner import ModelGrounder
+    from liftgs.models.liftgs import LiftGS, ModelConfig, build_liftgs
 
     torch.manual_seed(0)
     ckpt = tmp_path / "ckpt"
-    model_mod.build_liftgs(model_mod.ModelConfig.tiny(text_dim=384)).save_pretrained(ckpt)
-    model = model_mod.LiftGS.from_pretrained(ckpt).eval()
+    build_liftgs(ModelConfig.tiny(text_dim=384)).save_pretrained(ckpt)
+    model = LiftGS.from_pretrained(ckpt).eval()
+    grounder = ModelGrounder(model, WordEncoder(), top_k=3)
+    scene = scenes_of(dataset)[0]
+    masks, scores = grounder.phrases(scene, ["chair"])[0]
+    assert masks.shape == (3, scene.num_points) and masks.dtype == bool and masks.any(axis=1).all()
+    assert np.all(np.diff(scores) <= 0) and np.all((scores > 0) & (scores <= 1))  # ranked, calibrated
     cfg = EvalConfig(checkpoint=ckpt, data=dataset, out=tmp_path / "out", max_scenes=1, top_k=3)
-    res = run_checkpoint(cfg, grounder=ModelGrounder(model, WordEncoder(), top_k=3))
-    s = res.instseg.summary()
-    assert all(math.isnan(v) or 0.0 <= v <= 1.0 for v in s.values())  # untrained: any valid value
+    res = run_checkpoint(cfg, grounder=grounder)
+    per_class = res.instseg.per_class()
+    assert sorted(per_class) == ["chair", "table"]  # the categories of the one evaluated scene
+    # both classes have GT, so every AP is computed (NaN would fail the range check)
+    assert all(0.0 <= v <= 1.0 for ap in per_class.values() for v in ap.values())
+    assert res.instseg.summary()["ap"] == pytest.approx((per_class["chair"]["ap"] + per_class["table"]["ap"]) / 2)
     assert res.accuracy["overall"]["n"] == 3 and res.f1["overall"]["n"] == 5
 
 

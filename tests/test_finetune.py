@@ -1,11 +1,14 @@
-"""Fine-tuning with 3D labels end to end on tiny fabricated rooms (recipe_rooms), and the
+"""Fine-tuning with 3D labels end to end on tiny fabricated rooms (liftgs.testing.rooms), and the
 recipes' bad-input errors."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from recipe_rooms import HashEncoder, _pre_config, dataset  # noqa: F401  (fixtures are found by name)
+
+from liftgs.testing.rooms import RoomTextEncoder
+
+from helpers.recipe_configs import pretrain_config
 
 
 def test_finetune_loss_falls_from_pretrained(dataset, tmp_path):
@@ -16,13 +19,13 @@ def test_finetune_loss_falls_from_pretrained(dataset, tmp_path):
     from liftgs.train.optim import OptimConfig
     from liftgs.recipes.pretrain import run_pretrain, scene_paths
 
-    run_pretrain(_pre_config(dataset, tmp_path / "pre", steps=2))
+    run_pretrain(pretrain_config(dataset, tmp_path / "pre", steps=2))
     cfg = FinetuneConfig(data=dataset / "data", out=tmp_path / "ft", init=tmp_path / "pre",
                          task="both", steps=40, batch_size=1, ckpt_every=20, log_every=1,
                          tensorboard=False, progress=False, optim=OptimConfig(lr=1e-3, warmup_steps=5))
-    res = run_finetune(cfg, text_encoder=HashEncoder())
+    res = run_finetune(cfg, text_encoder=RoomTextEncoder())
     assert res.step == 40 and (tmp_path / "ft" / "model" / "model.safetensors").is_file()
-    ds = FinetuneDataset(scene_paths(cfg.data, "train"), HashEncoder(), seed=0, task="both")
+    ds = FinetuneDataset(scene_paths(cfg.data, "train"), RoomTextEncoder(), seed=0, task="both")
     step = make_step_fn(ds, GroundingCriterion(), torch.device("cpu"))
     probe = list(range(1000, 1006))
     before = probe_loss(LiftGS.from_pretrained(tmp_path / "pre" / "model"), step, probe)
@@ -48,10 +51,10 @@ def test_finetune_exact_resume(dataset, tmp_path):
                               ckpt_every=2, tensorboard=False, progress=False, resume=resume,
                               data_fraction=0.67, loss_points=500)
 
-    run_finetune(cfg(tmp_path / "full"), text_encoder=HashEncoder())
+    run_finetune(cfg(tmp_path / "full"), text_encoder=RoomTextEncoder())
     with pytest.raises(Killed):
-        run_finetune(cfg(tmp_path / "cut"), text_encoder=HashEncoder(), on_step_end=kill)
-    run_finetune(cfg(tmp_path / "cut", resume=True), text_encoder=HashEncoder())
+        run_finetune(cfg(tmp_path / "cut"), text_encoder=RoomTextEncoder(), on_step_end=kill)
+    run_finetune(cfg(tmp_path / "cut", resume=True), text_encoder=RoomTextEncoder())
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
     b = load_file(str(tmp_path / "cut" / "model" / "model.safetensors"))
     for k in a:
@@ -63,17 +66,17 @@ def test_finetune_data_fraction_and_targets(dataset):
     from liftgs.recipes.pretrain import scene_paths
 
     paths = scene_paths(dataset / "data", "train")
-    ds = FinetuneDataset(paths, HashEncoder(), seed=0, task="refer", data_fraction=0.34)
+    ds = FinetuneDataset(paths, RoomTextEncoder(), seed=0, task="refer", data_fraction=0.34)
     assert len(ds.scenes) == 2 and len(ds) == 6  # ceil(0.34 * 3) scenes x 3 expressions
     s = ds.sample(0)
     text_tokens = s.queries.shape[0]
     assert s.task == "refer" and s.target_masks.shape[0] == 1 and text_tokens == 6
     assert s.token_sets == [[1, 2]]  # "the <colour> <category> in the room": tokens 1-2
-    inst = FinetuneDataset(paths, HashEncoder(), seed=0, task="instseg", negative_categories=1)
+    inst = FinetuneDataset(paths, RoomTextEncoder(), seed=0, task="instseg", negative_categories=1)
     t = inst.sample(0)
     assert t.queries.shape[0] == 4 and t.target_masks.shape[0] == 3  # 3 present + 1 absent
     assert sorted(x[0] for x in t.token_sets) == sorted({x[0] for x in t.token_sets})
-    both = FinetuneDataset(paths, HashEncoder(), seed=0, task="both")
+    both = FinetuneDataset(paths, RoomTextEncoder(), seed=0, task="both")
     for pos in range(3):
         group = both.sample_group(pos, 3)
         first = both.sample(pos)
@@ -84,7 +87,7 @@ def test_finetune_data_fraction_and_targets(dataset):
         both.sample_group(0, 0)
 
 
-def test_bad_inputs_give_clear_errors(dataset, tmp_path):
+def test_bad_inputs_give_clear_errors(dataset, tmp_path, capsys):
     from liftgs.io.errors import DataError
     from liftgs.train.checkpoint import CheckpointError
     from liftgs.train.checkpoint import resolve_model_dir
@@ -93,8 +96,9 @@ def test_bad_inputs_give_clear_errors(dataset, tmp_path):
     with pytest.raises(DataError, match="pseudo-labels"):
         from liftgs.recipes.pretrain import run_pretrain
 
-        run_pretrain(_pre_config(dataset, tmp_path / "x", labels=tmp_path / "empty"))
+        run_pretrain(pretrain_config(dataset, tmp_path / "x", labels=tmp_path / "empty"))
     with pytest.raises(CheckpointError, match="not a model folder"):
         resolve_model_dir(tmp_path)
-    with pytest.raises(ValueError, match="--data"):
-        pretrain_main(["--out", str(tmp_path / "y")])
+    assert pretrain_main(["--out", str(tmp_path / "y")]) == 2  # one line on stderr, no traceback
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "liftgs pretrain: pretrain needs --data DIR (scene directories) and --labels DIR (pseudo-labels)"]

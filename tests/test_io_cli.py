@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from liftgs.cli import main
-from liftgs.io.fixtures import write_rgbd_folder, write_scannet_scan, write_scanrefer, write_sr3d
+from liftgs.testing.datasets import write_rgbd_folder, write_scannet_scan, write_scanrefer, write_sr3d
 from liftgs.io.scene_dir import list_scenes, read_scene, read_splits
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*pose holds NaN")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from liftgs.io.errors import DataError
-from liftgs.io.fixtures import write_nr3d, write_scanrefer, write_sr3d
+from liftgs.testing.datasets import write_nr3d, write_scanrefer, write_sr3d
 from liftgs.io.referring import attach_expressions, find_mention, read_referit3d, read_scanrefer
 from liftgs.io.scene_dir import read_scene, write_scene
 from liftgs.types import ObjectInfo, Scene

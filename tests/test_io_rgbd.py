@@ -10,7 +10,7 @@ from PIL import Image
 
 from liftgs.geometry import project_points
 from liftgs.io.errors import DataError
-from liftgs.io.fixtures import PlaneRig, write_rgbd_folder
+from liftgs.testing.datasets import PlaneRig, write_rgbd_folder
 from liftgs.io.rgbd import RGBDFolderConfig, read_intrinsics, read_rgbd_folder
 from liftgs.io.scene_dir import read_scene, write_scene
 

@@ -11,7 +11,7 @@ from PIL import Image
 
 from liftgs.geometry import invert_pose, project_points
 from liftgs.io.errors import DataError
-from liftgs.io.fixtures import PlaneRig, write_label_map, write_scannet_scan
+from liftgs.testing.datasets import PlaneRig, write_label_map, write_scannet_scan
 from liftgs.io.scannet import ScanNetConfig, read_scannet_scene
 from liftgs.io.scene_dir import read_scene, write_scene
 

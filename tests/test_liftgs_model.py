@@ -16,50 +16,7 @@ from liftgs.models.liftgs import (
 from liftgs.models.liftgs.inference import tokens_in_span
 from liftgs.modules.voxelize import voxelize
 
-TEXT_DIM = 16
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """`make test` runs 2 workers on 2 cores; a second OpenMP thread per worker only oversubscribes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def small_config(**kw) -> ModelConfig:
-    sizes = dict(encoder_channels=(8, 16, 16), encoder_out=16, hidden_dim=32, num_layers=2, num_heads=4,
-                 ffn_dim=32, num_queries=6, head_hidden=16, token_stride=2)
-    sizes.update(kw)
-    return ModelConfig.tiny(text_dim=TEXT_DIM, **sizes)
-
-
-def room(n: int, seed: int, shift=(0.0, 0.0, 0.0)) -> tuple[torch.Tensor, torch.Tensor]:
-    """A floor and a wall (points on surfaces, like a scan)."""
-    g = torch.Generator().manual_seed(seed)
-    floor = torch.rand(n // 2, 3, generator=g) * torch.tensor([1.2, 1.0, 0.0])
-    wall = torch.rand(n - n // 2, 3, generator=g) * torch.tensor([1.2, 0.0, 0.8])
-    pts = torch.cat([floor, wall]) + torch.tensor(shift)
-    return pts, torch.rand(n, 3, generator=g)
-
-
-def batch_of(scenes, T: int = 3, seed: int = 0):
-    pts = torch.cat([s[0] for s in scenes])
-    cols = torch.cat([s[1] for s in scenes])
-    offsets = torch.cumsum(torch.tensor([len(s[0]) for s in scenes]), 0)
-    g = torch.Generator().manual_seed(seed)
-    queries = torch.randn(len(scenes), T, TEXT_DIM, generator=g)
-    mask = torch.ones(len(scenes), T, dtype=torch.bool)
-    mask[-1, -1] = False
-    queries[-1, -1] = 0.0
-    return pts, cols, offsets, queries, mask
-
-
-@pytest.fixture(scope="module")
-def model() -> LiftGS:
-    torch.manual_seed(0)
-    return build_liftgs(small_config())
+from helpers.model_inputs import TEXT_DIM, batch_of, room, small_config
 
 
 def test_voxelize_matches_loop_reference():
@@ -394,6 +351,7 @@ def test_training_step_is_bitwise_reproducible():
         first, second = grads(), grads()
     finally:
         torch.set_num_threads(1)
+    assert len(first) == len(second) == len(list(m.parameters()))  # every parameter got a gradient
     assert all(torch.equal(a, b) for a, b in zip(first, second))
 
 
@@ -423,13 +381,20 @@ def test_model_and_criterion_overfit_two_3d_masks():
 
 
 def test_ground_with_the_library_text_encoder(model):
-    text = pytest.importorskip("liftgs.text")
-    encoder = text.load_text_encoder(f"hash-{TEXT_DIM}")
+    from liftgs.text import load_text_encoder
+
+    encoder = load_text_encoder(f"hash-{TEXT_DIM}")
     pts, cols = room(200, 15)
     res = ground(model, encoder, pts, cols, ["a red chair"], top_k=2)
     assert res[0].masks.shape == (2, 200)
+    # a phrase is one query, its pooled vector; an expression's target span picks its tokens
+    direct = ground_tokens(model, pts, cols, [encoder.encode(["a red chair"]).pooled[:1]], [[0]], top_k=2)[0]
+    assert torch.equal(res[0].masks, direct.masks) and torch.equal(res[0].scores, direct.scores)
     ex = ground_expressions(model, encoder, pts, cols, ["the red chair by the door"], [(8, 13)], top_k=2)
     assert ex[0].scores.shape == (2,) and (ex[0].scores <= 1).all()
+    tokens = encoder.encode(["the red chair by the door"]).tokens[0]  # "chair" is token 2
+    direct = ground_tokens(model, pts, cols, [tokens], [[2]], top_k=2)[0]
+    assert torch.equal(ex[0].masks, direct.masks) and torch.equal(ex[0].scores, direct.scores)
 
 
 def test_edge_inputs_no_tokens_and_float64(model):

@@ -1,5 +1,5 @@
-"""Pre-training end to end on tiny fabricated rooms (recipe_rooms): samples, render targets,
-the loss-falls acceptance, exact resume, the CLI and 2-process DDP."""
+"""Pre-training end to end on tiny fabricated rooms (liftgs.testing.rooms): samples, render targets,
+the loss falling on held-out samples, exact resume, the CLI and 2-process DDP."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from recipe_rooms import DIM, _pre_config, dataset, quick_rooms  # noqa: F401  (fixtures are found by name)
+
+from liftgs.testing.rooms import EMBEDDING_DIM
+
+from helpers.recipe_configs import pretrain_config
 
 
 
@@ -184,7 +187,7 @@ def _probe_pretrain(config, model, positions):
 
 
 def test_pretrain_grounding_loss_falls_on_quick_rooms(quick_rooms, tmp_path):
-    """Acceptance (issue 5): on a fixed probe set of samples, the grounding loss of the
+    """On a fixed probe set of samples, the grounding loss of the
     pre-trained model is at most half that of the initial model, after 60 steps."""
     from liftgs.models.liftgs import LiftGS
     from liftgs.train.logging import read_jsonl
@@ -193,11 +196,11 @@ def test_pretrain_grounding_loss_falls_on_quick_rooms(quick_rooms, tmp_path):
     from liftgs.recipes.pretrain import build_model, run_pretrain
 
     torch.set_num_threads(1)
-    config = _pre_config(quick_rooms, tmp_path / "pre", steps=60,
+    config = pretrain_config(quick_rooms, tmp_path / "pre", steps=60,
                          optim=OptimConfig(lr=1e-3, warmup_steps=5))
     run_pretrain(config)
     seed_everything(config.seed)  # run_pretrain builds its initial model right after this
-    initial = build_model("tiny", DIM)
+    initial = build_model("tiny", EMBEDDING_DIM)
     trained = LiftGS.from_pretrained(tmp_path / "pre" / "model")
     probe = list(range(10_000, 10_008))
     before = _probe_pretrain(config, initial, probe)
@@ -231,11 +234,11 @@ def test_pretrain_all_losses_and_exact_resume(dataset, tmp_path):
             raise Killed
 
     cfg = dict(steps=4, ckpt_every=2, losses="ground+rgb+feat", batch_size=2)
-    full = run_pretrain(_pre_config(dataset, tmp_path / "full", **cfg))
+    full = run_pretrain(pretrain_config(dataset, tmp_path / "full", **cfg))
     assert {"rgb", "feat", "ground", "rank"} <= set(full.last_scalars)  # rank: CPU recipe default
     with pytest.raises(Killed):
-        run_pretrain(_pre_config(dataset, tmp_path / "cut", **cfg), on_step_end=kill)
-    run_pretrain(_pre_config(dataset, tmp_path / "cut", resume=True, **cfg))
+        run_pretrain(pretrain_config(dataset, tmp_path / "cut", **cfg), on_step_end=kill)
+    run_pretrain(pretrain_config(dataset, tmp_path / "cut", resume=True, **cfg))
     from safetensors.torch import load_file
 
     a = load_file(str(tmp_path / "full" / "model" / "model.safetensors"))
@@ -247,6 +250,7 @@ def test_pretrain_all_losses_and_exact_resume(dataset, tmp_path):
 
 def test_pretrain_cli_writes_run_dir(dataset, tmp_path):
     from liftgs.cli import main as cli_main
+    from liftgs.config import to_dict
     from liftgs.train.checkpoint import latest_checkpoint
 
     out = tmp_path / "cli"
@@ -257,16 +261,24 @@ def test_pretrain_cli_writes_run_dir(dataset, tmp_path):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["pretrain"]["steps"] == 1 and cfg["model"]["num_queries"] >= 1
     assert latest_checkpoint(out).name == "step_00000001"
-    assert cli_main(args[:-2] + ["--steps", "2", "--resume", "--no-tensorboard", "--no-progress"]) == 0
+    # the saved config.json gives the run back: same settings, resumed without retyping flags
+    from liftgs.recipes.common import parse_recipe_config
+    from liftgs.recipes.pretrain import PRESETS, PretrainConfig
+
+    given = parse_recipe_config(args[1:], PretrainConfig, PRESETS, "pretrain")
+    assert parse_recipe_config(["--config", str(out / "config.json")], PretrainConfig, PRESETS, "pretrain") == given
+    assert cli_main(["pretrain", "--config", str(out / "config.json"), "--steps", "2", "--resume"]) == 0
     assert latest_checkpoint(out).name == "step_00000002"
+    cfg = json.loads((out / "config.json").read_text())["pretrain"]
+    assert cfg == {**to_dict(given), "steps": 2, "resume": True}
 
 
 def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     import os
 
     from safetensors.torch import save_file
-    from test_train_loop import ddp_toy_check
 
+    from helpers.toy_training import ddp_toy_check
     from liftgs.train.distributed import cleanup_distributed, init_distributed
     from liftgs.recipes.pretrain import run_pretrain
 
@@ -276,7 +288,7 @@ def _ddp_worker(rank: int, world: int, port: int, root: str, out: str) -> None:
     info = init_distributed("cpu")
     try:
         ddp_toy_check(info, Path(out))
-        cfg = _pre_config(Path(root), Path(out) / "run", steps=2, ckpt_every=2, image_size=24,
+        cfg = pretrain_config(Path(root), Path(out) / "run", steps=2, ckpt_every=2, image_size=24,
                           num_pixels=128, losses="ground+rgb+feat")
         seen = []
         result = run_pretrain(cfg, info=info, on_step_end=lambda step, scalars: seen.append(step))
@@ -299,7 +311,8 @@ def test_ddp_two_processes(dataset, tmp_path):
 
     import torch.multiprocessing as mp
     from safetensors.torch import load_file
-    from test_train_loop import check_toy_ddp_result
+
+    from helpers.toy_training import check_toy_ddp_result
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -349,7 +362,7 @@ def test_samples_carry_feature_negatives_of_other_scenes(dataset):
     assert plain.sample(0).negatives is None and len(ds.bank) > 0
     for pos in range(4):
         a, b = ds.sample_views(pos, 2), ds.sample_views(pos, 2)
-        assert a[0].negatives.shape == (16, DIM) and torch.equal(a[1].negatives, b[1].negatives)
+        assert a[0].negatives.shape == (16, EMBEDDING_DIM) and torch.equal(a[1].negatives, b[1].negatives)
         assert torch.equal(a[0].pixels, plain.sample(pos).pixels)
         own = next(i for i, e in enumerate(ds.scenes) if e.scene_id == a[0].scene_id)
         for r in a[0].negatives:  # every row is a row of another scene (rooms may share captions)

@@ -17,11 +17,6 @@ VM = torch.eye(4, dtype=D)
 W, H = 32, 24
 
 
-@pytest.fixture(params=("torch", "numba"))
-def backend(request) -> str:
-    return request.param
-
-
 def scene(means, scales=None, quats=None, opac=None, C=3, seed=0):
     n = means.shape[0]
     g = torch.Generator().manual_seed(seed)

@@ -14,15 +14,16 @@ from liftgs.render import composite, render, render_reference, render_weights
 from liftgs.render.binning import tile_lists
 from liftgs.render.backends.numba.csr import CsrLayout, tile_lists_numba
 from liftgs.render.projection import _cov2d_terms, covariance_3d, project_gaussians
-from test_render import ALL, GEOM, random_scene
 
-pytestmark = pytest.mark.skipif(not nb.numba_available(), reason="numba not installed")
+from helpers.render_scenes import ALL, GEOM, random_scene
 
 
 def _grads(s, threads: int, pixels=None):
-    """Values, alpha and the gradients of all six inputs, with ``threads`` threads."""
+    """Values, alpha and the gradients of all six inputs, with ``threads`` torch and numba threads."""
+    from liftgs.runtime import configure_runtime
+
     old = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    configure_runtime(threads=threads)
     try:
         inputs = {k: s[k].detach().clone().requires_grad_(True) for k in ALL}
         W = render_weights(*(inputs[k] for k in GEOM), s["viewmat"], s["K"], s["width"],
@@ -31,7 +32,7 @@ def _grads(s, threads: int, pixels=None):
         loss = (vals.square() * torch.arange(vals.shape[1], dtype=vals.dtype)).sum() + alpha.sum()
         grads = torch.autograd.grad(loss, [inputs[k] for k in ALL])
     finally:
-        torch.set_num_threads(old)
+        configure_runtime(threads=old)
     return [vals.detach(), alpha.detach(), *grads]
 
 

@@ -9,15 +9,6 @@ from liftgs.modules.sparse_unet import VoxelDownsample, VoxelUpsample
 from liftgs.modules.sparse_conv import OFFSETS_3, SubMConv3d, build_rulebook
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """`make test` runs 2 workers on 2 cores; a second OpenMP thread per worker only oversubscribes."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def random_voxels(n: int, extent: int, batches: int = 2, seed: int = 0) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     b = torch.randint(0, batches, (n, 1), generator=g)

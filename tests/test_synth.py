@@ -1,4 +1,4 @@
-"""Synthetic benchmark: acceptance (points vs rendered frames), determinism, layout, language, CLI."""
+"""Synthetic benchmark: fused points agree with the rendered frames, determinism, layout, language, CLI."""
 
 import dataclasses
 import itertools

@@ -1,4 +1,4 @@
-"""pybullet <-> liftgs camera conversion: exact K and world->camera viewmat (issue 2 item 5)."""
+"""pybullet <-> liftgs camera conversion: exact K and world->camera viewmat."""
 
 import numpy as np
 import pytest

@@ -21,7 +21,7 @@ LOOSE = dict(points_per_side=4, pred_iou_thresh=-1e9, stability_thresh=0.0, min_
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
-    from liftgs.teachers.tiny import write_tiny_clip, write_tiny_sam
+    from liftgs.testing import write_tiny_clip, write_tiny_sam
 
     root = tmp_path_factory.mktemp("tiny")
     return write_tiny_sam(root / "sam"), write_tiny_clip(root / "clip", projection_dim=16)
@@ -170,7 +170,7 @@ def test_hf_captioner_tiny_llava(tmp_path, monkeypatch):
     import warnings
 
     from liftgs.teachers.caption import HFCaptioner
-    from liftgs.teachers.tiny import write_tiny_captioner
+    from liftgs.testing import write_tiny_captioner
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with warnings.catch_warnings():

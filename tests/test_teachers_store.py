@@ -202,7 +202,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert lab.embeddings.shape[1] == 8 and lab.provenance["teacher"] == "synthetic"
     assert main(argv[:-3] + ["--no-progress"]) == 1  # other settings: clear error, no silent mix
     assert "--on-mismatch redo" in capsys.readouterr().err
-    assert read_labels(tmp_path / "labels" / "room0" / "000000.safetensors").captions is not None
+    first = read_labels(tmp_path / "labels" / "room0" / "000000.safetensors")
+    assert first.num_segments > 0 and len(first.captions) == first.num_segments  # one caption per segment
+    assert all(isinstance(c, str) and c.strip() for c in first.captions)
 
 
 def test_run_restores_torch_threads(tmp_path):

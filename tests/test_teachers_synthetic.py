@@ -231,8 +231,9 @@ def test_compact_segments_fast_path_matches_unique():
 
 def test_on_a_generated_room():
     """End to end on the real synthetic generator (quick preset), knobs on."""
-    synth = pytest.importorskip("liftgs.synth")
-    scene = synth.generate_room(synth.QUICK, 0)
+    from liftgs.synth import QUICK, generate_room
+
+    scene = generate_room(QUICK, 0)
     t = SyntheticTeacher(HashingTextEncoder(dim=16), SyntheticNoise.realistic())
     for frame, labels in zip(scene.frames, label_frames(t, scene.frames, scene)):
         assert labels.segments.shape == frame.instance_ids.shape

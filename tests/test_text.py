@@ -17,7 +17,7 @@ def minilm():
 
 
 def test_minilm_semantics(minilm):
-    """Acceptance: a synonym paraphrase is closer than a different object of another colour."""
+    """A synonym paraphrase is closer than a different object of another colour."""
     enc = minilm.encode(PHRASES)
     sim = enc.pooled @ enc.pooled.T
     assert isinstance(minilm, TextEncoder) and isinstance(minilm, SentenceEncoder)
@@ -82,7 +82,7 @@ def test_load_errors_are_clear(tmp_path):
 
 
 def test_clip_text_encoder_tiny(tmp_path):
-    from liftgs.teachers.tiny import write_tiny_clip
+    from liftgs.testing import write_tiny_clip
 
     path = write_tiny_clip(tmp_path / "clip", projection_dim=16)
     enc = load_text_encoder(path)

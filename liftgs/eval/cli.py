@@ -11,6 +11,7 @@ any method. Both print the tables and write ``<out>/metrics.md`` and ``<out>/met
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ __all__ = ["EvalConfig", "main", "run_checkpoint", "run_prediction_dir", "load_c
 class EvalConfig:
     """Options of ``liftgs eval`` (give --checkpoint and --data, or --predictions and --gt)."""
 
-    checkpoint: Path | None = None  # model folder written by LiftGS.save_pretrained
+    checkpoint: Path | None = None  # a model folder, a checkpoint (step_*) or a run folder
     data: Path | None = None  # dataset root (scene folders + splits.json)
     split: str = "val"
     tasks: str = "instseg,grounding"  # comma-separated subset of: instseg, grounding
@@ -151,11 +152,17 @@ def _load_model_grounder(cfg: EvalConfig) -> ModelGrounder:
 
 
 def main(argv: list[str]) -> int:
+    from liftgs.train.checkpoint import CheckpointError
+
     cfg = parse_cli(EvalConfig, argv, prog="liftgs eval", description=__doc__)
-    if cfg.predictions is not None:
-        results, heading = run_prediction_dir(cfg), f"Benchmark files: {cfg.predictions}"
-    else:
-        results, heading = run_checkpoint(cfg), f"{cfg.checkpoint} on {cfg.data} ({cfg.split})"
+    try:
+        if cfg.predictions is not None:
+            results, heading = run_prediction_dir(cfg), f"Benchmark files: {cfg.predictions}"
+        else:
+            results, heading = run_checkpoint(cfg), f"{cfg.checkpoint} on {cfg.data} ({cfg.split})"
+    except (ValueError, OSError, CheckpointError) as err:  # bad path or input: the message names it
+        print(f"liftgs eval: {err}", file=sys.stderr)
+        return 2
     tables, data = results_report(results, heading)
     data["config"] = to_dict(cfg)
     md, js = write_report(cfg.out, tables, data, heading=heading)
