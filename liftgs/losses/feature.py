@@ -25,7 +25,7 @@ class LowRankFeatures:
     The Gaussian features are the Gaussian head's last linear layer over a 64-d basis and
     compositing is linear, so the renderer composites the basis (docs/training.md). The loss
     only needs dot products with a few hundred embeddings and the feature norms; both follow
-    from the factors (``basis @ (E W).T``; a 64 x 64 Gram quadratic form), ~6x cheaper than
+    from the factors (``basis @ (E W).T``; a 64 x 64 Gram quadratic form), far cheaper than
     forming [Np, 384] first. :meth:`dense` is the plain reference.
     """
 

@@ -99,8 +99,8 @@ def build_rulebook(coords: Tensor, max_dense_cells: int = 1 << 26) -> Rulebook:
 
 def _rulebook_from_neighbours_compiled(neighbour: Tensor) -> Rulebook:
     """:func:`_rulebook_from_neighbours` as one compiled pass over the table (CPU): the torch
-    version's boolean-mask gathers cost ~50 ms per scene at full resolution, a sixth of a
-    training step's forward. Same arrays, tested against it."""
+    version's boolean-mask gathers are a sizeable part of a training step's forward at full
+    resolution. Same arrays, tested against it."""
     from liftgs.modules.rulebook_kernel import rulebook_arrays
 
     src, dst, counts, crow, dst_col, src_col = (torch.from_numpy(a) for a in

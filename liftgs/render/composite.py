@@ -1,6 +1,6 @@
 """Pixel x Gaussian weights of one view and compositing: values = W @ attributes + T * bg.
 
-Compositing is linear in the attributes (ARCHITECTURE.md, "Rendering"), so one ``W`` per
+Compositing is linear in the attributes (paper Sec. 3.2, eq. 2), so one ``W`` per
 view serves RGB, a feature map and hundreds of mask probabilities alike (paper Sec. 3.2).
 """
 

@@ -1,4 +1,4 @@
-"""The built-in synthetic benchmark (issue 2 item 5).
+"""The built-in synthetic benchmark.
 
 Procedurally generated rooms rendered by pybullet's TinyRenderer (CPU, headless) into RGB,
 metric depth and instance ids; a sensor point cloud fused from those depths exactly like a

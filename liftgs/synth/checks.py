@@ -1,6 +1,6 @@
 """Consistency checks of generated rooms (used by the tests and the benchmark).
 
-The acceptance check of issue 2: project every fused point into every frame and compare it
+The main check: project every fused point into every frame and compare it
 with what the renderer saw there. A point is **visible** in a frame when it projects inside
 the image, lies in front of the camera (z > 0), its pixel has valid depth ``d`` and it is not
 occluded, i.e. ``z <= d + occlusion_margin`` (a point more than 10 cm behind the rendered

@@ -1,4 +1,4 @@
-"""Generate synthetic rooms (issue 2 item 5): layout -> TinyRenderer frames -> fused points -> language.
+"""Generate synthetic rooms: layout -> TinyRenderer frames -> fused points -> language.
 
 The sensor point cloud is built exactly as for real scans: every rendered depth map is
 unprojected with its ``K`` and pose and fused by :func:`liftgs.geometry.fuse_frames` (5 cm

@@ -65,7 +65,7 @@ class SyntheticNoise:
                    split=0.2, edge=0.3, drop_small=0.3, seed=seed)
 
 
-def _frame_key(noise: SyntheticNoise, scene_id: str, frame: Frame) -> int:
+def _frame_key(scene_id: str, frame: Frame) -> int:
     """A seed for this frame from its content (names may be empty or reused)."""
     h = hashlib.blake2b(digest_size=8)
     h.update(scene_id.encode())
@@ -236,7 +236,7 @@ class SyntheticTeacher:
             raise ValueError(f"frame {frame.name!r} has no instance_ids; the synthetic teacher needs the "
                              "rendered instance map (use a synthetic scene, or the samclip/caption teacher)")
         noise = self.noise
-        key = _frame_key(noise, scene.scene_id, frame)
+        key = _frame_key(scene.scene_id, frame)
         rngs = _rngs(noise, key)
         seg, ids = compact_segments(np.asarray(frame.instance_ids))  # ids = instance id per segment
         owner = ids.astype(np.int64)

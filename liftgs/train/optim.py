@@ -75,8 +75,8 @@ def build_optimizer(model: nn.Module, config: OptimConfig,
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters")
-    # the fused kernel (CPU and CUDA) is one pass over every tensor: ~5x faster than the
-    # per-tensor loop on the tiny model's 177 tensors on a CPU (30 -> 6 ms a step)
+    # the fused kernel (CPU and CUDA) is one pass over every tensor, much faster than the
+    # per-tensor loop for a model of many small tensors such as the tiny preset
     fused = all(p.device.type in ("cpu", "cuda") and p.dtype in (torch.float32, torch.float64)
                 for p in params)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay,

@@ -1,6 +1,6 @@
 """Grounding phrases in a point cloud with a trained model (zero-shot or fine-tuned).
 
-Zero-shot (issue 5 item 5): a phrase's pooled text vector is fed as a single query token,
+Zero-shot: a phrase's pooled text vector is fed as a single query token,
 exactly like a pseudo-query in pre-training, where each segment embedding is one token
 (appendix A.1). Proposals are ranked by the probability they give that token (the no-match
 column excluded) and each proposal's mask is ``sigmoid(mask_logits) > threshold`` over the
