@@ -23,6 +23,10 @@ __all__ = [
     "voxel_downsample",
     "box_from_points",
     "box_iou",
+    "rotation_between",
+    "camera_up_hint",
+    "fit_plane",
+    "estimate_floor_plane",
 ]
 
 
@@ -182,3 +186,132 @@ def box_iou(a: np.ndarray, b: np.ndarray) -> float:
     vol_b = np.clip(b[3:] - b[:3], 0, None).prod()
     union = vol_a + vol_b - inter
     return float(inter / union) if union > 0 else 0.0
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotation [3, 3] taking direction ``a`` onto direction ``b`` (Rodrigues).
+
+    Used to level a scene: the rotation turns the measured up direction onto +z and leaves
+    the heading (rotation about z) as recorded.
+    """
+    a = np.asarray(a, dtype=np.float64) / np.linalg.norm(a)
+    b = np.asarray(b, dtype=np.float64) / np.linalg.norm(b)
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -1.0 + 1e-12:  # opposite: half a turn about any axis perpendicular to a
+        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        axis /= np.linalg.norm(axis)
+        return 2.0 * np.outer(axis, axis) - np.eye(3)
+    vx = np.array([[0.0, -v[2], v[1]], [v[2], 0.0, -v[0]], [-v[1], v[0], 0.0]])
+    return np.eye(3) + vx + vx @ vx / (1.0 + c)
+
+
+def camera_up_hint(viewmats: Sequence[np.ndarray]) -> np.ndarray:
+    """Mean "up" of the cameras in world coordinates [3] (unit): the average of each camera's
+    -y axis (OpenCV y points down). Hand-held and robot captures keep the camera roughly
+    upright, so this is a rough gravity estimate that only has to pick the floor out of the
+    candidate planes (:func:`estimate_floor_plane`)."""
+    ups = [-np.asarray(V, dtype=np.float64)[1, :3] for V in viewmats]  # row 1 of R_w2c = camera y in world
+    if not ups:
+        raise ValueError("camera_up_hint: no cameras")
+    up = np.mean(ups, axis=0)
+    n = np.linalg.norm(up)
+    if n < 1e-6:
+        raise ValueError("camera_up_hint: the cameras' up axes cancel out; no dominant up direction")
+    return up / n
+
+
+def fit_plane(points: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least-squares plane of points [P, 3] (P >= 3): unit normal [3] and offset ``d`` with
+    ``points @ normal ~= d`` (the normal's sign is arbitrary)."""
+    pts = np.asarray(points, dtype=np.float64)
+    centre = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - centre, full_matrices=False)
+    normal = vt[2]
+    return normal, float(normal @ centre)
+
+
+def _ransac_plane(pts: np.ndarray, up: np.ndarray, cos_tilt: float, inlier_dist: float, iterations: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, float, np.ndarray] | None:
+    """Best near-horizontal plane of ``pts`` by RANSAC, refined by least squares on its inliers."""
+    P = pts.shape[0]
+    tri = pts[rng.integers(0, P, size=(iterations, 3))]  # [I, 3, 3]
+    normals = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    length = np.linalg.norm(normals, axis=1)
+    ok = length > 1e-9
+    normals, tri = normals[ok] / length[ok, None], tri[ok]
+    normals *= np.where(normals @ up < 0, -1.0, 1.0)[:, None]
+    keep = normals @ up >= cos_tilt
+    normals, tri = normals[keep], tri[keep]
+    if len(normals) == 0:
+        return None
+    offsets = np.einsum("ij,ij->i", normals, tri[:, 0])
+    support = np.stack([(np.abs(pts @ n - d) < inlier_dist).sum() for n, d in zip(normals, offsets)])
+    normal, offset = normals[int(np.argmax(support))], offsets[int(np.argmax(support))]
+    for _ in range(2):  # least-squares refinement on the inliers
+        inliers = np.abs(pts @ normal - offset) < inlier_dist
+        if inliers.sum() < 3:
+            return None
+        normal, offset = fit_plane(pts[inliers])
+        if normal @ up < 0:
+            normal, offset = -normal, -offset
+    inliers = np.abs(pts @ normal - offset) < inlier_dist
+    return (normal, offset, inliers) if normal @ up >= cos_tilt else None
+
+
+def estimate_floor_plane(
+    points: np.ndarray,  # [P, 3]
+    up_hint: Sequence[float] = (0.0, 0.0, 1.0),
+    max_tilt_deg: float = 30.0,
+    inlier_dist: float = 0.03,
+    iterations: int = 300,
+    max_planes: int = 4,
+    min_support: float = 0.03,
+    max_below: float = 0.05,
+    max_points: int = 20000,
+    seed: int = 0,
+) -> tuple[np.ndarray, float, int] | None:
+    """The floor of an indoor point cloud: ``(normal [3] pointing up, offset, inlier count)``
+    with ``points @ normal ~= offset`` on the floor, or None when no floor is found.
+
+    Method: sequential RANSAC finds up to ``max_planes`` planes whose normal lies within
+    ``max_tilt_deg`` of ``up_hint`` (each holding at least ``min_support`` of the points, each
+    refined by least squares on its inliers). The floor is the largest of them with almost
+    nothing below it (at most ``max_below`` of the points more than ``2 * inlier_dist`` under
+    the plane): table tops have the floor below them, the ceiling has the room below it.
+
+    Limits: ``up_hint`` must be within ``max_tilt_deg`` of the true up (a camera-derived hint,
+    :func:`camera_up_hint`, is for upright captures); when no floor is visible the largest
+    horizontal surface with nothing seen below it (e.g. a desk top) is returned, which is
+    still level; a sloped floor or ramp comes back as it is sloped. Deterministic for a
+    given ``seed``.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"estimate_floor_plane: points must be [P, 3], got {list(pts.shape)}")
+    rng = np.random.default_rng(seed)
+    if pts.shape[0] > max_points:
+        pts = pts[np.sort(rng.choice(pts.shape[0], max_points, replace=False))]
+    P = pts.shape[0]
+    if P < 3:
+        return None
+    up = np.asarray(up_hint, dtype=np.float64)
+    up = up / np.linalg.norm(up)
+    cos_tilt = float(np.cos(np.deg2rad(max_tilt_deg)))
+    remaining = np.ones(P, dtype=bool)
+    best = None
+    for _ in range(max_planes):
+        if remaining.sum() < max(3, min_support * P):
+            break
+        idx = np.flatnonzero(remaining)
+        found = _ransac_plane(pts[idx], up, cos_tilt, inlier_dist, iterations, rng)
+        if found is None:
+            break
+        normal, offset, inliers = found
+        count = int(inliers.sum())
+        if count < min_support * P:
+            break
+        remaining[idx[inliers]] = False
+        below = float(np.mean(pts @ normal < offset - 2 * inlier_dist))
+        if below <= max_below and (best is None or count > best[2]):
+            best = (normal, offset, count)
+    return best

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -100,3 +102,45 @@ def test_referring_bad_input(tmp_path):
     bad = read_scanrefer(write_scanrefer(tmp_path / "x.json", [dict(SCANREFER[0], object_id="9")]))
     with pytest.raises(DataError, match=r"names objects \[9\]"):
         attach_expressions(scene_with_objects(), bad["scene0000_00"], where="x.json")
+
+
+def test_scanrefer_refuses_other_layouts(tmp_path):
+    """A Locate 3D file has every ScanRefer key; read as ScanRefer it would lose its anchors and spans."""
+    locate3d = dict(SCANREFER[0], object_id=0, ann_id=0, scene_dataset="ScanNet", primary_key="17",
+                    entities=[[[4, 5], ["0_office_chair"]], [[12], ["2_table"]]])
+    path = write_scanrefer(tmp_path / "val_scannet.json", [SCANREFER[1], locate3d])
+    with pytest.raises(DataError, match=r"val_scannet\.json: annotation 1 has Locate 3D field 'entities', .*"
+                                        r"read this file with read_locate3d \(liftgs convert scannet --locate3d\)$") as err:
+        read_scanrefer(path)
+    assert "\n" not in str(err.value)
+    write_scanrefer(path, [{k: v for k, v in locate3d.items() if k != "entities"}])  # any Locate 3D-only field
+    with pytest.raises(DataError, match=r"annotation 0 has Locate 3D field 'scene_dataset'"):
+        read_scanrefer(path)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps([{"image_id": 3, "caption": "a cat"}]))
+    with pytest.raises(DataError, match=r"other\.json: annotation 0 lacks \['scene_id', 'object_id', 'object_name', "
+                                        r"'ann_id', 'description'\] \(not a ScanRefer file\? .*read_locate3d") as err:
+        read_scanrefer(other)
+    assert "\n" not in str(err.value)
+    other.write_text(json.dumps({"scene0000_00": SCANREFER}))
+    with pytest.raises(DataError, match=r"other\.json: ScanRefer JSON must be a list of annotations, got a dict"):
+        read_scanrefer(other)
+
+
+def test_referit3d_refuses_other_layouts(tmp_path):
+    path = tmp_path / "nr3d.csv"
+    path.write_text("image_id,caption\n3,a cat\n")
+    with pytest.raises(DataError, match=r"nr3d\.csv: nr3d CSV lacks columns \['scan_id', 'target_id', 'utterance', "
+                                        r"'stimulus_id'\] \(has 'caption', 'image_id'; not a ReferIt3D") as err:
+        read_referit3d(path)
+    assert "\n" not in str(err.value)
+    path.write_text(",".join(f"c{i}" for i in range(40)) + "\n")
+    with pytest.raises(DataError, match=r"\.\.\. \(40 columns\)"):
+        read_referit3d(path)
+    path.write_text(json.dumps(SCANREFER))
+    with pytest.raises(DataError, match=r"nr3d\.csv: is JSON, not a ReferIt3D CSV: .*read_scanrefer.*read_locate3d"):
+        read_referit3d(path)
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(DataError, match=r"nr3d\.csv: cannot read ReferIt3D CSV \(not a UTF-8 CSV file\?\)") as err:
+        read_referit3d(path)
+    assert "\n" not in str(err.value)

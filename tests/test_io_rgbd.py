@@ -14,6 +14,8 @@ from liftgs.testing.datasets import PlaneRig, write_rgbd_folder
 from liftgs.io.rgbd import RGBDFolderConfig, read_intrinsics, read_rgbd_folder
 from liftgs.io.scene_dir import read_scene, write_scene
 
+pytestmark = pytest.mark.filterwarnings("ignore:.*no floor plane found")
+
 SEVEN_SCENES_K = (15.0, 15.0, 10.0, 7.5)
 
 
@@ -35,8 +37,10 @@ def test_7scenes_layout(tmp_path):
     inside = (uv[:, 0] >= 0) & (uv[:, 0] < 20) & (uv[:, 1] >= 0) & (uv[:, 1] < 15)
     np.testing.assert_allclose(z[inside], 2.0, atol=1e-5)
     assert scene.instance_ids is None and scene.objects == {}
-    # without invalid_depth, 65535 mm would be a 65.5 m wall: max_depth drops it from the cloud
-    far = read(root, fxfycxcy=SEVEN_SCENES_K)
+    assert scene.meta["alignment"]["source"] == "none"  # a lone wall: no floor to level by
+    # 7-Scenes' 65535 is invalid by default; with invalid_depth=0 (none but 0) it would be a 65.5 m
+    # wall, which max_depth drops from the cloud
+    far = read(root, fxfycxcy=SEVEN_SCENES_K, invalid_depth=0)
     assert far.frames[0].depth[0, 0] == pytest.approx(65.535)
     assert np.abs(far.points[:, 1] - 2.0).max() < 1e-5
 
@@ -85,7 +89,7 @@ def test_rgbd_bad_input(tmp_path):
     with pytest.raises(DataError, match=r"frame-000001.pose.txt.*missing"):
         read(root, fxfycxcy=SEVEN_SCENES_K)
     root = write_rgbd_folder(tmp_path / "seq2", layout="7scenes")
-    (root / "frame-000003.pose.txt").write_text("nan " * 16)
+    (root / "frame-000003.pose.txt").write_text("-inf " * 16)  # the "tracking lost" marker: skipped
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         scene = read(root, fxfycxcy=SEVEN_SCENES_K)
@@ -97,7 +101,9 @@ def test_rgbd_bad_input(tmp_path):
     with pytest.raises(DataError, match="RGB-D folder is missing"):
         read(tmp_path / "nope", fxfycxcy=SEVEN_SCENES_K)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DataError, match="expected color/"):
+    with pytest.raises(DataError, match="not a recognised RGB-D folder"):
         read(tmp_path / "empty", fxfycxcy=SEVEN_SCENES_K)
+    with pytest.raises(DataError, match="expected color/"):
+        read(tmp_path / "empty", fxfycxcy=SEVEN_SCENES_K, layout="folders")
     with pytest.raises(ValueError, match="depth_scale"):
         RGBDFolderConfig(root=root, depth_scale=0)

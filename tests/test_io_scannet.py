@@ -182,3 +182,47 @@ def test_non_rigid_pose_rejected(scan):
     (scan / "pose" / "0.txt").write_text("\n".join(" ".join(map(str, r)) for r in T))
     with pytest.raises(DataError, match=r"pose/0.txt.*last row"):
         read(scan)
+
+
+def test_alignment_recorded_axis_align_or_floor(scan):
+    rig = PlaneRig()
+    scene, _ = read(scan)
+    al = scene.meta["alignment"]
+    assert al["source"] == "axis-align" and al["file"] == "scene0000_00.txt"
+    np.testing.assert_allclose(np.array(al["rotation"]), rig.axis_alignment[:3, :3], atol=1e-8)  # 9 digits in the file
+    np.testing.assert_allclose(np.array(al["translation"]), rig.axis_alignment[:3, 3], atol=1e-8)
+    # a test-split scan: no axisAlignment, no annotation; its mesh has a floor, tilted by 10 degrees
+    meta = scan / "scene0000_00.txt"
+    meta.write_text("\n".join(line for line in meta.read_text().splitlines() if "axisAlignment" not in line))
+    for name in ("scene0000_00.aggregation.json", "scene0000_00_vh_clean_2.0.010000.segs.json"):
+        (scan / name).unlink()
+    from liftgs.geometry import rotation_between
+    from liftgs.io.ply import write_point_cloud
+
+    xs, ys = np.meshgrid(np.arange(-2, 2, 0.05), np.arange(-1, 2, 0.05))
+    floor = np.c_[xs.ravel(), ys.ravel(), np.zeros(xs.size)]
+    R = rotation_between([0, 0, 1.0], [np.sin(np.radians(10)), 0, np.cos(np.radians(10))])
+    verts = np.concatenate([rig.mesh_vertices(), floor]) @ R.T
+    write_point_cloud(scan / "scene0000_00_vh_clean_2.ply", verts.astype(np.float32),
+                      np.full((len(verts), 3), 0.5, np.float32))
+    for i in (0, 1, 3):
+        T = rig.cam_to_world(i)
+        np.savetxt(scan / "pose" / f"{i}.txt", np.r_[np.c_[R @ T[:3, :3], R @ T[:3, 3]], [[0, 0, 0, 1]]])
+    scene, _ = read(scan, point_source="mesh")
+    al = scene.meta["alignment"]
+    assert al["source"] == "floor-plane"
+    level = scene.points[len(rig.mesh_vertices()):]
+    assert level[:, 2].std() < 1e-3  # the floor is level again
+    f0 = scene.frames[0]  # cameras moved with the points: the wall is 2 m in front of frame 0
+    uv, z = project_points(scene.points[: len(rig.mesh_vertices())], f0.camera.K, f0.camera.viewmat)
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < 20) & (uv[:, 1] >= 0) & (uv[:, 1] < 15) & (z > 0)
+    assert inside.sum() > 10
+    np.testing.assert_allclose(z[inside], 2.0, atol=1e-4)
+
+
+def test_zero_focal_intrinsics_refused(scan):
+    K = np.eye(4)
+    K[0, 0] = 0.0
+    (scan / "intrinsic" / "intrinsic_depth.txt").write_text("\n".join(" ".join(map(str, r)) for r in K))
+    with pytest.raises(DataError, match=r"intrinsic_depth.txt: fx = 0: focal lengths must be positive"):
+        read(scan)

@@ -72,10 +72,14 @@ def write_rgb(path: str | Path, rgb: np.ndarray, jpeg_quality: int = 95) -> None
         img.save(path)
 
 
-def read_uint16_png(path: str | Path) -> np.ndarray:
-    """A single-channel 16-bit PNG as uint16 [H, W] (8-bit single-channel is accepted too)."""
+def read_uint16_png(path: str | Path, require_16bit: bool = False) -> np.ndarray:
+    """A single-channel 16-bit PNG as uint16 [H, W]. 8-bit single-channel is accepted too,
+    unless ``require_16bit`` (depth: an 8-bit depth map has lost its units, so it is refused)."""
     path = Path(path)
     img = _open(path)
+    if require_16bit and img.mode in ("L", "P", "1", "LA", "RGB", "RGBA"):
+        raise DataError(f"depth: expected a 16-bit single-channel PNG, got an 8-bit image (PIL mode "
+                        f"{img.mode!r}); depth must keep its raw 16-bit values", path)
     if img.mode not in ("I;16", "I;16B", "I;16L", "I", "L"):
         raise DataError(f"expected a single-channel 16-bit image, got PIL mode {img.mode!r}", path)
     arr = np.asarray(img)
@@ -89,8 +93,9 @@ def read_uint16_png(path: str | Path) -> np.ndarray:
 
 
 def read_depth(path: str | Path, scale: float = 1000.0, invalid_value: int | None = None) -> np.ndarray:
-    """Depth PNG as float32 metres [H, W]: ``raw / scale``; 0 and ``invalid_value`` become 0."""
-    raw = read_uint16_png(path)
+    """16-bit depth PNG as float32 metres [H, W]: ``raw / scale``; 0 and ``invalid_value``
+    become 0. An 8-bit image is refused (:func:`read_uint16_png`)."""
+    raw = read_uint16_png(path, require_16bit=True)
     depth = raw.astype(np.float32) / np.float32(scale)
     if invalid_value is not None:
         depth[raw == invalid_value] = 0.0

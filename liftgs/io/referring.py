@@ -1,5 +1,9 @@
 """Referring-expression annotations: ScanRefer JSON and ReferIt3D (Sr3d / Nr3d) CSV.
 
+Locate 3D (L3DD) JSON shares ScanRefer's keys but adds grounded phrases, so it has its own
+reader (:mod:`liftgs.io.locate3d`); each reader refuses the other's files rather than
+silently dropping anchors, extra targets and spans.
+
 Both index objects by the ScanNet aggregation ``objectId``, which is the instance id the
 ScanNet reader assigns, so expressions attach to converted scenes directly. The target span
 (the tokens the target mask must match, paper Fig. 2 / Sec 3.3) is the first mention of the
@@ -16,13 +20,18 @@ from collections import defaultdict
 from pathlib import Path
 
 from liftgs.io.errors import DataError, data_error
+from liftgs.io.locate3d import read_locate3d
 from liftgs.types import Expression, Scene
 
-__all__ = ["read_scanrefer", "read_referit3d", "find_mention", "attach_expressions"]
+__all__ = ["read_scanrefer", "read_referit3d", "read_locate3d", "find_mention", "attach_expressions"]
 
 SCANREFER_KEYS = ("scene_id", "object_id", "object_name", "ann_id", "description")
 SR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id", "reference_type", "anchor_ids")
 NR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id")
+# Fields of Locate 3D / ScanEnts3D records (phrase groundings, dataset, boxes) ScanRefer has not.
+LOCATE3D_ONLY_KEYS = ("entities", "scene_dataset", "primary_key", "frames_used", "gt_boxes")
+OTHER_READERS = ("Locate 3D JSON goes to read_locate3d (--locate3d), Sr3d / Nr3d CSV to read_referit3d "
+                 "(--referit3d)")
 
 
 def find_mention(text: str, name: str) -> tuple[int, int] | None:
@@ -51,12 +60,18 @@ def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise data_error(path, "cannot parse ScanRefer JSON (truncated or corrupt?)", exc) from exc
     if not isinstance(rows, list):
-        raise DataError("ScanRefer JSON must be a list of annotations", path)
+        raise DataError(f"ScanRefer JSON must be a list of annotations, got a {type(rows).__name__} "
+                        f"(not a ScanRefer file? {OTHER_READERS})", path)
     out: dict[str, list[Expression]] = defaultdict(list)
     for i, row in enumerate(rows):
         missing = [k for k in SCANREFER_KEYS if not isinstance(row, dict) or k not in row]
         if missing:
-            raise DataError(f"annotation {i} lacks {missing}", path)
+            raise DataError(f"annotation {i} lacks {missing} (not a ScanRefer file? {OTHER_READERS})", path)
+        extra = [k for k in LOCATE3D_ONLY_KEYS if k in row]
+        if extra:
+            raise DataError(f"annotation {i} has Locate 3D field {extra[0]!r}, which the ScanRefer reader "
+                            "would drop: read this file with read_locate3d (liftgs convert scannet --locate3d)",
+                            path)
         text = str(row["description"]).strip()
         name = str(row["object_name"])
         try:
@@ -91,10 +106,18 @@ def read_referit3d(path: str | Path, source: str | None = None) -> dict[str, lis
     path = Path(path)
     if not path.is_file():
         raise DataError("ReferIt3D CSV is missing", path)
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.DictReader(fh)
-        columns = set(reader.fieldnames or ())
-        rows = list(reader)
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            head = fh.read(1024).lstrip()
+            fh.seek(0)
+            reader = csv.DictReader(fh)
+            columns = set(reader.fieldnames or ())
+            rows = list(reader)
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise data_error(path, "cannot read ReferIt3D CSV (not a UTF-8 CSV file?)", exc) from exc
+    if head[:1] in ("[", "{"):
+        raise DataError("is JSON, not a ReferIt3D CSV: ScanRefer JSON goes to read_scanrefer (--scanrefer), "
+                        "Locate 3D JSON to read_locate3d (--locate3d)", path)
     if source is None:
         source = "sr3d" if {"reference_type", "anchor_ids"} <= columns else "nr3d"
     if source not in ("sr3d", "nr3d"):
@@ -102,7 +125,10 @@ def read_referit3d(path: str | Path, source: str | None = None) -> dict[str, lis
     need = SR3D_KEYS if source == "sr3d" else NR3D_KEYS
     missing = [k for k in need if k not in columns]
     if missing:
-        raise DataError(f"{source} CSV lacks columns {missing} (has {sorted(columns)})", path)
+        has = sorted(repr(c) for c in columns)
+        has_text = ", ".join(has[:12]) + (f", ... ({len(has)} columns)" if len(has) > 12 else "")
+        raise DataError(f"{source} CSV lacks columns {missing} (has {has_text}; not a ReferIt3D "
+                        "sr3d*.csv / nr3d*.csv file?)", path)
     out: dict[str, list[Expression]] = defaultdict(list)
     for i, row in enumerate(rows, start=2):  # line numbers as a spreadsheet shows them
         if None in row or any(row.get(k) is None for k in need):

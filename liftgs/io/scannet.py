@@ -9,7 +9,9 @@ Expected files for scan ``<scene>`` (frames may live in a separate ``frames_dir`
     <frames_dir>/color/N.jpg  depth/N.png  pose/N.txt  intrinsic/intrinsic_depth.txt
 
 Everything is moved into the axis-aligned frame (``axisAlignment`` applied to points and
-poses: z up, the convention of ScanRefer/ReferIt3D boxes). By default the point cloud is the
+poses: z up, the convention of ScanRefer/ReferIt3D boxes). A scan without ``axisAlignment``
+(the test split) is levelled by its mesh's floor plane instead (:mod:`liftgs.io.alignment`);
+``meta["alignment"]`` records the transform and its source. By default the point cloud is the
 **sensor** point cloud, fused from the depth frames and voxelised at 5 cm exactly as the
 paper builds its inputs (appendix A.1); ground-truth instance ids are transferred from the
 annotated mesh vertices by nearest neighbour. ``point_source="mesh"`` uses the mesh vertices.
@@ -27,12 +29,13 @@ from typing import Literal
 
 import numpy as np
 
+from liftgs.io.alignment import Alignment, floor_alignment
 from liftgs.io.errors import DataError, data_error
-from liftgs.io.frames import FrameFiles, fuse_points, load_posed_frames, read_matrix_txt
+from liftgs.io.frames import FrameFiles, check_intrinsics, fuse_points, load_posed_frames, read_matrix_txt
 from liftgs.io.ply import read_point_cloud
 from liftgs.types import ObjectInfo, Scene
 
-__all__ = ["ScanNetConfig", "read_scannet_scene", "read_axis_alignment", "read_label_map",
+__all__ = ["ScanNetConfig", "read_scannet_scene", "read_axis_alignment", "parse_scene_meta", "read_label_map",
            "read_scannet_instances", "transfer_instance_ids"]
 
 
@@ -67,8 +70,8 @@ class ScanNetConfig:
             raise ValueError(f"image_size must be (width, height) > 0, got {self.image_size}")
 
 
-def read_axis_alignment(meta_path: Path) -> tuple[np.ndarray, dict[str, str]]:
-    """``axisAlignment`` [4, 4] of ``<scene>.txt`` (identity + warning if absent) and all keys."""
+def parse_scene_meta(meta_path: Path) -> tuple[np.ndarray | None, dict[str, str]]:
+    """``axisAlignment`` [4, 4] of ``<scene>.txt`` (None if absent) and all its keys."""
     if not meta_path.is_file():
         raise DataError("ScanNet scene meta file is missing", meta_path)
     info = {}
@@ -77,14 +80,27 @@ def read_axis_alignment(meta_path: Path) -> tuple[np.ndarray, dict[str, str]]:
             key, value = line.split("=", 1)
             info[key.strip()] = value.strip()
     if "axisAlignment" not in info:
-        warnings.warn(f"{meta_path}: no axisAlignment (test scan?); using identity", stacklevel=2)
-        return np.eye(4), info
+        return None, info
     try:
         A = np.array(info["axisAlignment"].split(), dtype=np.float64).reshape(4, 4)
     except ValueError as exc:
         raise data_error(meta_path, "axisAlignment must hold 16 numbers", exc) from exc
     if not np.isfinite(A).all():
         raise DataError("axisAlignment holds NaN/inf", meta_path)
+    R = A[:3, :3]
+    if np.abs(R.T @ R - np.eye(3)).max() > 1e-3 or abs(np.linalg.det(R) - 1) > 1e-3 or \
+            not np.allclose(A[3], [0, 0, 0, 1], atol=1e-6):
+        raise DataError("axisAlignment is not a rigid transform (orthonormal rotation, det +1, last row "
+                        "0 0 0 1)", meta_path)
+    return A, info
+
+
+def read_axis_alignment(meta_path: Path) -> tuple[np.ndarray, dict[str, str]]:
+    """``axisAlignment`` [4, 4] of ``<scene>.txt`` (identity + warning if absent) and all keys."""
+    A, info = parse_scene_meta(meta_path)
+    if A is None:
+        warnings.warn(f"{meta_path}: no axisAlignment (test scan?); using identity", stacklevel=2)
+        return np.eye(4), info
     return A, info
 
 
@@ -180,8 +196,19 @@ def read_scannet_scene(config: ScanNetConfig) -> Scene:
     scan_dir = config.scan_dir
     scene_id = config.scene_id or scan_dir.name
     frames_dir = config.frames_dir or scan_dir
-    A, info = read_axis_alignment(scan_dir / f"{scene_id}.txt")
+    A, info = parse_scene_meta(scan_dir / f"{scene_id}.txt")
     mesh = read_point_cloud(scan_dir / f"{scene_id}_vh_clean_2.ply")
+    files = _frame_files(frames_dir, config.frame_stride)
+    K_path = frames_dir / "intrinsic" / "intrinsic_depth.txt"
+    K_depth = check_intrinsics(read_matrix_txt(K_path)[:3, :3], K_path)
+    depth_size = _size(info, "depth")
+    frames = load_posed_frames(files, K_depth, depth_size=depth_size, color_size=_size(info, "color"),
+                               work_size=config.image_size, progress=config.progress)
+    if A is not None:
+        alignment = Alignment(A, "axis-align", {"file": f"{scene_id}.txt"})
+    else:  # test scans: level by the mesh's floor (cameras as recorded give the up hint)
+        alignment = floor_alignment(mesh.points, frames, scan_dir)
+        A = alignment.matrix
     mesh_points = (np.einsum("nj,ij->ni", mesh.points.astype(np.float64), A[:3, :3]) + A[:3, 3]).astype(np.float32)
     agg = scan_dir / f"{scene_id}.aggregation.json"
     segs = scan_dir / f"{scene_id}_vh_clean_2.0.010000.segs.json"
@@ -192,11 +219,6 @@ def read_scannet_scene(config: ScanNetConfig) -> Scene:
     else:
         warnings.warn(f"{scan_dir}: no instance annotation (test scan?); instance ids left empty", stacklevel=2)
 
-    files = _frame_files(frames_dir, config.frame_stride)
-    K_depth = read_matrix_txt(frames_dir / "intrinsic" / "intrinsic_depth.txt")[:3, :3]
-    depth_size = _size(info, "depth")
-    frames = load_posed_frames(files, K_depth, depth_size=depth_size, color_size=_size(info, "color"),
-                               work_size=config.image_size, progress=config.progress)
     for f in frames:  # raw scan frame -> axis-aligned frame: c2w' = A c2w  =>  viewmat' = viewmat A^-1
         f.camera.viewmat = f.camera.viewmat @ np.linalg.inv(A)
 
@@ -207,7 +229,7 @@ def read_scannet_scene(config: ScanNetConfig) -> Scene:
         ids = (transfer_instance_ids(points, mesh_points, vertex_ids, config.max_label_distance)
                if vertex_ids is not None else None)
     meta = {"source": "scannet", "scene_type": info.get("sceneType", ""), "axis_alignment": A.tolist(),
-            "frame_stride": config.frame_stride, "point_source": config.point_source,
+            "alignment": alignment.to_meta(), "frame_stride": config.frame_stride, "point_source": config.point_source,
             "voxel_size": config.voxel_size if config.point_source == "sensor" else None}
     return Scene(scene_id=scene_id, points=points, colors=colors, frames=frames, instance_ids=ids,
                  objects=objects, meta=meta)

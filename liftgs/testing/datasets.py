@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["PlaneRig", "write_scannet_scan", "write_label_map", "write_rgbd_folder", "write_scanrefer", "write_sr3d", "write_nr3d"]
+__all__ = ["PlaneRig", "write_scannet_scan", "write_label_map", "write_rgbd_folder", "write_scanrefer", "write_sr3d", "write_nr3d",
+           "write_locate3d", "RoomRig", "write_room_capture"]
 
 
 @dataclass
@@ -164,6 +165,12 @@ def write_scanrefer(path: Path, rows: list[dict]) -> Path:
     return Path(path)
 
 
+def write_locate3d(path: Path, rows: list[dict]) -> Path:
+    """A Locate 3D (L3DD) JSON: a list of records as in ``locate3d_data/dataset/*.json``."""
+    Path(path).write_text(json.dumps(rows, indent=1))
+    return Path(path)
+
+
 SR3D_COLUMNS = ["scan_id", "target_id", "distractor_ids", "utterance", "stimulus_id", "coarse_reference_type",
                 "reference_type", "instance_type", "anchors_types", "anchor_ids", "tokens", "dataset",
                 "mentions_target_class", "correct_guess"]
@@ -190,3 +197,166 @@ def write_sr3d(path: Path, rows: list[dict]) -> Path:
 
 def write_nr3d(path: Path, rows: list[dict]) -> Path:
     return _write_csv(path, NR3D_COLUMNS, rows)
+
+
+@dataclass
+class RoomRig:
+    """A closed box room (floor z = 0, ceiling, four walls; level frame z-up) seen by cameras
+    1.4 m above the floor looking around and slightly down. The capture is written in a *raw*
+    world frame: ``raw = tilt @ level`` (``tilt`` is rigid), as a real capture's world frame is
+    arbitrary. Depth is exact (ray cast), colour is one colour per surface (floor grey)."""
+
+    half_size: tuple[float, float] = (2.0, 1.5)  # x, y half extents of the room, metres
+    room_height: float = 2.5
+    depth_size: tuple[int, int] = (40, 30)  # (W, H)
+    focal: float = 20.0
+    yaws_deg: tuple[float, ...] = (0.0, 60.0, 120.0, 180.0, 240.0, 300.0)
+    pitch_deg: float = -30.0
+    tilt: np.ndarray = field(default_factory=lambda: _example_tilt())
+
+    @property
+    def K(self) -> np.ndarray:
+        W, H = self.depth_size
+        return np.array([[self.focal, 0, W / 2], [0, self.focal, H / 2], [0, 0, 1.0]])
+
+    def level_cam_to_world(self, i: int) -> np.ndarray:
+        from liftgs.geometry import invert_pose, look_at
+
+        yaw, pitch = np.deg2rad(self.yaws_deg[i]), np.deg2rad(self.pitch_deg)
+        eye = np.array([0.3 * np.cos(yaw), 0.3 * np.sin(yaw), 1.4])
+        forward = np.array([np.cos(pitch) * np.cos(yaw), np.cos(pitch) * np.sin(yaw), np.sin(pitch)])
+        return invert_pose(look_at(eye, eye + forward))
+
+    def cam_to_world(self, i: int) -> np.ndarray:  # raw world
+        return self.tilt @ self.level_cam_to_world(i)
+
+    def render(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Depth [H, W] metres and colour [H, W, 3] uint8 of camera ``i``."""
+        W, H = self.depth_size
+        K, c2w = self.K, self.level_cam_to_world(i)
+        v, u = np.mgrid[0:H, 0:W] + 0.5
+        dirs = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)  # z = 1
+        d = dirs @ c2w[:3, :3].T
+        o = c2w[:3, 3]
+        ax, ay = self.half_size
+        planes = [(2, 0.0), (2, self.room_height), (0, -ax), (0, ax), (1, -ay), (1, ay)]
+        t = np.full((H, W), np.inf)
+        surface = np.zeros((H, W), dtype=int)
+        for k, (axis, value) in enumerate(planes):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                tk = (value - o[axis]) / d[..., axis]
+            better = (tk > 1e-6) & (tk < t)
+            t[better], surface[better] = tk[better], k
+        palette = np.array([(128, 128, 128), (240, 240, 240), (200, 60, 60), (60, 200, 60), (60, 60, 200),
+                            (200, 200, 60)], dtype=np.uint8)
+        return t.astype(np.float64), palette[surface]  # depth = t because the ray's camera z is 1
+
+
+def _example_tilt() -> np.ndarray:
+    from liftgs.geometry import rotation_between
+
+    T = np.eye(4)
+    T[:3, :3] = rotation_between([0.0, 0.0, 1.0], [0.3, -0.5, 0.8])  # about 37 degrees off vertical
+    T[:3, 3] = [0.5, -0.2, 1.0]
+    return T
+
+
+def _save_color(path: Path, rgb: np.ndarray) -> None:
+    Image.fromarray(rgb).save(path, **({"quality": 95} if path.suffix == ".jpg" else {}))
+
+
+def write_room_capture(root: Path, layout: str = "folders", rig: RoomRig | None = None, color_format: str = "png",
+                       gravity: str | None = None, intrinsics_file: str | None = "camera-intrinsics.txt",
+                       axis_alignment: bool = False) -> Path:
+    """The :class:`RoomRig` capture in a public layout under ``root``:
+
+    * ``7scenes``: ``seq-01/``, ``seq-02/`` (frames split between them) with
+      ``frame-XXXXXX.color.<fmt>``, ``.depth.png`` (uint16 mm), ``.pose.txt``;
+    * ``tum``: ``rgb.txt``, ``depth.txt`` (depth 10 ms after colour), ``groundtruth.txt``
+      (``timestamp tx ty tz qx qy qz qw``, 5 ms before colour), ``rgb/`` and ``depth/`` (raw / 5000),
+      plus one colour frame with no depth (it must be skipped);
+    * ``scannet``: ``color/N.jpg``, ``depth/N.png``, ``pose/N.txt``, ``intrinsic/intrinsic_depth.txt``
+      (4x4) and, with ``axis_alignment``, ``<root name>.txt`` whose ``axisAlignment`` undoes the tilt;
+    * ``folders``: ``color/NNNNNN.<fmt>``, ``depth/NNNNNN.png``, ``pose/NNNNNN.txt``.
+
+    ``gravity`` "world" writes ``gravity.txt`` (raw world, pointing down); "frames" writes one
+    camera-coordinate vector per frame (``frame-XXXXXX.gravity.txt`` / ``gravity/<stem>.txt``).
+    ``intrinsics_file`` names the ``fx fy cx cy`` file written at ``root`` (None: none).
+    """
+    from liftgs.geometry import invert_pose
+
+    rig = rig or RoomRig()
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    K, n = rig.K, len(rig.yaws_deg)
+    down_raw = rig.tilt[:3, :3] @ np.array([0.0, 0.0, -1.0])
+    scale = 5000.0 if layout == "tum" else 1000.0
+    rgb_lines, depth_lines, gt_lines = [], [], []
+    for i in range(n):
+        depth, rgb = rig.render(i)
+        raw = np.round(depth * scale).astype(np.uint16)
+        c2w = rig.cam_to_world(i)
+        g_cam = c2w[:3, :3].T @ down_raw
+        if layout == "7scenes":
+            folder = root / ("seq-01" if i < n // 2 else "seq-02")
+            folder.mkdir(exist_ok=True)
+            stem = f"frame-{i:06d}"
+            color, dpath, pose = (folder / f"{stem}.color.{color_format}", folder / f"{stem}.depth.png",
+                                  folder / f"{stem}.pose.txt")
+            gpath = folder / f"{stem}.gravity.txt"
+        elif layout == "tum":
+            t = 1305031102.0 + 0.1 * i
+            for sub in ("rgb", "depth"):
+                (root / sub).mkdir(exist_ok=True)
+            color, dpath, pose = root / "rgb" / f"{t:.6f}.png", root / "depth" / f"{t + 0.01:.6f}.png", None
+            rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
+            depth_lines.append(f"{t + 0.01:.6f} depth/{t + 0.01:.6f}.png")
+            gt_lines.append(f"{t - 0.005:.4f} " + " ".join(f"{x:.9f}" for x in _pose_to_tum(c2w)))
+            gpath = None
+        else:
+            for sub in ("color", "depth", "pose"):
+                (root / sub).mkdir(exist_ok=True)
+            stem = str(i) if layout == "scannet" else f"{i:06d}"
+            fmt = "jpg" if layout == "scannet" else color_format
+            color, dpath = root / "color" / f"{stem}.{fmt}", root / "depth" / f"{stem}.png"
+            pose = root / "pose" / f"{stem}.txt"
+            gpath = root / "gravity" / f"{stem}.txt"
+        _save_color(color, rgb)
+        Image.fromarray(raw).save(dpath)
+        if pose is not None:
+            _write_matrix(pose, c2w)
+        if gravity == "frames" and gpath is not None:
+            gpath.parent.mkdir(exist_ok=True)
+            gpath.write_text(" ".join(f"{x:.9f}" for x in g_cam) + "\n")
+    if layout == "tum":
+        t_extra = 1305031102.0 + 0.1 * n
+        _save_color(root / "rgb" / f"{t_extra:.6f}.png", rig.render(0)[1])
+        rgb_lines.append(f"{t_extra:.6f} rgb/{t_extra:.6f}.png")  # no depth or pose near it
+        head = "# timestamp filename\n"
+        (root / "rgb.txt").write_text("# color images\n" + head + "\n".join(rgb_lines) + "\n")
+        (root / "depth.txt").write_text("# depth maps\n" + head + "\n".join(depth_lines) + "\n")
+        (root / "groundtruth.txt").write_text("# ground truth trajectory\n# timestamp tx ty tz qx qy qz qw\n"
+                                              + "\n".join(gt_lines) + "\n")
+    if layout == "scannet":
+        (root / "intrinsic").mkdir(exist_ok=True)
+        K4 = np.eye(4)
+        K4[:3, :3] = K
+        _write_matrix(root / "intrinsic" / "intrinsic_depth.txt", K4)
+        if axis_alignment:
+            A = invert_pose(rig.tilt)
+            (root / f"{root.name}.txt").write_text(f"axisAlignment = {' '.join(f'{x:.9g}' for x in A.ravel())}\n")
+    elif intrinsics_file is not None:
+        (root / intrinsics_file).write_text(f"{K[0, 0]} {K[1, 1]} {K[0, 2]} {K[1, 2]}\n")
+    if gravity == "world":
+        (root / "gravity.txt").write_text(" ".join(f"{x:.9f}" for x in down_raw) + "\n")
+    return root
+
+
+def _pose_to_tum(c2w: np.ndarray) -> list[float]:
+    """``tx ty tz qx qy qz qw`` of a camera->world pose."""
+    R = c2w[:3, :3]
+    w = np.sqrt(max(0.0, 1 + R[0, 0] + R[1, 1] + R[2, 2])) / 2
+    x = np.copysign(np.sqrt(max(0.0, 1 + R[0, 0] - R[1, 1] - R[2, 2])) / 2, R[2, 1] - R[1, 2])
+    y = np.copysign(np.sqrt(max(0.0, 1 - R[0, 0] + R[1, 1] - R[2, 2])) / 2, R[0, 2] - R[2, 0])
+    z = np.copysign(np.sqrt(max(0.0, 1 - R[0, 0] - R[1, 1] + R[2, 2])) / 2, R[1, 0] - R[0, 1])
+    return [*c2w[:3, 3].tolist(), x, y, z, w]
