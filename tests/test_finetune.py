@@ -91,7 +91,7 @@ def test_bad_inputs_give_clear_errors(dataset, tmp_path, capsys):
     from liftgs.io.errors import DataError
     from liftgs.train.checkpoint import CheckpointError
     from liftgs.train.checkpoint import resolve_model_dir
-    from liftgs.recipes.pretrain import main as pretrain_main
+    from liftgs.cli import main as cli_main
 
     with pytest.raises(DataError, match="pseudo-labels"):
         from liftgs.recipes.pretrain import run_pretrain
@@ -99,6 +99,6 @@ def test_bad_inputs_give_clear_errors(dataset, tmp_path, capsys):
         run_pretrain(pretrain_config(dataset, tmp_path / "x", labels=tmp_path / "empty"))
     with pytest.raises(CheckpointError, match="not a model folder"):
         resolve_model_dir(tmp_path)
-    assert pretrain_main(["--out", str(tmp_path / "y")]) == 2  # one line on stderr, no traceback
+    assert cli_main(["pretrain", "--out", str(tmp_path / "y")]) == 2  # one line on stderr, no traceback
     assert capsys.readouterr().err.strip().splitlines() == [
         "liftgs pretrain: pretrain needs --data DIR (scene directories) and --labels DIR (pseudo-labels)"]

@@ -64,9 +64,9 @@ def test_failed_conversion_leaves_nothing(tmp_path, capsys):
     (bad / "depth" / "3.png").write_bytes(b"\x89PNG\r\n")  # truncated
     out = tmp_path / "out"
     rc = main(["convert", "scannet", str(bad), str(good), "--out", str(out), "--frame-stride", "1"])
-    assert rc == 1
-    err = capsys.readouterr().err
-    assert "depth/3.png" in err and "cannot decode" in err
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert err.startswith("liftgs convert: ") and "depth/3.png" in err and "cannot decode" in err
     assert not out.exists() or list(out.iterdir()) == []  # stopped at the bad scan, nothing written
     rc = main(["convert", "scannet", str(scans), "--out", str(out), "--frame-stride", "1", "--keep-going"])
     assert rc == 1
@@ -76,9 +76,9 @@ def test_failed_conversion_leaves_nothing(tmp_path, capsys):
 
 def test_cli_usage_errors(tmp_path, capsys):
     assert main(["convert"]) == 2
-    assert main(["convert", "scannet", str(tmp_path), "--out", str(tmp_path / "o")]) == 1
+    assert main(["convert", "scannet", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
     assert "neither a ScanNet scan folder" in capsys.readouterr().err
-    assert main(["inspect", str(tmp_path / "nope")]) == 1
+    assert main(["inspect", str(tmp_path / "nope")]) == 2
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["convert", "scannet", str(tmp_path), "--out", str(tmp_path / "o"), "--frame-stride", "0"]) == 1
+        assert main(["convert", "scannet", str(tmp_path), "--out", str(tmp_path / "o"), "--frame-stride", "0"]) == 2

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from liftgs.cli import main as cli_main
 from liftgs.config import ConfigError, to_dict, update_config
 from liftgs.recipes import finetune, pretrain
 from liftgs.recipes.common import parse_recipe_config
@@ -80,18 +81,18 @@ def test_a_config_file_that_does_not_fit_gives_one_line_naming_file_and_field(tm
     path.write_text(json.dumps(content))
     with pytest.raises(ConfigError, match=message):
         parse(["--config", str(path)])
-    assert pretrain.main(["--config", str(path)]) == 2  # nothing runs
+    assert cli_main(["pretrain", "--config", str(path)]) == 2  # nothing runs
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"liftgs pretrain: {path}: ") and message in err[0]
 
 
 def test_a_missing_or_broken_config_file(tmp_path, capsys):
-    assert pretrain.main(["--config", str(tmp_path / "nope.json")]) == 2
+    assert cli_main(["pretrain", "--config", str(tmp_path / "nope.json")]) == 2
     assert capsys.readouterr().err.strip() == f"liftgs pretrain: {tmp_path / 'nope.json'}: no such config file"
     (tmp_path / "bad.json").write_text("{steps: 3")
-    assert pretrain.main(["--config", str(tmp_path / "bad.json")]) == 2
+    assert cli_main(["pretrain", "--config", str(tmp_path / "bad.json")]) == 2
     assert "bad.json: not valid JSON" in capsys.readouterr().err
-    assert pretrain.main(["--steps", "3", "--config"]) == 2
+    assert cli_main(["pretrain", "--steps", "3", "--config"]) == 2
     assert "--config needs a FILE" in capsys.readouterr().err
 
 

@@ -164,9 +164,9 @@ def test_corrupt_cache_file_is_redone(tmp_path):
 def test_other_settings_error_or_redo(tmp_path):
     store = PseudoLabelStore(tmp_path)
     _run(store, _teacher())
-    with pytest.raises(RuntimeError, match=r"settings\.noise\.synonym.*--on-mismatch redo"):
+    with pytest.raises(DataError, match=r"settings\.noise\.synonym.*--on-mismatch redo"):
         _run(store, _teacher(synonym=0.5))
-    with pytest.raises(RuntimeError, match="min_area"):
+    with pytest.raises(DataError, match="min_area"):
         _run(store, _teacher(), area_at_base=2048)
     summary = _run(store, _teacher(synonym=0.5), on_mismatch="redo")
     assert summary.redone_mismatch == 6
@@ -200,8 +200,9 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert "already cached (verified)  2" in capsys.readouterr().out
     lab = PseudoLabelStore(tmp_path / "labels").get("room0", "000001")
     assert lab.embeddings.shape[1] == 8 and lab.provenance["teacher"] == "synthetic"
-    assert main(argv[:-3] + ["--no-progress"]) == 1  # other settings: clear error, no silent mix
-    assert "--on-mismatch redo" in capsys.readouterr().err
+    assert main(argv[:-3] + ["--no-progress"]) == 2  # other settings: clear error, no silent mix
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("liftgs pseudolabel: ") and "--on-mismatch redo" in err[0]
     first = read_labels(tmp_path / "labels" / "room0" / "000000.safetensors")
     assert first.num_segments > 0 and len(first.captions) == first.num_segments  # one caption per segment
     assert all(isinstance(c, str) and c.strip() for c in first.captions)

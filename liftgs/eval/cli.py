@@ -11,7 +11,6 @@ any method. Both print the tables and write ``<out>/metrics.md`` and ``<out>/met
 from __future__ import annotations
 
 import json
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,17 +151,13 @@ def _load_model_grounder(cfg: EvalConfig) -> ModelGrounder:
 
 
 def main(argv: list[str]) -> int:
-    from liftgs.train.checkpoint import CheckpointError
-
+    """The command; a bad input raises (``liftgs.cli`` prints it on one line). The report is
+    written only once every scene is scored, so a failed evaluation writes nothing."""
     cfg = parse_cli(EvalConfig, argv, prog="liftgs eval", description=__doc__)
-    try:
-        if cfg.predictions is not None:
-            results, heading = run_prediction_dir(cfg), f"Benchmark files: {cfg.predictions}"
-        else:
-            results, heading = run_checkpoint(cfg), f"{cfg.checkpoint} on {cfg.data} ({cfg.split})"
-    except (ValueError, OSError, CheckpointError) as err:  # bad path or input: the message names it
-        print(f"liftgs eval: {err}", file=sys.stderr)
-        return 2
+    if cfg.predictions is not None:
+        results, heading = run_prediction_dir(cfg), f"Benchmark files: {cfg.predictions}"
+    else:
+        results, heading = run_checkpoint(cfg), f"{cfg.checkpoint} on {cfg.data} ({cfg.split})"
     tables, data = results_report(results, heading)
     data["config"] = to_dict(cfg)
     md, js = write_report(cfg.out, tables, data, heading=heading)

@@ -1,7 +1,9 @@
 """``liftgs convert`` (ScanNet scans / RGB-D folders -> scene directories) and ``liftgs inspect``.
 
 Each scene is written atomically (see :func:`liftgs.io.scene_dir.write_scene`), so a failed
-conversion leaves the scenes converted before it complete and nothing half-written.
+conversion leaves the scenes converted before it complete and nothing half-written. A bad input
+raises and ``liftgs`` prints it on one line (status 2); with ``--keep-going`` a bad scan is
+reported on one line, skipped, and the command ends with status 1.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ConvertScanNetArgs:
     label_map: Path | None = None  # scannetv2-labels.combined.tsv
     scanrefer: tuple[Path, ...] = ()  # ScanRefer_filtered_*.json files
     referit3d: tuple[Path, ...] = ()  # sr3d*.csv / nr3d*.csv files
+    locate3d: tuple[Path, ...] = ()  # Locate 3D (L3DD) *_scannet.json files; ScanNet records are attached
     train_list: Path | None = None  # scannetv2_train.txt -> splits.json "train"
     val_list: Path | None = None  # scannetv2_val.txt -> splits.json "val"
     image_format: Literal["jpg", "png"] = "jpg"
@@ -47,21 +50,24 @@ class ConvertScanNetArgs:
 
 @dataclass
 class ConvertRGBDArgs:
-    """Convert posed RGB-D sequence folders (7-Scenes / TUM-like) into scene directories."""
+    """Convert posed RGB-D captures (7-Scenes, TUM RGB-D, ScanNet exports, color/depth/pose
+    folders; recognised by their files) into z-up scene directories."""
 
-    roots: Annotated[tuple[Path, ...], tyro.conf.Positional]  # one folder per sequence
+    roots: Annotated[tuple[Path, ...], tyro.conf.Positional]  # one folder per capture
     out: Path
-    layout: Literal["auto", "folders", "7scenes"] = "auto"
-    intrinsics: Path | None = None
+    layout: Literal["auto", "7scenes", "tum", "scannet", "folders"] = "auto"  # auto: recognise by the files
+    intrinsics: Path | None = None  # default: the layout's file (camera-intrinsics.txt, intrinsics.txt, ...)
     fxfycxcy: tuple[float, float, float, float] | None = None
-    depth_scale: float = 1000.0
-    invalid_depth: int | None = None  # e.g. 65535 for 7-Scenes
+    depth_scale: float | None = None  # raw units per metre; default: the layout's (TUM 5000, else 1000)
+    invalid_depth: int | None = None  # default: 65535 for 7-Scenes
     poses_world_to_camera: bool = False
     frame_stride: int = 1
     image_size: tuple[int, int] | None = None
     voxel_size: float = 0.05
     pixel_stride: int = 2
     max_depth: float = 6.0
+    align: Literal["auto", "none"] = "auto"  # auto: z-up from axisAlignment, gravity or the floor; none: as recorded
+    max_time_diff: float = 0.02  # seconds; TUM colour/depth/pose association tolerance
     image_format: Literal["jpg", "png"] = "png"
     keep_going: bool = False
 
@@ -92,7 +98,7 @@ def _scan_dirs(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def _load_expressions(args: ConvertScanNetArgs) -> dict[str, list]:
-    from liftgs.io.referring import read_referit3d, read_scanrefer
+    from liftgs.io.referring import read_locate3d, read_referit3d, read_scanrefer
 
     merged: dict[str, list] = {}
     for path in args.scanrefer:
@@ -100,6 +106,13 @@ def _load_expressions(args: ConvertScanNetArgs) -> dict[str, list]:
             merged.setdefault(sid, []).extend(exprs)
     for path in args.referit3d:
         for sid, exprs in read_referit3d(path).items():
+            merged.setdefault(sid, []).extend(exprs)
+    for path in args.locate3d:
+        scannet = read_locate3d(path, scene_dataset="ScanNet")
+        if not scannet and read_locate3d(path):
+            raise DataError("holds no ScanNet record (field 'scene_dataset'); `convert scannet` attaches "
+                            "ScanNet scenes only", path)
+        for sid, exprs in scannet.items():
             merged.setdefault(sid, []).extend(exprs)
     return merged
 
@@ -121,10 +134,10 @@ def _convert_each(items: list[Path], build, out: Path, image_format: str, keep_g
         try:
             write_scene(build(item), out, image_format=image_format)
         except ValueError as exc:  # DataError: bad input, named in the message
-            failures += 1
-            print(f"error: {exc}", file=sys.stderr)
             if not keep_going:
-                break
+                raise
+            failures += 1
+            print(f"liftgs convert: skipped: {exc}", file=sys.stderr)
     return failures
 
 
@@ -163,7 +176,7 @@ def _convert_rgbd(args: ConvertRGBDArgs) -> int:
             depth_scale=args.depth_scale, invalid_depth=args.invalid_depth,
             poses_world_to_camera=args.poses_world_to_camera, frame_stride=args.frame_stride,
             image_size=args.image_size, voxel_size=args.voxel_size, pixel_stride=args.pixel_stride,
-            max_depth=args.max_depth))
+            max_depth=args.max_depth, align=args.align, max_time_diff=args.max_time_diff))
 
     return 1 if _convert_each(list(args.roots), build, args.out, args.image_format, args.keep_going) else 0
 
@@ -175,21 +188,13 @@ def convert_main(argv: list[str]) -> int:
     """``liftgs convert scannet|rgbd INPUT... --out DIR [options]``."""
     if not argv or argv[0] not in _CONVERTERS:
         print("usage: liftgs convert {scannet,rgbd} INPUT... --out DIR [options]\n\n"
-              "  scannet  ScanNet v2 scans exported by SensReader (+ ScanRefer / Sr3d / Nr3d)\n"
-              "  rgbd     posed RGB-D folders (7-Scenes, TUM-like)\n\n"
+              "  scannet  ScanNet v2 scans exported by SensReader (+ ScanRefer / Sr3d / Nr3d / Locate 3D)\n"
+              "  rgbd     posed RGB-D captures (7-Scenes, TUM RGB-D, ScanNet exports, color/depth/pose)\n\n"
               "Run `liftgs convert scannet --help` for options.", file=sys.stderr if argv else sys.stdout)
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     args_cls, run = _CONVERTERS[argv[0]]
-    try:
-        args = parse_cli(args_cls, argv[1:], prog=f"liftgs convert {argv[0]}")
-    except ValueError as exc:  # a config's __post_init__ says how to fix it
-        print(f"liftgs convert {argv[0]}: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return run(args)
-    except ValueError as exc:  # DataError (bad input) or an invalid option
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    args = parse_cli(args_cls, argv[1:], prog=f"liftgs convert {argv[0]}")
+    return run(args)
 
 
 def _scene_rows(paths: tuple[Path, ...], check: bool) -> list[list[str]]:
@@ -218,11 +223,7 @@ def _scene_rows(paths: tuple[Path, ...], check: bool) -> list[list[str]]:
 def inspect_main(argv: list[str]) -> int:
     """``liftgs inspect DIR...``: one table row per scene plus a total."""
     args = parse_cli(InspectArgs, argv, prog="liftgs inspect")
-    try:
-        rows = _scene_rows(args.paths, args.check)
-    except DataError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    rows = _scene_rows(args.paths, args.check)  # a bad scene raises: `liftgs` prints it on one line
     header = ["scene", "split", "points", "frames", "size", "objects", "expressions", "source"]
     totals = ["TOTAL", f"{len(rows)} scenes"] + [str(sum(int(r[i]) for r in rows)) for i in (2, 3)] + ["-"] + [
         str(sum(int(r[i]) for r in rows)) for i in (5, 6)] + ["-"]

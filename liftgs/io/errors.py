@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["DataError", "data_error"]
+__all__ = ["DataError", "DataWarning", "data_error"]
 
 
 class DataError(ValueError):
@@ -18,6 +18,11 @@ class DataError(ValueError):
     def __init__(self, message: str, path: str | Path | None = None) -> None:
         self.path = Path(path) if path is not None else None
         super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+
+
+class DataWarning(UserWarning):
+    """Input that is usable but partly left out (a scene without labels, an expression whose
+    target has no points); the message names what was left out. ``liftgs`` prints it on one line."""
 
 
 def data_error(path: str | Path, problem: str, cause: BaseException | None = None) -> DataError:

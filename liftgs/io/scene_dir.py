@@ -13,11 +13,27 @@ Writing then reading gives back the same :class:`~liftgs.types.Scene`: points, c
 ``K`` and ``viewmat`` bit for bit, PNG colour exactly, depth at millimetre resolution (the
 writer rounds to mm). A scene is written into a temporary folder next to its destination and
 renamed into place, so a failure never leaves a half-written scene.
+
+Reading checks what ``scene.json`` says before anything trusts it, and refuses a bad entry
+with one :class:`~liftgs.io.errors.DataError` naming ``scene.json`` and the field (e.g.
+``frames[3].depth``):
+
+* every file it names (``points``, ``frames[i].color`` / ``.depth`` / ``.instance``) is a path
+  relative to the scene folder that stays inside it: no absolute path, no ``..``, no symlink
+  leading out. A scene folder is data from elsewhere; reading it must not open other files.
+* every camera is usable: ``K`` finite with positive focal lengths, ``viewmat`` finite and
+  rigid (orthonormal rotation with determinant +1, last row ``0 0 0 1``). A failed pose
+  (NaN, or an all-zero matrix some exporters write) is refused when the scene is read, not
+  when a training step first renders from it.
+
+:func:`read_scene` checks every frame (also with ``load_frames=False``), :func:`read_cameras`
+every camera, :func:`read_frame` the frame it loads.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -28,6 +44,7 @@ import numpy as np
 from liftgs.config import save_json_atomic
 from liftgs.files import replace_dir
 from liftgs.io.errors import DataError, data_error
+from liftgs.io.frames import RIGID_TOLERANCE
 from liftgs.io.images import (read_depth, read_instance_png, read_rgb, write_depth_mm,
                               write_instance_png, write_rgb)
 from liftgs.io.ply import read_point_cloud, write_point_cloud
@@ -41,6 +58,8 @@ __all__ = [
     "read_frame",
     "read_cameras",
     "read_scene_json",
+    "scene_file",
+    "camera_problem",
     "list_scenes",
     "write_splits",
     "read_splits",
@@ -51,10 +70,19 @@ FORMAT_VERSION = 1
 SCENE_JSON = "scene.json"
 POINTS_PLY = "points.ply"
 SPLITS_JSON = "splits.json"
+FRAME_FILES = ("color", "depth", "instance")  # the file fields of a frame entry
+_LAST_ROW = np.array([0.0, 0.0, 0.0, 1.0])
+_EYE3 = np.eye(3)
+
+
+def _plain_name(name: Any) -> bool:
+    """A scene id or frame name is a folder / file stem: non-empty, no separator, not hidden."""
+    return (isinstance(name, str) and bool(name) and "/" not in name and "\\" not in name
+            and not name.startswith("."))
 
 
 def _check_scene_id(scene_id: str) -> None:
-    if not scene_id or "/" in scene_id or "\\" in scene_id or scene_id.startswith("."):
+    if not _plain_name(scene_id):
         raise DataError(f"scene_id {scene_id!r} is not a valid folder name (non-empty, no '/', "
                         "not starting with '.')")
 
@@ -146,39 +174,149 @@ def read_scene_json(scene_path: str | Path) -> dict[str, Any]:
         raise data_error(path, "cannot parse scene.json (truncated or corrupt?)", exc) from exc
     if not isinstance(doc, dict) or doc.get("format") != FORMAT_NAME:
         raise DataError(f"not a liftgs scene file (expected format {FORMAT_NAME!r})", path)
-    if int(doc.get("version", -1)) > FORMAT_VERSION:
+    if not isinstance(doc.get("version", -1), int):
+        raise DataError(f"version must be an integer, got {doc.get('version')!r}", path)
+    if doc.get("version", -1) > FORMAT_VERSION:
         raise DataError(f"format version {doc.get('version')} is newer than this liftgs reads "
                         f"({FORMAT_VERSION}); upgrade liftgs", path)
     for key in ("scene_id", "frames", "objects", "expressions", "meta", "num_points"):
         if key not in doc:
             raise DataError(f"scene.json lacks the key {key!r}", path)
+    if not _plain_name(doc["scene_id"]):  # names label-cache and output folders
+        raise DataError(f"scene_id {doc['scene_id']!r} is not a valid folder name (non-empty, no '/', "
+                        "not starting with '.')", path)
+    if not isinstance(doc["frames"], list) or not all(isinstance(e, dict) for e in doc["frames"]):
+        raise DataError("frames must be a list of objects (one per frame)", path)
+    for i, entry in enumerate(doc["frames"]):  # a name is a label-cache file stem
+        name = entry.get("name", "")
+        if name not in ("", None) and not _plain_name(name):
+            raise DataError(f"frames[{i}].name {name!r} must be a plain file stem (no '/', not "
+                            "starting with '.')", path)
     return doc
 
 
-def _camera(entry: dict[str, Any], where: str) -> Camera:
-    try:
-        return Camera(K=np.array(entry["K"]), viewmat=np.array(entry["viewmat"]),
-                      width=entry["width"], height=entry["height"])
-    except (KeyError, ValueError, TypeError) as exc:
-        raise DataError(f"{where}: bad camera ({exc})") from exc
+def scene_file(scene_path: str | Path, value: Any, field: str) -> Path:
+    """The file that ``scene.json``'s ``field`` names, refused unless it stays inside the scene.
+
+    ``value`` must be a relative path without ``..``; after following symlinks it must still lie
+    inside ``scene_path``. A scene folder copied from elsewhere can then never make a reader open
+    a file outside it.
+    """
+    return _SceneFiles(Path(scene_path))(value, field)
+
+
+class _SceneFiles:
+    """:func:`scene_file` for the many files of one scene: each folder is resolved once, each
+    file costs one ``lstat`` (a full resolve only if the file itself is a symlink)."""
+
+    def __init__(self, scene_path: Path) -> None:
+        self.scene_path = scene_path
+        self.json_path = scene_path / SCENE_JSON
+        self.root = os.path.realpath(scene_path)
+        self.real_dirs: dict[str, str] = {}
+
+    def _inside(self, real: str) -> bool:
+        return real == self.root or real.startswith(self.root.rstrip(os.sep) + os.sep)
+
+    def __call__(self, value: Any, field: str) -> Path:
+        if not isinstance(value, str) or not value.strip():
+            raise DataError(f"{field} must be a file path relative to the scene folder, got {value!r}",
+                            self.json_path)
+        parts = value.replace("\\", "/").split("/")
+        if parts[0] == "" or (parts[0][1:2] == ":" and parts[0][:1].isalpha()):  # rooted, or a drive
+            raise DataError(f"{field} is the absolute path {value!r}; paths must be relative to the scene "
+                            "folder", self.json_path)
+        if ".." in parts:
+            raise DataError(f"{field} {value!r} contains '..'; paths must stay inside the scene folder",
+                            self.json_path)
+        folder = "/".join(parts[:-1])
+        real_dir = self.real_dirs.get(folder)
+        if real_dir is None:
+            real_dir = self.real_dirs[folder] = os.path.realpath(os.path.join(self.root, *parts[:-1]))
+        real = os.path.join(real_dir, parts[-1])
+        if not self._inside(real_dir) or (os.path.islink(real) and not self._inside(os.path.realpath(real))):
+            raise DataError(f"{field} {value!r} leads outside the scene folder through a symlink", self.json_path)
+        return self.scene_path / value
+
+
+def camera_problem(K: np.ndarray, viewmat: np.ndarray) -> tuple[str, str] | None:
+    """``(field, problem)`` for the first thing wrong with a camera, or None if it is usable.
+
+    Renderers and back-projection assume a pinhole ``K`` with positive focal lengths and a rigid
+    world-to-camera ``viewmat``; anything else renders garbage or NaN several steps later.
+    """
+    if K.shape != (3, 3):
+        return "K", f"must be a 3x3 matrix, got shape {K.shape}"
+    if not np.isfinite(K).all():
+        return "K", "holds NaN or infinite values"
+    if not (K[0, 0] > 0 and K[1, 1] > 0):
+        return "K", f"focal lengths must be positive, got fx={K[0, 0]:g}, fy={K[1, 1]:g}"
+    if viewmat.shape != (4, 4):
+        return "viewmat", f"must be a 4x4 matrix, got shape {viewmat.shape}"
+    if not np.isfinite(viewmat).all():
+        return "viewmat", "holds NaN or infinite values (a failed pose?)"
+    if np.abs(viewmat[3] - _LAST_ROW).max() > 1e-6:
+        return "viewmat", f"last row must be 0 0 0 1, got {' '.join(f'{v:g}' for v in viewmat[3])}"
+    R = viewmat[:3, :3]
+    if np.abs(R @ R.T - _EYE3).max() > RIGID_TOLERANCE:  # the tolerance the converters check poses with
+        return "viewmat", "is not rigid: its rotation is not orthonormal (scaled, sheared or all zero)"
+    a, b, c, d, e, f, g, h, i = R.ravel().tolist()
+    if a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g) < 0:
+        return "viewmat", "is not rigid: its rotation has determinant -1 (a reflection)"
+    return None
+
+
+def _camera(scene_path: Path, entry: dict[str, Any], index: int) -> Camera:
+    json_path, where = scene_path / SCENE_JSON, f"frames[{index}]"
+    for key in ("K", "viewmat", "width", "height"):
+        if key not in entry:
+            raise DataError(f"{where} lacks the key {key!r}", json_path)
+    arrays = {}
+    for key in ("K", "viewmat"):
+        try:
+            arrays[key] = np.asarray(entry[key], dtype=np.float64)
+        except (ValueError, TypeError):
+            raise DataError(f"{where}.{key} is not a matrix of numbers", json_path) from None
+    bad = camera_problem(arrays["K"], arrays["viewmat"])
+    if bad is not None:
+        raise DataError(f"{where}.{bad[0]} {bad[1]}", json_path)
+    for key in ("width", "height"):
+        if isinstance(entry[key], bool) or not isinstance(entry[key], int) or entry[key] <= 0:
+            raise DataError(f"{where}.{key} must be a positive integer, got {entry[key]!r}", json_path)
+    return Camera(K=arrays["K"], viewmat=arrays["viewmat"], width=entry["width"], height=entry["height"])
+
+
+def _check_frame(scene_path: Path, entry: dict[str, Any], index: int,
+                 scene_files: _SceneFiles | None = None) -> tuple[Camera, dict[str, Path | None]]:
+    """The camera and files of ``frames[index]``, every field checked (see the module notes)."""
+    camera = _camera(scene_path, entry, index)
+    scene_files = scene_files or _SceneFiles(scene_path)
+    files = {key: scene_files(entry[key], f"frames[{index}].{key}") if entry.get(key) else None
+             for key in FRAME_FILES}
+    if files["color"] is None:
+        raise DataError(f"frames[{index}].color is missing (every frame needs its colour image)",
+                        scene_path / SCENE_JSON)
+    return camera, files
 
 
 def read_cameras(scene_path: str | Path) -> list[Camera]:
     """Cameras of every frame without loading any image (cheap)."""
+    scene_path = Path(scene_path)
     doc = read_scene_json(scene_path)
-    return [_camera(e, f"{Path(scene_path) / SCENE_JSON} frame {i}") for i, e in enumerate(doc["frames"])]
+    scene_files = _SceneFiles(scene_path)
+    return [_check_frame(scene_path, e, i, scene_files)[0] for i, e in enumerate(doc["frames"])]
 
 
-def _load_frame(scene_path: Path, entry: dict[str, Any], index: int) -> Frame:
-    camera = _camera(entry, f"{scene_path / SCENE_JSON} frame {index}")
+def _load_frame(scene_path: Path, entry: dict[str, Any], index: int,
+                scene_files: _SceneFiles | None = None) -> Frame:
+    camera, files = _check_frame(scene_path, entry, index, scene_files)
     H, W = camera.height, camera.width
-    rgb = read_rgb(scene_path / entry["color"])
-    depth = read_depth(scene_path / entry["depth"]) if entry.get("depth") else None
-    inst = read_instance_png(scene_path / entry["instance"]) if entry.get("instance") else None
+    rgb = read_rgb(files["color"])
+    depth = read_depth(files["depth"]) if files["depth"] is not None else None
+    inst = read_instance_png(files["instance"]) if files["instance"] is not None else None
     for key, arr in (("color", rgb), ("depth", depth), ("instance", inst)):
         if arr is not None and arr.shape[:2] != (H, W):
-            raise DataError(f"image is {arr.shape[1]}x{arr.shape[0]} but scene.json says {W}x{H}",
-                            scene_path / entry[key])
+            raise DataError(f"image is {arr.shape[1]}x{arr.shape[0]} but scene.json says {W}x{H}", files[key])
     return Frame(camera=camera, rgb=rgb, depth=depth, instance_ids=inst, name=entry.get("name", ""))
 
 
@@ -196,14 +334,19 @@ def read_scene(scene_path: str | Path, load_frames: bool = True) -> Scene:
     :func:`read_cameras` / :func:`read_frame` to get them lazily)."""
     scene_path = Path(scene_path)
     doc = read_scene_json(scene_path)
-    ply_path = scene_path / doc.get("points", POINTS_PLY)
+    scene_files = _SceneFiles(scene_path)
+    ply_path = scene_files(doc.get("points", POINTS_PLY), "points")
+    if not load_frames:  # frames are read later, one by one: check them all now
+        for i, e in enumerate(doc["frames"]):
+            _check_frame(scene_path, e, i, scene_files)
     pc = read_point_cloud(ply_path)
     if pc.points.shape[0] != int(doc["num_points"]):
         raise DataError(f"holds {pc.points.shape[0]} points but scene.json says {doc['num_points']}", ply_path)
     if doc.get("has_instance_ids") and pc.instance_ids is None:
         raise DataError("scene.json says the points carry instance ids but the PLY has no "
                         "'instance_id' property", ply_path)
-    frames = [_load_frame(scene_path, e, i) for i, e in enumerate(doc["frames"])] if load_frames else []
+    frames = ([_load_frame(scene_path, e, i, scene_files) for i, e in enumerate(doc["frames"])]
+              if load_frames else [])
     json_path = scene_path / SCENE_JSON
     try:
         objects = {int(o["id"]): ObjectInfo(category=o["category"], attributes=dict(o.get("attributes", {})))

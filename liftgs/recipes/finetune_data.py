@@ -14,10 +14,19 @@ and criterion as pre-training:
 
 ``data_fraction`` keeps a deterministic, nested subset of the training scenes (scaling curves,
 paper Fig. 7).
+
+The data is checked when the dataset is built, before any training step, and nothing is left
+out silently: a scene without per-point instance ids (3D labels) is named in a
+:class:`~liftgs.io.errors.DataWarning` and skipped (a :class:`~liftgs.io.errors.DataError` when
+no scene is left); an expression whose target id is unknown or has no points would train on an
+empty mask, so it is named in a warning and skipped. Expressions with no target at all
+(descriptions of absent objects) are not fine-tuned on, by design: they count only in the F1
+evaluation. ``read_scene`` checks every frame's camera and file paths.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +34,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from liftgs.io.errors import DataError
+from liftgs.io.errors import DataError, DataWarning
+from liftgs.recipes.common import name_list
 from liftgs.train.sampler import EpochSampler, sample_rng, subsample_indices
 
 TASKS = ("refer", "instseg", "both")
@@ -54,6 +64,29 @@ class _Scene:
     expressions: list[tuple[str, list[int], list[tuple[int, int]]]]
 
 
+def _missing_targets(target_ids: list[int], present: set[int], objects: dict) -> str:
+    """Why an expression has no mask to learn ("" if every target has points)."""
+    unknown = [t for t in target_ids if t not in present and t not in objects]
+    empty = [t for t in target_ids if t not in present and t in objects]
+    why = [f"unknown target id {', '.join(map(str, unknown))}"] if unknown else []
+    why += [f"target {', '.join(map(str, empty))} has no points"] if empty else []
+    return "; ".join(why)
+
+
+def _report_left_out(scene_paths: list[Path], keep: list[int], unlabelled: list[str], pointless: list[str]) -> None:
+    """Name the scenes and expressions left out: an error when no scene is left, else warnings."""
+    if unlabelled and len(unlabelled) == len(keep):
+        root = {Path(scene_paths[i]).parent for i in keep}
+        raise DataError(f"fine-tuning needs per-point instance ids (3D labels) but the points.ply of every "
+                        f"scene has none: {name_list(unlabelled)}", root.pop() if len(root) == 1 else None)
+    if unlabelled:
+        warnings.warn(f"{len(unlabelled)} of {len(keep)} scenes have no per-point instance ids (3D labels) in "
+                      f"points.ply and are left out: {name_list(unlabelled)}", DataWarning, stacklevel=3)
+    if pointless:
+        warnings.warn(f"{len(pointless)} expressions are left out because a target has no points: "
+                      f"{name_list(pointless, limit=4)}", DataWarning, stacklevel=3)
+
+
 class FinetuneDataset:
     """Scenes with GT instances / expressions -> :class:`FinetuneSample` by stream position."""
 
@@ -68,18 +101,23 @@ class FinetuneDataset:
         self.seed, self.task = int(seed), task
         self.negative_categories, self.loss_points = int(negative_categories), int(loss_points)
         self.scenes: list[_Scene] = []
+        unlabelled, pointless = [], []
         for i in keep:
-            s = read_scene(scene_paths[i], load_frames=False)
-            if s.instance_ids is None:
-                raise DataError("fine-tuning needs per-point instance ids (3D labels) but the "
-                                "scene's points.ply has none", scene_paths[i])
+            s = read_scene(scene_paths[i], load_frames=False)  # checks every frame's camera and files
+            if s.instance_ids is None or not (s.instance_ids >= 0).any():
+                unlabelled.append(s.scene_id)
+                continue
             ids, counts = np.unique(s.instance_ids[s.instance_ids >= 0], return_counts=True)
             big = {int(k) for k, c in zip(ids, counts) if c >= min_instance_points}
             cats = {k: s.objects[k].category for k in sorted(big) if k in s.objects}
+            present = {int(k) for k in ids}
+            pointless += [f"{s.scene_id} {e.text!r} ({why})" for e in s.expressions
+                          if (why := _missing_targets(e.target_ids, present, s.objects))]
             exprs = [(e.text, e.target_ids, e.spans) for e in s.expressions
                      if e.target_ids and all(t in big for t in e.target_ids)]
             self.scenes.append(_Scene(s.scene_id, torch.from_numpy(s.points), torch.from_numpy(s.colors),
                                       s.instance_ids, cats, exprs))
+        _report_left_out(scene_paths, keep, unlabelled, pointless)
         self.items: list[tuple[int, int]] = []  # (scene, expression index or -1 = instseg)
         for si, sc in enumerate(self.scenes):
             if task in ("refer", "both"):

@@ -11,10 +11,17 @@ embeddings become the pseudo language queries Q (one token per segment) and thei
 2D targets; masks under 1024 pixels at 512x512 are filtered out. Here every random choice of
 a sample comes from a generator seeded by (seed, stream position), so a sample is a pure
 function of where it sits in the stream (exact resume, see ``sampler.py``).
+
+The data is checked when the dataset is built, before any training step: a scene without any
+cached pseudo-label is named in a :class:`~liftgs.io.errors.DataWarning` and left out (a
+:class:`~liftgs.io.errors.DataError` when no scene is left), as is a scene labelled only in
+part; every frame's camera and file paths are checked by ``read_scene`` (a NaN or all-zero
+pose fails here, not at the step that first renders from it).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from liftgs.io.errors import DataError
+from liftgs.io.errors import DataError, DataWarning
+from liftgs.recipes.common import name_list
 from liftgs.train.sampler import EpochSampler, sample_rng
 
 REFERENCE_SIZE = 512  # the paper's render / area-filter resolution (appendix A.1)
@@ -107,19 +115,30 @@ class PretrainDataset:
         self.num_pixels = int(num_pixels)
         self.random_count = bool(random_count)
         self.scenes: list[_SceneEntry] = []
+        unlabelled, partial = [], []
         for path in scene_paths:
             doc = read_scene_json(path)
             keys = [(i, e.get("name") or f"{i:06d}") for i, e in enumerate(doc["frames"])]
             labelled = [(i, k) for i, k in keys if self.store.has(doc["scene_id"], k)]
             if not labelled:
+                unlabelled.append(doc["scene_id"])
                 continue
-            scene = read_scene(path, load_frames=False)
+            if len(labelled) < len(keys):
+                partial.append(f"{doc['scene_id']} ({len(labelled)}/{len(keys)})")
+            scene = read_scene(path, load_frames=False)  # checks every frame's camera and files
             self.scenes.append(_SceneEntry(path, scene.scene_id, torch.from_numpy(scene.points),
                                            torch.from_numpy(scene.colors), labelled))
         if not self.scenes:
-            raise DataError(f"no scene among {len(scene_paths)} has cached pseudo-labels under "
+            missing = f" ({name_list(unlabelled)})" if unlabelled else ""
+            raise DataError(f"no scene among {len(scene_paths)}{missing} has cached pseudo-labels under "
                             f"{label_root}; run `liftgs pseudolabel` on the same data first",
                             label_root)
+        if unlabelled:
+            warnings.warn(f"{len(unlabelled)} of {len(scene_paths)} scenes have no pseudo-labels under "
+                          f"{label_root} and are left out: {name_list(unlabelled)}", DataWarning, stacklevel=2)
+        if partial:
+            warnings.warn(f"{len(partial)} scenes have pseudo-labels for only some frames (labelled/all; "
+                          f"the rest are not used): {name_list(partial)}", DataWarning, stacklevel=2)
         self.sampler = EpochSampler(len(self.scenes), seed)
         self.negatives = int(negatives)
         self.bank = None

@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
+from liftgs.io.errors import DataError
 from liftgs.teachers.base import Teacher, filter_small_segments, label_frames, scaled_min_area
 from liftgs.teachers.store import PseudoLabelStore, frame_key, read_labels
 from liftgs.types import Frame, Scene
@@ -151,10 +152,10 @@ def pseudolabel(jobs: Iterable[SceneJob], teacher: Teacher, store: PseudoLabelSt
                     bar.update(1)
                     continue
                 if status == "mismatch" and on_mismatch == "error":
-                    raise RuntimeError(
-                        f"{store.path(job.scene.scene_id, key)} was made with other settings than this run "
+                    raise DataError(
+                        f"was made with other settings than this run "
                         f"(differing: {', '.join(_diff(cached, provenance)) or 'format'}); use another --out, "
-                        "or --on-mismatch redo to replace it")
+                        "or --on-mismatch redo to replace it", store.path(job.scene.scene_id, key))
                 summary.redone_corrupt += status == "corrupt"
                 summary.redone_mismatch += status == "mismatch"
                 pending.append(i)
