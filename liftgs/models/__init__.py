@@ -6,8 +6,9 @@
 
 A family package exposes ``build_preset(preset, text_dim)`` (a fresh model of a named size)
 and ``load_pretrained(path, map_location)`` (a model folder written by the model's
-``save_pretrained``, whose ``config.json`` names the family). Building blocks shared by
-families live in :mod:`liftgs.modules`.
+``save_pretrained``, whose ``config.json`` names the family and records the weights'
+sha256, which loading checks). Building blocks shared by families live in
+:mod:`liftgs.modules`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def model_family(model_dir: str | Path) -> str:
 
 def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
     """Load a model from a model folder, a checkpoint (``step_*``) or a run folder (its final
-    ``model/``, else its latest checkpoint), whatever its family."""
+    ``model/``, else its latest checkpoint), whatever its family. The family's loader checks the
+    weights against the checksum in ``config.json``: damaged weights are a one-line error
+    naming the file."""
     from liftgs.train.checkpoint import resolve_model_dir
 
     model_dir = resolve_model_dir(path)

@@ -10,24 +10,32 @@ A checkpoint is a directory ``<run>/checkpoints/step_XXXXXXXX/`` holding
 * ``rng_rank<r>.safetensors`` / ``rng_rank<r>.json``  torch CPU (+ CUDA) generator bytes as
                              uint8 tensors / python ``random`` and numpy states, one pair per
                              rank so data-parallel runs resume exactly too;
-* ``trainer.json``           step, the run's config and free metadata.
+* ``trainer.json``           step, the run's config and free metadata;
+* ``manifest.json``          written last: the size and sha256 of every other file.
 
 Writes go to a hidden temporary directory in the same folder that is renamed into place
 (``os.replace``) only when complete, so a run killed mid-write never leaves a half
 checkpoint that ``latest_checkpoint`` would pick up. Nothing is pickled: loading needs only
 safetensors and JSON.
+
+The manifest catches what atomic writes cannot: a checkpoint damaged later (a copy cut
+short, a flipped bit on disk). :func:`load_checkpoint` verifies it before restoring anything,
+and resuming a run falls back from a damaged newest checkpoint to the newest intact one
+(:func:`latest_checkpoint` with ``verify=True``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
 import re
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,6 +46,8 @@ from liftgs.files import atomic_write
 
 _STEP_DIR = re.compile(r"^step_(\d{8})$")
 TRAINER_FILE = "trainer.json"
+MANIFEST_FILE = "manifest.json"
+Warn = Callable[[str], None]
 
 
 class CheckpointError(RuntimeError):
@@ -141,9 +151,87 @@ def list_checkpoints(run_dir: str | Path) -> list[Path]:
     return sorted(found, key=lambda p: int(_STEP_DIR.match(p.name).group(1)))
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    found = list_checkpoints(run_dir)
-    return found[-1] if found else None
+def latest_checkpoint(run_dir: str | Path, verify: bool = False, warn: Warn | None = None) -> Path | None:
+    """The newest complete checkpoint of a run, or None.
+
+    With ``verify`` the newest one that passes :func:`verify_checkpoint`: each newer, damaged
+    one is reported by ``warn`` (default ``warnings.warn``) in one line naming the bad file.
+    """
+    if not verify:
+        found = list_checkpoints(run_dir)
+        return found[-1] if found else None
+    path, problems = _newest_intact(run_dir, warn)
+    if path is not None:
+        for problem in problems:
+            _emit(warn, f"{problem}; using the earlier {path.name} instead")
+    return path
+
+
+def verify_checkpoint(path: str | Path, warn: Warn | None = None) -> None:
+    """Check every file of checkpoint ``path`` against its ``manifest.json`` (size, sha256).
+
+    Raises :class:`CheckpointError` naming the first missing, truncated or altered file. A
+    checkpoint written before manifests existed (its ``trainer.json`` does not announce one)
+    is accepted unverified, with a warning.
+    """
+    path = Path(path)
+    manifest_file = path / MANIFEST_FILE
+    if not manifest_file.is_file():
+        if "manifest" in _read_json(path / TRAINER_FILE):
+            raise CheckpointError(f"{manifest_file}: missing; the checkpoint is incomplete")
+        _emit(warn, f"{path}: no {MANIFEST_FILE} (written by an older liftgs); its files are not verified")
+        return
+    manifest = _read_json(manifest_file)
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not files:
+        raise CheckpointError(f"{manifest_file}: field 'files' must map file names to sizes and "
+                              "sha256 digests; the checkpoint is corrupt")
+    for rel, entry in files.items():
+        f = path / rel
+        if not isinstance(entry, dict):
+            raise CheckpointError(f"{manifest_file}: entry {rel!r} must hold 'bytes' and 'sha256'; "
+                                  "the checkpoint is corrupt")
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing (listed in {MANIFEST_FILE}); the checkpoint is incomplete")
+        size = f.stat().st_size
+        if size != entry.get("bytes"):
+            raise CheckpointError(f"{f}: truncated or altered ({size} bytes, {MANIFEST_FILE} records "
+                                  f"{entry.get('bytes')})")
+        if _sha256(f) != entry.get("sha256"):
+            raise CheckpointError(f"{f}: checksum mismatch (sha256 differs from {MANIFEST_FILE}); "
+                                  "the file is corrupt")
+
+
+def _newest_intact(run_dir: str | Path, warn: Warn | None) -> tuple[Path | None, list[str]]:
+    """(newest checkpoint passing :func:`verify_checkpoint` or None, why newer ones failed)."""
+    problems = []
+    for path in reversed(list_checkpoints(run_dir)):
+        try:
+            verify_checkpoint(path, warn)
+            return path, problems
+        except CheckpointError as err:
+            problems.append(str(err))
+    return None, problems
+
+
+def _write_manifest(path: Path) -> None:
+    """Record the size and sha256 of every file in checkpoint folder ``path``; written last."""
+    files = {}
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
+        files[f.relative_to(path).as_posix()] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
+    _write_json(path / MANIFEST_FILE, {"algorithm": "sha256", "files": files})
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def _emit(warn: Warn | None, message: str) -> None:
+    if warn is None:
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+    else:
+        warn(message)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -221,7 +309,9 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module,
     if scheduler is not None:
         _write_json(tmp / "scheduler.json", _jsonable(scheduler.state_dict()))
     _write_json(tmp / TRAINER_FILE, {"step": int(step), "world_size": int(world_size),
-                                      "config": config or {}, "meta": meta or {}})
+                                      "config": config or {}, "meta": meta or {},
+                                      "manifest": MANIFEST_FILE})
+    _write_manifest(tmp)  # last: covers every rank's files and trainer.json
     if final.exists():  # re-saving the same step (e.g. final save after a periodic one)
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -233,9 +323,14 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module,
 
 def load_checkpoint(path: str | Path, model: nn.Module | None = None,
                     optimizer: torch.optim.Optimizer | None = None, scheduler: Any = None,
-                    rank: int = 0, restore_rng: bool = True) -> CheckpointState:
-    """Restore the given objects in place from ``path`` (a ``step_*`` dir or a run dir)."""
-    path = resolve_checkpoint(path)
+                    rank: int = 0, restore_rng: bool = True, warn: Warn | None = None) -> CheckpointState:
+    """Restore the given objects in place from ``path`` (a ``step_*`` dir or a run dir).
+
+    The checkpoint is verified against its manifest first; for a run dir a damaged newest
+    checkpoint is skipped for the newest intact one (reported by ``warn``, see
+    :func:`resolve_checkpoint`).
+    """
+    path = resolve_checkpoint(path, verify=True, warn=warn)
     trainer = _read_json(path / TRAINER_FILE)
     if model is not None:
         _load_model(model, path / "model")
@@ -261,17 +356,29 @@ def load_checkpoint(path: str | Path, model: nn.Module | None = None,
                            meta=trainer.get("meta", {}))
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A ``step_*`` checkpoint dir, or a run dir (→ its latest checkpoint); clear errors."""
+def resolve_checkpoint(path: str | Path, verify: bool = False, warn: Warn | None = None) -> Path:
+    """A ``step_*`` checkpoint dir, or a run dir (→ its latest checkpoint); clear errors.
+
+    With ``verify`` a checkpoint dir must pass :func:`verify_checkpoint`, and a run dir gives
+    its newest intact checkpoint (damaged newer ones reported by ``warn``); a run whose
+    checkpoints are all damaged is an error naming the run dir.
+    """
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: checkpoint path does not exist")
     if (path / TRAINER_FILE).is_file():
+        if verify:
+            verify_checkpoint(path, warn)
         return path
     if path.is_dir():
-        latest = latest_checkpoint(path)
+        latest, problems = _newest_intact(path, warn) if verify else (latest_checkpoint(path), [])
         if latest is not None:
+            for problem in problems:
+                _emit(warn, f"{problem}; using the earlier {latest.name} instead")
             return latest
+        if problems:
+            raise CheckpointError(f"{path}: no intact checkpoint in this run ({'; '.join(problems)}); "
+                                  "restore the files or start a new run")
     raise CheckpointError(
         f"{path}: not a checkpoint (no {TRAINER_FILE}) and not a run directory with complete "
         "checkpoints under checkpoints/step_XXXXXXXX/")

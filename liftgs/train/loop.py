@@ -105,7 +105,8 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     """Train ``model`` for ``loop.steps`` steps; see the module docstring.
 
     ``resume``: False (fresh run; refuses a run dir that already has checkpoints), True (the
-    latest checkpoint of ``run_dir``; fresh when there is none) or a checkpoint path.
+    newest intact checkpoint of ``run_dir``, a damaged newer one reported and skipped; fresh
+    when there is none) or a checkpoint path.
     ``on_step_end(step, scalars)`` runs after every step (tests use it to simulate a kill).
     Call ``seed_everything`` before building the model so every rank starts identical.
     """
@@ -197,13 +198,12 @@ def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler:
                 f"{run_dir} already holds checkpoints (latest {existing.name}); pass --resume to "
                 "continue that run or choose a new --out directory")
         return 0
-    if resume is True:
-        path = ckpt.latest_checkpoint(run_dir)
-        if path is None:
-            return 0
-    else:
-        path = ckpt.resolve_checkpoint(resume)
-    state = ckpt.load_checkpoint(path, model, optimizer, scheduler, rank=info.rank)
+    if resume is True and ckpt.latest_checkpoint(run_dir) is None:
+        return 0
+    # a damaged newest checkpoint of the run is skipped for the newest intact one, said in one line
+    say = (lambda msg: print(f"resume: {msg}")) if info.is_main else (lambda msg: None)
+    state = ckpt.load_checkpoint(run_dir if resume is True else resume, model, optimizer, scheduler,
+                                 rank=info.rank, warn=say)
     changed = _config_changes(state.config, config or {})
     if changed and info.is_main:
         print(f"resume: settings differ from the checkpoint's ({', '.join(changed[:8])}); the "

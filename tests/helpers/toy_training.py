@@ -83,3 +83,15 @@ def check_toy_ddp_result(out_dir: Path) -> None:
     latest = ckpt.latest_checkpoint(out_dir / "toy")
     assert (latest / "rng_rank1.safetensors").is_file()
     assert len(read_jsonl(out_dir / "toy")) == 4
+
+
+class Killed(Exception):
+    """Raised by :func:`kill_at` to interrupt a run as a crash would."""
+
+
+def kill_at(step_to_die: int):
+    """An ``on_step_end`` hook that interrupts the run after step ``step_to_die``."""
+    def hook(step, scalars):
+        if step == step_to_die:
+            raise Killed()
+    return hook

@@ -8,7 +8,10 @@ offsets (Pointcept style).
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +32,7 @@ from liftgs.types import Gaussians, Grounding
 FAMILY = "liftgs"  # the model folder's config.json names it (liftgs.models.load_model)
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_HASH_FIELD = "weights_sha256"  # config.json: sha256 of model.safetensors, checked on load
 
 
 @dataclass
@@ -275,8 +279,11 @@ class LiftGS(nn.Module):
 
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
-        """Write ``config.json`` (the family and the :class:`ModelConfig`) and ``model.safetensors``
-        into directory ``path`` (atomically per file)."""
+        """Write ``config.json`` (the family, the weights' sha256 and the :class:`ModelConfig`) and
+        ``model.safetensors`` into directory ``path`` (atomically per file).
+
+        The checksum sits in ``config.json``, written after the weights, so a folder stays two
+        files and a damaged or swapped weights file is caught by :meth:`from_pretrained`."""
         from safetensors.torch import save
 
         if self.config is None:
@@ -284,16 +291,19 @@ class LiftGS(nn.Module):
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        # one metadata key: safetensors writes a metadata map in arbitrary order, so several
+        # keys would make the bytes (and checksum) of identical weights differ between runs
+        data = save(state, metadata={"format": "pt"})
         with atomic_write(path / WEIGHTS_NAME, "wb") as fh:
-            # one metadata key: safetensors writes a metadata map in arbitrary order, so several
-            # keys would make the bytes of identical weights differ between runs
-            fh.write(save(state, metadata={"format": "pt"}))
-        save_json_atomic(path / CONFIG_NAME, {"family": FAMILY, **to_dict(self.config)})
+            fh.write(data)
+        checksum = hashlib.sha256(data).hexdigest()
+        save_json_atomic(path / CONFIG_NAME, {"family": FAMILY, WEIGHTS_HASH_FIELD: checksum, **to_dict(self.config)})
         return path
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "LiftGS":
-        """Load a directory written by :meth:`save_pretrained`."""
+        """Load a directory written by :meth:`save_pretrained`, checking the weights' sha256
+        (folders written before the checksum existed load unverified, with a warning)."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -305,9 +315,13 @@ class LiftGS(nn.Module):
             doc = json.loads(config_file.read_text())
             if not isinstance(doc, dict) or doc.pop("family", None) != FAMILY:
                 raise ValueError(f"field 'family' must be {FAMILY!r}")
+            expected = doc.pop(WEIGHTS_HASH_FIELD, None)
+            if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", str(expected)):
+                raise ValueError(f"field {WEIGHTS_HASH_FIELD!r} must be a sha256 hex digest, got {expected!r}")
             config = from_dict(ModelConfig, doc)
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
+        _check_weights_sha256(weights_file, expected)
         model = build_liftgs(config)
         try:
             state = load_file(str(weights_file), device=str(map_location))
@@ -318,6 +332,20 @@ class LiftGS(nn.Module):
             raise ValueError(f"{weights_file}: weights do not match {config_file} "
                              f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
         return model.to(map_location)
+
+
+def _check_weights_sha256(weights_file: Path, expected: str | None) -> None:
+    """One-line error when ``weights_file`` does not hash to ``expected`` (from config.json)."""
+    if expected is None:
+        warnings.warn(f"{weights_file.parent / CONFIG_NAME}: no {WEIGHTS_HASH_FIELD!r} (written by an older "
+                      f"liftgs); {weights_file.name} is not verified", RuntimeWarning, stacklevel=3)
+        return
+    with open(weights_file, "rb") as fh:
+        actual = hashlib.file_digest(fh, "sha256").hexdigest()
+    if actual != expected:
+        raise ValueError(f"{weights_file}: checksum mismatch (sha256 {actual[:12]}..., {CONFIG_NAME} field "
+                         f"{WEIGHTS_HASH_FIELD!r} records {expected[:12]}...); the file is damaged or was "
+                         "replaced, copy the model folder again")
 
 
 def build_liftgs(config: ModelConfig) -> LiftGS:
