@@ -12,6 +12,11 @@ tokens); this command writes
   (points rendered as small Gaussians by :mod:`liftgs.render`);
 
 and prints the latency of each stage (the paper reports about 1 s per query on a GPU, Sec 1).
+
+A cloud far from the model's training scenes (point count, extent, density, gravity, colours:
+:mod:`liftgs.clouds`) gets one warning line per quantity on stderr, as does a top mask of
+fewer than :data:`MIN_MASK_POINTS` points. A cloud of more than ``--max-points`` points is
+grounded on its voxel means and every input point takes its voxel's masks.
 """
 
 from __future__ import annotations
@@ -19,18 +24,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
-from liftgs.config import parse_cli, save_json_atomic
+from liftgs.config import parse_cli
 
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
                     [1.0, 0.55, 0.1], [0.7, 0.4, 1.0]], dtype=np.float32)
+MIN_MASK_POINTS = 20  # a top mask smaller than this is no object at 5 cm: say so
 
 
 @dataclass
@@ -63,6 +70,9 @@ class GroundConfig:
     component_radius: float = 0.1
     """metres: keep each mask's main connected piece (points in touching cells of this size);
     0 keeps masks whole"""
+    max_points: int = 500_000
+    """clouds with more points are grounded on their voxel means at the model's voxel size (5 cm),
+    every point taking its voxel's masks: memory then grows with the room, not the sensor; 0 = always"""
     views: int = 4
     """PNG renders around the scene (0 = none)"""
     image_size: int = 256
@@ -77,6 +87,8 @@ class GroundConfig:
             raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
         if self.component_radius < 0:
             raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {self.component_radius}")
+        if self.max_points < 0:
+            raise ValueError(f"--max-points must be >= 0 (0 = always downsample), got {self.max_points}")
         if self.views < 0 or self.image_size < 16:
             raise ValueError("--views must be >= 0 and --image-size >= 16")
         if self.target is not None and self.target not in self.phrase:
@@ -91,6 +103,8 @@ class GroundOutput:
     boxes: np.ndarray  # [k, 6]
     timings: dict[str, float]
     out: Path | None = None  # where the files were written
+    warnings: list[str] = field(default_factory=list)  # one line each (also printed to stderr)
+    model_points: int = 0  # points the model ran on (voxel means when downsampled)
 
 
 class Timer:
@@ -110,10 +124,12 @@ def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
 
     path = Path(path)
     if path.is_dir():
-        from liftgs.io.scene_dir import read_scene
+        from liftgs.io.ply import check_coordinates
+        from liftgs.io.scene_dir import POINTS_PLY, read_scene, read_scene_json
 
         scene = read_scene(path, load_frames=False)
         points, colors, name = scene.points, scene.colors, scene.scene_id
+        check_coordinates(points, path / read_scene_json(path).get("points", POINTS_PLY))
     elif path.is_file():
         from liftgs.io.ply import load_point_cloud
 
@@ -131,17 +147,47 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
     pre-training run's model, else phrase."""
     if config.mode != "auto":
         return config.mode
+    for data in _run_configs(model_dir):
+        if data.get("recipe") == "finetune":
+            return "expression" if data.get("finetune", {}).get("task") in ("refer", "both") else "phrase"
+        if data.get("recipe") == "pretrain":
+            return "zero-shot"
+    return "phrase"
+
+
+def _run_configs(model_dir: Path):
+    """The readable config.json of the run that holds ``model_dir`` (``run/model`` or
+    ``run/checkpoints/step_N/model``)."""
     for run_config in (model_dir.parent / "config.json", model_dir.parent.parent.parent / "config.json"):
         if run_config.is_file():
             try:
                 data = json.loads(run_config.read_text())
             except (OSError, json.JSONDecodeError):
                 continue
-            if data.get("recipe") == "finetune":
-                return "expression" if data.get("finetune", {}).get("task") in ("refer", "both") else "phrase"
-            if data.get("recipe") == "pretrain":
-                return "zero-shot"
-    return "phrase"
+            if isinstance(data, dict):
+                yield data
+
+
+def training_ranges(model_dir: Path) -> tuple[dict, str]:
+    """Statistics of the scenes the model was pre-trained on (``data_stats`` in its run's
+    config.json, following a fine-tuning run's ``init`` once) and where they come from; the
+    synthetic benchmark's (:data:`liftgs.clouds.SYNTHETIC_RANGES`) when no run records them."""
+    from liftgs.clouds import SYNTHETIC_RANGES
+    from liftgs.train.checkpoint import CheckpointError, resolve_model_dir
+
+    for data in _run_configs(model_dir):
+        if isinstance(data.get("data_stats"), dict):
+            return data["data_stats"], "pre-training scenes"
+        init = (data.get("finetune") or {}).get("init")
+        if init:
+            try:
+                parent = resolve_model_dir(init)
+            except CheckpointError:
+                continue
+            for pre in _run_configs(parent):
+                if isinstance(pre.get("data_stats"), dict):
+                    return pre["data_stats"], "pre-training scenes"
+    return SYNTHETIC_RANGES, "synthetic benchmark defaults"
 
 
 def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, config: GroundConfig,
@@ -230,8 +276,25 @@ def render_views(points: np.ndarray, colors: np.ndarray, cameras, voxel: float =
     return images
 
 
+def write_grounding_json(path: Path, doc: dict, point_mask_ids: np.ndarray, chunk: int = 1 << 16) -> None:
+    """``doc`` plus ``"point_mask_ids"`` (last key), atomically. The ids go out in chunks on one
+    line: ``json.dump`` of a list of millions of ints would hold a Python object per id."""
+    from liftgs.files import atomic_write
+
+    head = json.dumps(doc, indent=2)  # ends with "\n}"
+    with atomic_write(path) as fh:
+        fh.write(head[:-2] + ',\n  "point_mask_ids": [')
+        for start in range(0, len(point_mask_ids), chunk):
+            fh.write((", " if start else "") + ", ".join(map(str, point_mask_ids[start:start + chunk].tolist())))
+        fh.write("]\n}")
+
+
 def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: np.ndarray,
-                  result: GroundOutput, timer: Timer) -> None:
+                  result: GroundOutput, timer: Timer,
+                  view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+    """grounding.json, point_mask_ids.npy and highlight.ply over every point; the PNG views
+    splat ``view`` = (points, colours, mask ids) when given (the voxel means a downsampled
+    cloud was grounded on), else the whole cloud."""
     from PIL import Image
 
     from liftgs.io.ply import write_point_cloud
@@ -241,27 +304,75 @@ def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: n
         masks = [{"rank": r, "score": float(s), "num_points": int(m.sum()),
                   "box_min": b[:3].tolist(), "box_max": b[3:].tolist()}
                  for r, (m, s, b) in enumerate(zip(result.masks, result.scores, result.boxes))]
-        save_json_atomic(out / "grounding.json", {
+        write_grounding_json(out / "grounding.json", {
             "phrase": config.phrase, "scene": str(config.scene), "checkpoint": str(config.checkpoint),
             "num_points": int(len(points)), "threshold": config.threshold, "masks": masks,
-            "point_mask_ids": result.point_mask_ids.tolist(),
-        })
+        }, result.point_mask_ids)
         np.save(out / "point_mask_ids.npy", result.point_mask_ids)
         painted = highlight_colors(colors, result.point_mask_ids)
         write_point_cloud(out / "highlight.ply", points, painted)
     if config.views:
         with timer("render"):
+            if view is not None:
+                points, painted = view[0], highlight_colors(view[1], view[2])
             cams = orbit_cameras(points, config.views, config.image_size)
             for i, img in enumerate(render_views(points, painted, cams)):
                 Image.fromarray(img).save(out / f"view_{i}.png")
 
 
+def expand_to_points(result: GroundOutput, inverse: np.ndarray, points: np.ndarray) -> GroundOutput:
+    """Masks over voxel means -> masks over every input point [P, 3]: each point takes its
+    voxel's value (``inverse`` [P]); boxes span the masks' input points."""
+    from liftgs.geometry import box_from_points
+
+    masks = result.masks[:, inverse]  # [k, P] bool
+    boxes = (np.stack([box_from_points(points[m]) for m in masks]) if len(masks) else np.zeros((0, 6)))
+    return GroundOutput(masks, result.scores, result.point_mask_ids[inverse], boxes, result.timings)
+
+
+def model_input(points: np.ndarray, colors: np.ndarray, voxel_size: float, config: GroundConfig,
+                timer: Timer) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The cloud the model runs on: (points, colours, None), or for more than
+    ``config.max_points`` points their voxel means and each point's voxel [P]
+    (:func:`liftgs.clouds.voxel_downsample`). Refuses a grid no int64 key can index."""
+    from liftgs.clouds import check_grid, voxel_downsample
+    from liftgs.io.errors import DataError
+
+    try:
+        check_grid(points, voxel_size)
+    except ValueError as err:
+        raise DataError(str(err), config.scene) from None
+    if len(points) <= config.max_points:
+        return points, colors, None
+    with timer("downsample"):
+        means, mean_colors, inverse = voxel_downsample(points, colors, voxel_size)
+    print(f"liftgs ground: {len(points):,} points (--max-points {config.max_points:,}): grounding their "
+          f"{len(means):,} voxel means ({voxel_size} m); every point takes its voxel's masks", file=sys.stderr)
+    return means, mean_colors, inverse
+
+
 def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOutput:
-    """Load (unless given), ground, write; returns the result with per-stage timings."""
+    """Load (unless given), ground, write; returns the result with per-stage timings.
+
+    Every check that can refuse the input (coordinates, grid size, text width) runs before
+    anything is written. A cloud of more than ``config.max_points`` points runs through the
+    model as its voxel means (:func:`model_input`); the masks then map back to every input
+    point. Memory, then, grows with the room and not with the sensor: about 50 B per input
+    point to load the cloud (float32 xyz + rgb and the file's pages), a transient ~45 B per
+    point while downsampling, ~35 B per point for the k masks, the ids and the highlighted
+    PLY, plus the model's own footprint on the V voxel means (a room at 5 cm: 10^4-10^5). A
+    2M-point cloud grew the peak RSS by ~200 B per point in all; run on every point, by
+    ~1.4 kB per point.
+
+    Warnings (the model's input far from its training scenes, :func:`training_ranges`; colours
+    the loader clipped; a top mask under :data:`MIN_MASK_POINTS` points) are printed to
+    stderr, one line each, and returned in ``GroundOutput.warnings``."""
+    from liftgs.clouds import cloud_stats, distribution_warnings
     from liftgs.train.checkpoint import resolve_model_dir
 
     timer = Timer()
-    with timer("load points"):
+    with timer("load points"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         points, colors, name = load_scene_points(config.scene)
     model_dir = resolve_model_dir(config.checkpoint)
     if model is None:
@@ -277,10 +388,30 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
     if text_encoder.dim != model.text_dim:
         raise ValueError(f"the text encoder {config.text_encoder!r} gives {text_encoder.dim}-d vectors but "
                          f"the model {model_dir} takes {model.text_dim}-d queries")
-    result = ground_points(model, text_encoder, points, colors, config, resolve_mode(config, model_dir), timer)
+    seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer)
+    notes = [str(w.message).splitlines()[0] for w in caught]
+    far = distribution_warnings(cloud_stats(seen, seen_colors), *training_ranges(model_dir))
+    notes += [f"{w}; --max-points 0 grounds its voxel means" if w.startswith("density") else w for w in far]
+    _print_warnings(notes)
+    result = ground_points(model, text_encoder, seen, seen_colors, config, resolve_mode(config, model_dir), timer)
+    if len(result.masks) and int(result.masks[0].sum()) < MIN_MASK_POINTS:
+        unit = "voxel means" if inverse is not None else "points"
+        notes.append(f"top mask: {int(result.masks[0].sum())} {unit} (of {len(seen):,}), expected >= "
+                     f"{MIN_MASK_POINTS}: no object-sized region found for {config.phrase!r}")
+        _print_warnings(notes[-1:])
+    view = None
+    if inverse is not None:
+        view = (seen, seen_colors, result.point_mask_ids)
+        result = expand_to_points(result, inverse, points)
+    result.warnings, result.model_points = notes, len(seen)
     result.out = config.out or Path("ground_out") / name
-    write_outputs(result.out, config, points, colors, result, timer)
+    write_outputs(result.out, config, points, colors, result, timer, view)
     return result
+
+
+def _print_warnings(lines: list[str]) -> None:
+    for line in lines:
+        print(f"liftgs ground: warning: {line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -288,13 +419,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-"):
         argv = ["--scene", argv[0], "--phrase", argv[1], *argv[2:]]  # positional form
     config = parse_cli(GroundConfig, argv, prog="liftgs ground", description=__doc__.split("\n\n")[0])
-    from liftgs.train.checkpoint import CheckpointError
-
-    try:
-        result = run_ground(config)
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
-        print(f"liftgs ground: {err}", file=sys.stderr)
-        return 2
+    result = run_ground(config)  # a bad input raises: `liftgs` prints it on one line
     print(f"{config.phrase!r}: {len(result.scores)} mask(s)")
     for r, (s, m) in enumerate(zip(result.scores, result.masks)):
         print(f"  #{r}  score {s:.3f}  {int(m.sum())} points")

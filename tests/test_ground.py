@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from liftgs.ground import GroundConfig, highlight_colors, main, orbit_cameras, run_ground
+from liftgs.ground import GroundConfig, highlight_colors, orbit_cameras, run_ground
 from liftgs.io.ply import read_point_cloud, write_point_cloud
 from liftgs.models.liftgs import ModelConfig, build_liftgs
 
@@ -108,10 +108,12 @@ def test_bad_inputs(tmp_path, model_dir, capsys):
         GroundConfig(scene=tmp_path, phrase="  ")
     with pytest.raises(ValueError, match="component-radius"):
         GroundConfig(scene=tmp_path, phrase="a chair", component_radius=-0.1)
+    from liftgs.cli import main as cli_main
+
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((5, 4), np.float32))
-    assert main([str(bad), "a chair", "--checkpoint", str(model_dir)]) == 2
+    assert cli_main(["ground", str(bad), "a chair", "--checkpoint", str(model_dir)]) == 2
     assert "bad.npy" in capsys.readouterr().err
-    assert main([str(tmp_path / "missing.ply"), "a chair", "--checkpoint", str(model_dir)]) == 2
+    assert cli_main(["ground", str(tmp_path / "missing.ply"), "a chair", "--checkpoint", str(model_dir)]) == 2
     assert "missing.ply" in capsys.readouterr().err
-    assert main([str(bad), "a chair", "--checkpoint", str(tmp_path / "nope")]) == 2
+    assert cli_main(["ground", str(bad), "a chair", "--checkpoint", str(tmp_path / "nope")]) == 2

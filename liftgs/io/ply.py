@@ -18,10 +18,14 @@ import numpy as np
 from liftgs.files import atomic_write
 from liftgs.io.errors import DataError, data_error
 
-__all__ = ["PointCloud", "write_point_cloud", "read_point_cloud", "load_point_cloud"]
+__all__ = ["PointCloud", "write_point_cloud", "read_point_cloud", "load_point_cloud", "check_coordinates",
+           "MAX_COORDINATE"]
 
 _FLOAT_COLOURS = ("red_float", "green_float", "blue_float")
 _BYTE_COLOURS = ("red", "green", "blue")
+MAX_COORDINATE = 1e5
+"""metres: a larger coordinate is no room scan (a unit or georeferencing mistake); refused
+before it overflows the voxel grid's integer indices"""
 
 
 @dataclass
@@ -103,7 +107,8 @@ def read_point_cloud(path: str | Path, instance_property: str = "instance_id") -
         raise DataError("point cloud is empty (0 vertices)", path)
     points = np.stack([v["x"], v["y"], v["z"]], axis=1).astype(np.float32)
     if not np.isfinite(points).all():
-        raise DataError(f"{int((~np.isfinite(points)).any(1).sum())} vertices have NaN/inf coordinates", path)
+        raise DataError(f"field x/y/z: {int((~np.isfinite(points)).any(1).sum())} vertices have NaN/inf "
+                        "coordinates", path)
     colors = _vertex_colours(v, names, path)
     ids = v[instance_property].astype(np.int32) if instance_property in names else None
     return PointCloud(points=points, colors=colors, instance_ids=ids)
@@ -113,20 +118,26 @@ def load_point_cloud(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     """Points [N, 3] float32 and colours [N, 3] float32 in [0, 1] from .ply, .npy or .bin.
 
     ``.npy`` / ``.bin`` hold N x 6 float32 (xyz + rgb, ``.bin`` raw little-endian); rgb in
-    0-255 is detected (any value > 1) and rescaled. Used by ``liftgs ground`` on bare clouds.
+    0-255 is detected (any value > 1) and rescaled. Colours still outside [0, 1] after that
+    are clipped with a warning. Used by ``liftgs ground`` on bare clouds, which refuses NaN /
+    infinite values and coordinates beyond ±:data:`MAX_COORDINATE` m (:func:`check_coordinates`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".ply":
         pc = read_point_cloud(path)
+        check_coordinates(pc.points, path)
+        if not np.isfinite(pc.colors).all():
+            raise DataError(f"field red/green/blue: {int((~np.isfinite(pc.colors)).any(1).sum())} vertices have "
+                            "NaN/inf colours", path)
         return pc.points, pc.colors
     if not path.is_file():
         raise DataError("point-cloud file is missing", path)
     try:
-        if suffix == ".npy":
-            arr = np.load(path, allow_pickle=False)
+        if suffix == ".npy":  # memory-mapped: only the float32 copies below take memory
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
         elif suffix == ".bin":
-            raw = np.fromfile(path, dtype="<f4")
+            raw = np.memmap(path, dtype="<f4", mode="r") if path.stat().st_size else np.zeros(0, "<f4")
             if raw.size % 6:
                 raise DataError(f".bin size {raw.size} floats is not a multiple of 6 (N x 6 xyzrgb float32)", path)
             arr = raw.reshape(-1, 6)
@@ -141,10 +152,32 @@ def load_point_cloud(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"expected an N x 6 array (xyz + rgb), got shape {list(arr.shape)}", path)
     if arr.shape[0] == 0:
         raise DataError("point cloud is empty (0 points)", path)
-    arr = arr.astype(np.float32)
-    if not np.isfinite(arr).all():
-        raise DataError("array holds NaN or infinite values", path)
-    points, colors = arr[:, :3].copy(), arr[:, 3:].copy()
+    if not np.issubdtype(arr.dtype, np.number):
+        raise DataError(f"expected a float array (xyz + rgb), got dtype {arr.dtype}", path)
+    points, colors = arr[:, :3].astype(np.float32), arr[:, 3:].astype(np.float32)
+    del arr
+    check_coordinates(points, path)
+    if not np.isfinite(colors).all():
+        raise DataError(f"columns 3-5 (rgb): {int((~np.isfinite(colors)).any(1).sum())} points have NaN/inf "
+                        "colours", path)
     if colors.max() > 1.0:
-        colors = colors / np.float32(255.0)
-    return points, np.clip(colors, 0.0, 1.0)
+        colors /= np.float32(255.0)
+    lo, hi = float(colors.min()), float(colors.max())
+    if lo < 0.0 or hi > 1.0:
+        warnings.warn(f"{path}: columns 3-5 (rgb) hold {lo:.3g}..{hi:.3g} after scaling to [0, 1] (0-255 "
+                      "detected by any value > 1); clipped", stacklevel=2)
+        np.clip(colors, 0.0, 1.0, out=colors)
+    return points, colors
+
+
+def check_coordinates(points: np.ndarray, path: str | Path) -> None:
+    """Refuse NaN / infinite coordinates and any beyond ±:data:`MAX_COORDINATE` m (one-line
+    :class:`DataError` naming ``path`` and the field)."""
+    fields = "x/y/z" if Path(path).suffix.lower() == ".ply" else "columns 0-2 (xyz)"
+    finite = np.isfinite(points).all(1)
+    if not finite.all():
+        raise DataError(f"field {fields}: {int((~finite).sum())} points have NaN/inf coordinates", path)
+    big = float(np.abs(points).max()) if points.size else 0.0
+    if big > MAX_COORDINATE:
+        raise DataError(f"field {fields}: coordinates beyond ±{MAX_COORDINATE:.0e} m (largest |value| "
+                        f"{big:.3g}); is the unit metres? shift or rescale the cloud", path)

@@ -20,6 +20,19 @@ def build_model(preset: str, text_dim: int, family: str = "liftgs"):
     return build_family_model(family, preset, text_dim)
 
 
+def train_and_save(model, step_fn, config, run_config: dict, info, on_step_end, desc: str):
+    """Run :func:`liftgs.train.loop.run_training` with a recipe config's loop, optimiser, output
+    folder and resume flag, then write the final weights to ``OUT/model`` (main process)."""
+    from liftgs.train.loop import run_training
+
+    result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
+                          config=run_config, resume=config.resume, info=info,
+                          on_step_end=on_step_end, desc=desc)
+    if info.is_main:
+        model.save_pretrained(Path(config.out) / "model")
+    return result
+
+
 def loss_scalars(parts: dict, prefix: str = "") -> dict[str, float]:
     """Scalar entries of a loss dict for logging; per-layer (``_<i>``) and total keys dropped."""
     out = {}
@@ -42,6 +55,12 @@ def scene_paths(data: Path, split: str | None) -> list[Path]:
     return list_scenes(data)
 
 
+def name_list(names: list[str], limit: int = 8) -> str:
+    """``a, b, c`` -- or the first ``limit`` names and ``(+N more)`` -- for a one-line message."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
 def preset_from_argv(argv: list[str], presets: dict) -> str:
     """The ``--preset`` value in ``argv`` (default "tiny"); picks the defaults tyro shows."""
     for i, arg in enumerate(argv):
@@ -52,7 +71,7 @@ def preset_from_argv(argv: list[str], presets: dict) -> str:
         else:
             continue
         if name not in presets:
-            raise SystemExit(f"unknown --preset {name!r}; choose one of {sorted(presets)}")
+            raise ConfigError(f"unknown --preset {name!r}; choose one of {sorted(presets)}")
         return name
     return "tiny"
 
@@ -114,24 +133,16 @@ def parse_recipe_config(argv: list[str], config_cls: type, presets: dict, name: 
 
 def recipe_main(argv: list[str] | None, config_cls: type, presets: dict, run, name: str) -> int:
     """A recipe's command: preset or saved-config defaults, typed CLI, run, one summary line,
-    clean DDP exit."""
+    clean DDP exit. A bad input raises (``ConfigError``, ``DataError``, ...); ``liftgs.cli``
+    turns it into one line."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        config = parse_recipe_config(argv, config_cls, presets, name, sys.modules[run.__module__].__doc__)
-    except ConfigError as err:  # the message names the file and the field
-        print(f"liftgs {name}: {err}", file=sys.stderr)
-        return 2
-    from liftgs.train.checkpoint import CheckpointError
-
+    config = parse_recipe_config(argv, config_cls, presets, name, sys.modules[run.__module__].__doc__)
     try:
         result = run(config)
         if current_info().is_main:
             print(f"{name}: {result.step} steps, final loss "
                   f"{result.last_scalars.get('loss', float('nan')):.4f}; weights in "
                   f"{Path(config.out) / 'model'}")
-    except (ValueError, OSError, CheckpointError) as err:  # bad path or input: the message names it
-        print(f"liftgs {name}: {err}", file=sys.stderr)
-        return 2
     finally:
         cleanup_distributed()
     return 0

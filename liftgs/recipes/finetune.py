@@ -20,14 +20,14 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import save_json_atomic, to_dict
-from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
+from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths, train_and_save
 from liftgs.recipes.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.recipes.render_targets import grounding_layers
 from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, positive_map
 from liftgs.train.checkpoint import resolve_model_dir
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
+from liftgs.train.loop import RunConfig, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
 
@@ -157,12 +157,7 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
     step_fn = make_step_fn(dataset, GroundingCriterion(), info.device, config.queries_per_scene)
-    result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
-                          config=run_config, resume=config.resume, info=info,
-                          on_step_end=on_step_end, desc="finetune")
-    if info.is_main:
-        model.save_pretrained(Path(config.out) / "model")
-    return result
+    return train_and_save(model, step_fn, config, run_config, info, on_step_end, "finetune")
 
 
 def main(argv: list[str] | None = None) -> int:

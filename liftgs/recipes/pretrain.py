@@ -20,13 +20,13 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import save_json_atomic, to_dict
-from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths
+from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths, train_and_save
 from liftgs.recipes.pretrain_data import PretrainDataset, PretrainSample
 from liftgs.recipes.render_targets import render_view
 from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, one_hot_tokens
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.loop import RunConfig, TrainResult, run_training, seed_everything
+from liftgs.train.loop import RunConfig, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
 LOSS_SETS = {"ground": (False, False), "ground+rgb": (True, False), "ground+rgb+feat": (True, True)}
@@ -141,7 +141,7 @@ def _accumulate(into: dict[str, float], values: dict[str, float], count: int) ->
 
 def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, device: torch.device,
                  query_dim: int):
-    """The recipe's ``step_fn(model, positions, step)`` for :func:`run_training`."""
+    """The recipe's ``step_fn(model, positions, step)`` for :func:`liftgs.train.loop.run_training`."""
     use_rgb, use_feat = LOSS_SETS[config.losses]
 
     def step_fn(model: nn.Module, positions: list[int], step: int):
@@ -178,16 +178,14 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
     seed_everything(config.seed, info.rank)
     run_config = {"recipe": "pretrain", "pretrain": to_dict(config), "model": to_dict(model.config),
                   "num_scenes": len(dataset), "world_size": info.world_size}
-    if info.is_main:
-        save_json_atomic(Path(config.out) / "config.json", run_config)
+    if info.is_main:  # data_stats: what `liftgs ground` compares a new cloud with (not a setting)
+        from liftgs.clouds import data_ranges
+
+        stats = data_ranges((e.points.numpy(), e.colors.numpy()) for e in dataset.scenes)
+        save_json_atomic(Path(config.out) / "config.json", {**run_config, "data_stats": stats})
     step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), config, info.device,
                            text_dim)
-    result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
-                          config=run_config, resume=config.resume, info=info,
-                          on_step_end=on_step_end, desc="pretrain")
-    if info.is_main:
-        model.save_pretrained(Path(config.out) / "model")
-    return result
+    return train_and_save(model, step_fn, config, run_config, info, on_step_end, "pretrain")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,6 @@ from liftgs.render.projection import (
     ALPHA_MIN,
     T_MIN,
     Projection,
-    gaussian_sigma,
     pixel_centres,
 )
 
