@@ -7,7 +7,7 @@ tokens); this command writes
 
 * ``grounding.json`` — per mask: rank, score, number of points, axis-aligned box; and per point
   the id (rank) of the best mask holding it (-1 = none), also as ``point_mask_ids.npy``;
-* ``highlight.ply`` — the point cloud, grounded objects coloured, the rest greyed;
+* ``highlight.ply`` — the point cloud, grounded objects tinted, the rest slightly dimmed;
 * ``view_*.png`` — the highlighted cloud splatted from a few viewpoints around the scene
   (points rendered as small Gaussians by :mod:`liftgs.render`);
 
@@ -37,6 +37,7 @@ from liftgs.config import parse_cli
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
                     [1.0, 0.55, 0.1], [0.7, 0.4, 1.0]], dtype=np.float32)
+DIM, TINT = 0.7, 0.85  # highlight_colors: rest of the scene x DIM; a mask's colour -> TINT palette
 MIN_MASK_POINTS = 20  # a top mask smaller than this is no object at 5 cm: say so
 
 
@@ -75,7 +76,7 @@ class GroundConfig:
     every point taking its voxel's masks: memory then grows with the room, not the sensor; 0 = always"""
     views: int = 4
     """PNG renders around the scene (0 = none)"""
-    image_size: int = 256
+    image_size: int = 384
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -226,12 +227,13 @@ def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, c
 
 
 def highlight_colors(colors: np.ndarray, point_mask_ids: np.ndarray) -> np.ndarray:
-    """Greyed input colours with each grounded mask painted in its rank's colour."""
-    grey = colors.mean(axis=1, keepdims=True) * 0.5 + 0.25
-    out = np.repeat(grey, 3, axis=1).astype(np.float32)
+    """The scene's own colours, slightly dimmed, with each grounded mask tinted strongly towards
+    its rank's colour: the room stays recognisable and the masks stand out."""
+    colors = np.asarray(colors, dtype=np.float32)
+    out = DIM * colors
     hit = point_mask_ids >= 0
-    out[hit] = PALETTE[point_mask_ids[hit] % len(PALETTE)]
-    return out
+    out[hit] = (1 - TINT) * colors[hit] + TINT * PALETTE[point_mask_ids[hit] % len(PALETTE)]
+    return out.astype(np.float32)
 
 
 def orbit_cameras(points: np.ndarray, count: int, size: int):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from liftgs.ground import GroundConfig, highlight_colors, orbit_cameras, run_ground
+from liftgs.ground import DIM, GroundConfig, highlight_colors, orbit_cameras, run_ground
 from liftgs.io.ply import read_point_cloud, write_point_cloud
 from liftgs.models.liftgs import ModelConfig, build_liftgs
 
@@ -91,7 +91,9 @@ def test_point_ids_prefer_best_mask():
     ids = np.array([-1, 0, 1, 0])
     painted = highlight_colors(cols, ids)
     assert np.allclose(painted[1], painted[3]) and not np.allclose(painted[1], painted[2])
-    assert np.allclose(painted[0], 0.5)
+    assert np.allclose(painted[0], 0.5 * DIM)  # the rest keeps its own colour, slightly dimmed
+    red = highlight_colors(np.array([[0.8, 0.1, 0.1]], np.float32), np.array([-1]))
+    assert np.allclose(red, [[0.8 * DIM, 0.1 * DIM, 0.1 * DIM]])
 
 
 def test_orbit_cameras_see_the_scene():
