@@ -35,26 +35,6 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
-def from_dict(config_cls: type[T], data: dict[str, Any]) -> T:
-    """Inverse of :func:`to_dict` for flat or nested dataclasses; unknown keys are an error."""
-    names = {f.name: f for f in dataclasses.fields(config_cls)}
-    unknown = set(data) - set(names)
-    if unknown:
-        raise ValueError(f"{config_cls.__name__}: unknown fields {sorted(unknown)}")
-    kwargs = {}
-    hints = _resolved_hints(config_cls)
-    for key, value in data.items():
-        hint = hints.get(key)
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value)
-        elif hint is Path or (isinstance(hint, type) and issubclass(hint, Path)):
-            value = Path(value)
-        elif isinstance(value, list) and getattr(hint, "__origin__", None) is tuple:
-            value = tuple(value)
-        kwargs[key] = value
-    return config_cls(**kwargs)
-
-
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and the field."""
 

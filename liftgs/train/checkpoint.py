@@ -160,11 +160,7 @@ def latest_checkpoint(run_dir: str | Path, verify: bool = False, warn: Warn | No
     if not verify:
         found = list_checkpoints(run_dir)
         return found[-1] if found else None
-    path, problems = _newest_intact(run_dir, warn)
-    if path is not None:
-        for problem in problems:
-            _emit(warn, f"{problem}; using the earlier {path.name} instead")
-    return path
+    return _newest_intact(run_dir, warn)[0]
 
 
 def verify_checkpoint(path: str | Path, warn: Warn | None = None) -> None:
@@ -203,14 +199,18 @@ def verify_checkpoint(path: str | Path, warn: Warn | None = None) -> None:
 
 
 def _newest_intact(run_dir: str | Path, warn: Warn | None) -> tuple[Path | None, list[str]]:
-    """(newest checkpoint passing :func:`verify_checkpoint` or None, why newer ones failed)."""
+    """(newest checkpoint passing :func:`verify_checkpoint` or None, why newer ones failed);
+    when one passes, each newer damaged one is reported by ``warn``."""
     problems = []
     for path in reversed(list_checkpoints(run_dir)):
         try:
             verify_checkpoint(path, warn)
-            return path, problems
         except CheckpointError as err:
             problems.append(str(err))
+            continue
+        for problem in problems:
+            _emit(warn, f"{problem}; using the earlier {path.name} instead")
+        return path, problems
     return None, problems
 
 
@@ -373,8 +373,6 @@ def resolve_checkpoint(path: str | Path, verify: bool = False, warn: Warn | None
     if path.is_dir():
         latest, problems = _newest_intact(path, warn) if verify else (latest_checkpoint(path), [])
         if latest is not None:
-            for problem in problems:
-                _emit(warn, f"{problem}; using the earlier {latest.name} instead")
             return latest
         if problems:
             raise CheckpointError(f"{path}: no intact checkpoint in this run ({'; '.join(problems)}); "

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liftgs.config import from_dict, save_json_atomic, to_dict
+from liftgs.config import save_json_atomic, to_dict, update_config
 from liftgs.files import atomic_write
 from liftgs.models.liftgs.config import ModelConfig
 from liftgs.models.liftgs.factors import FactoredGrounding, MaskFactors
@@ -318,7 +318,7 @@ class LiftGS(nn.Module):
             expected = doc.pop(WEIGHTS_HASH_FIELD, None)
             if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", str(expected)):
                 raise ValueError(f"field {WEIGHTS_HASH_FIELD!r} must be a sha256 hex digest, got {expected!r}")
-            config = from_dict(ModelConfig, doc)
+            config = update_config(ModelConfig(), doc, "config")
         except (ValueError, TypeError) as err:
             raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
         _check_weights_sha256(weights_file, expected)
