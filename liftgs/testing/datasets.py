@@ -283,60 +283,83 @@ def write_room_capture(root: Path, layout: str = "folders", rig: RoomRig | None 
     camera-coordinate vector per frame (``frame-XXXXXX.gravity.txt`` / ``gravity/<stem>.txt``).
     ``intrinsics_file`` names the ``fx fy cx cy`` file written at ``root`` (None: none).
     """
-    from liftgs.geometry import invert_pose
-
     rig = rig or RoomRig()
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    K, n = rig.K, len(rig.yaws_deg)
+    n = len(rig.yaws_deg)
     down_raw = rig.tilt[:3, :3] @ np.array([0.0, 0.0, -1.0])
     scale = 5000.0 if layout == "tum" else 1000.0
-    rgb_lines, depth_lines, gt_lines = [], [], []
+    tum_lines: tuple[list[str], list[str], list[str]] = ([], [], [])  # rgb.txt, depth.txt, groundtruth.txt
     for i in range(n):
         depth, rgb = rig.render(i)
-        raw = np.round(depth * scale).astype(np.uint16)
         c2w = rig.cam_to_world(i)
-        g_cam = c2w[:3, :3].T @ down_raw
-        if layout == "7scenes":
-            folder = root / ("seq-01" if i < n // 2 else "seq-02")
-            folder.mkdir(exist_ok=True)
-            stem = f"frame-{i:06d}"
-            color, dpath, pose = (folder / f"{stem}.color.{color_format}", folder / f"{stem}.depth.png",
-                                  folder / f"{stem}.pose.txt")
-            gpath = folder / f"{stem}.gravity.txt"
-        elif layout == "tum":
-            t = 1305031102.0 + 0.1 * i
-            for sub in ("rgb", "depth"):
-                (root / sub).mkdir(exist_ok=True)
-            color, dpath, pose = root / "rgb" / f"{t:.6f}.png", root / "depth" / f"{t + 0.01:.6f}.png", None
-            rgb_lines.append(f"{t:.6f} rgb/{t:.6f}.png")
-            depth_lines.append(f"{t + 0.01:.6f} depth/{t + 0.01:.6f}.png")
-            gt_lines.append(f"{t - 0.005:.4f} " + " ".join(f"{x:.9f}" for x in _pose_to_tum(c2w)))
-            gpath = None
-        else:
-            for sub in ("color", "depth", "pose"):
-                (root / sub).mkdir(exist_ok=True)
-            stem = str(i) if layout == "scannet" else f"{i:06d}"
-            fmt = "jpg" if layout == "scannet" else color_format
-            color, dpath = root / "color" / f"{stem}.{fmt}", root / "depth" / f"{stem}.png"
-            pose = root / "pose" / f"{stem}.txt"
-            gpath = root / "gravity" / f"{stem}.txt"
+        color, dpath, pose, gpath = _capture_paths(root, layout, i, n, color_format)
+        if layout == "tum":
+            t = _TUM_START + 0.1 * i
+            tum_lines[0].append(f"{t:.6f} rgb/{t:.6f}.png")
+            tum_lines[1].append(f"{t + 0.01:.6f} depth/{t + 0.01:.6f}.png")
+            tum_lines[2].append(f"{t - 0.005:.4f} " + " ".join(f"{x:.9f}" for x in _pose_to_tum(c2w)))
         _save_color(color, rgb)
-        Image.fromarray(raw).save(dpath)
+        Image.fromarray(np.round(depth * scale).astype(np.uint16)).save(dpath)
         if pose is not None:
             _write_matrix(pose, c2w)
         if gravity == "frames" and gpath is not None:
             gpath.parent.mkdir(exist_ok=True)
-            gpath.write_text(" ".join(f"{x:.9f}" for x in g_cam) + "\n")
+            gpath.write_text(" ".join(f"{x:.9f}" for x in c2w[:3, :3].T @ down_raw) + "\n")
     if layout == "tum":
-        t_extra = 1305031102.0 + 0.1 * n
-        _save_color(root / "rgb" / f"{t_extra:.6f}.png", rig.render(0)[1])
-        rgb_lines.append(f"{t_extra:.6f} rgb/{t_extra:.6f}.png")  # no depth or pose near it
-        head = "# timestamp filename\n"
-        (root / "rgb.txt").write_text("# color images\n" + head + "\n".join(rgb_lines) + "\n")
-        (root / "depth.txt").write_text("# depth maps\n" + head + "\n".join(depth_lines) + "\n")
-        (root / "groundtruth.txt").write_text("# ground truth trajectory\n# timestamp tx ty tz qx qy qz qw\n"
-                                              + "\n".join(gt_lines) + "\n")
+        _write_tum_lists(root, rig, n, *tum_lines)
+    _write_capture_intrinsics(root, layout, rig, intrinsics_file, axis_alignment)
+    if gravity == "world":
+        (root / "gravity.txt").write_text(" ".join(f"{x:.9f}" for x in down_raw) + "\n")
+    return root
+
+
+_TUM_START = 1305031102.0  # first colour timestamp of a fabricated TUM sequence
+
+
+def _capture_paths(root: Path, layout: str, i: int, n: int,
+                   color_format: str) -> tuple[Path, Path, Path | None, Path | None]:
+    """(colour, depth, pose or None, per-frame gravity or None) files of frame ``i`` of ``n``."""
+    if layout == "7scenes":
+        folder = root / ("seq-01" if i < n // 2 else "seq-02")
+        folder.mkdir(exist_ok=True)
+        stem = f"frame-{i:06d}"
+        return (folder / f"{stem}.color.{color_format}", folder / f"{stem}.depth.png",
+                folder / f"{stem}.pose.txt", folder / f"{stem}.gravity.txt")
+    if layout == "tum":
+        t = _TUM_START + 0.1 * i
+        for sub in ("rgb", "depth"):
+            (root / sub).mkdir(exist_ok=True)
+        return root / "rgb" / f"{t:.6f}.png", root / "depth" / f"{t + 0.01:.6f}.png", None, None
+    for sub in ("color", "depth", "pose"):
+        (root / sub).mkdir(exist_ok=True)
+    stem = str(i) if layout == "scannet" else f"{i:06d}"
+    fmt = "jpg" if layout == "scannet" else color_format
+    return (root / "color" / f"{stem}.{fmt}", root / "depth" / f"{stem}.png", root / "pose" / f"{stem}.txt",
+            root / "gravity" / f"{stem}.txt")
+
+
+def _write_tum_lists(root: Path, rig: RoomRig, n: int, rgb_lines: list[str], depth_lines: list[str],
+                     gt_lines: list[str]) -> None:
+    """TUM's rgb.txt / depth.txt / groundtruth.txt, plus one colour frame with no depth or pose
+    near it (a reader must skip it)."""
+    t_extra = _TUM_START + 0.1 * n
+    _save_color(root / "rgb" / f"{t_extra:.6f}.png", rig.render(0)[1])
+    rgb_lines = [*rgb_lines, f"{t_extra:.6f} rgb/{t_extra:.6f}.png"]
+    head = "# timestamp filename\n"
+    (root / "rgb.txt").write_text("# color images\n" + head + "\n".join(rgb_lines) + "\n")
+    (root / "depth.txt").write_text("# depth maps\n" + head + "\n".join(depth_lines) + "\n")
+    (root / "groundtruth.txt").write_text("# ground truth trajectory\n# timestamp tx ty tz qx qy qz qw\n"
+                                          + "\n".join(gt_lines) + "\n")
+
+
+def _write_capture_intrinsics(root: Path, layout: str, rig: RoomRig, intrinsics_file: str | None,
+                              axis_alignment: bool) -> None:
+    """ScanNet's 4x4 ``intrinsic/intrinsic_depth.txt`` (and ``axisAlignment`` meta file), else
+    the ``fx fy cx cy`` file ``intrinsics_file`` (None: none)."""
+    from liftgs.geometry import invert_pose
+
+    K = rig.K
     if layout == "scannet":
         (root / "intrinsic").mkdir(exist_ok=True)
         K4 = np.eye(4)
@@ -347,9 +370,6 @@ def write_room_capture(root: Path, layout: str = "folders", rig: RoomRig | None 
             (root / f"{root.name}.txt").write_text(f"axisAlignment = {' '.join(f'{x:.9g}' for x in A.ravel())}\n")
     elif intrinsics_file is not None:
         (root / intrinsics_file).write_text(f"{K[0, 0]} {K[1, 1]} {K[0, 2]} {K[1, 2]}\n")
-    if gravity == "world":
-        (root / "gravity.txt").write_text(" ".join(f"{x:.9f}" for x in down_raw) + "\n")
-    return root
 
 
 def _pose_to_tum(c2w: np.ndarray) -> list[float]:
