@@ -240,7 +240,7 @@ def _channel_cost(W, cfg: dict) -> dict:
     return out
 
 
-def main() -> None:
+def _parse_args() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only the goal configurations")
     ap.add_argument("--repeats", type=int, default=5)
@@ -253,7 +253,11 @@ def main() -> None:
     ap.add_argument("--sizes", default="10000,50000", help="Gaussian counts of the full table")
     ap.add_argument("--resolutions", default="128,512", help="image sides of the full table")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = _parse_args()
     if args.worker:
         cfg = json.loads(args.worker)
         print(json.dumps(memory_worker(cfg) if cfg["mode"] == "memory" else time_worker(cfg)))
@@ -284,36 +288,46 @@ def main() -> None:
     for lay, n, res, ch in grid:
         cfg = {"layout": lay, "n": n, "res": res, "channels": CHANNELS[ch], "threads": args.threads,
                "chunk": 1024, "room_file": room_file}
-        with_ref = n * res * res <= args.ref_max_pairs
-        impls = backends + (["reference"] if with_ref else [])
-        # the reference is slow: time it only --ref-repeats times, and the fast backends in a run of their own
-        timed = run_worker(script, cfg | {"mode": "time", "impls": backends, "repeats": args.repeats,
-                                          "channel_cost": ch == "3+96" and lay == "room" or args.quick})
-        vs_ref = None
-        if with_ref:
-            vs_ref = run_worker(script, cfg | {"mode": "time", "impls": [backends[0], "reference"],
-                                               "repeats": args.ref_repeats})
-        mem = {b: run_worker(script, cfg | {"mode": "memory", "impl": b}) for b in impls}
-        times = timed["times"] if timed else {}
-        row = [lay, f"{n // 1000}k", f"{res}²", ch, f"{timed['pairs_per_pixel']:.1f}" if timed else "—"]
-        for b in backends:
-            r, m = times.get(b), mem.get(b)
-            row += ([f"{r['fwd_ms']:.0f}", f"{r['bwd_ms']:.0f}", f"{r['fwd_ms'] + r['bwd_ms']:.0f}",
-                     f"{r['cpu_ms']:.0f}"] if r else ["failed"] * 4) + [_mb(m)]
-        if vs_ref is not None:
-            ref, fast = vs_ref["times"]["reference"], vs_ref["times"][backends[0]]
-            rt = ref["fwd_ms"] + ref["bwd_ms"]
-            row += [f"{rt:.0f}", _mb(mem.get("reference")),
-                    f"{rt / (fast['fwd_ms'] + fast['bwd_ms']):.0f}x ({backends[0]})"]
-        else:
-            row += ["—", "—", "—"]
-        print("| " + " | ".join(row) + " |", flush=True)
+        channel_cost = args.quick or (ch == "3+96" and lay == "room")
+        row, times = _measure_row(script, cfg, backends, args, channel_cost)
+        print("| " + " | ".join([lay, f"{n // 1000}k", f"{res}²", ch, *row]) + " |", flush=True)
         for b in backends:
             r = times.get(b)
             if r and "composite_3ch_ms" in r:
                 c3, c259 = r["composite_3ch_ms"], r["composite_259ch_ms"]
                 print(f"|   {b}, given W: composite fwd+bwd 3 ch {c3:.1f} ms, 3+256 ch "
                       f"{c259:.1f} ms ({c259 / c3:.1f}x) |", flush=True)
+
+
+def _measure_row(script: str, cfg: dict, backends: list[str], args: argparse.Namespace,
+                 channel_cost: bool) -> tuple[list[str], dict]:
+    """One table row after the configuration columns (pairs per pixel, per-backend times and
+    peak memory, the reference's), and the fast backends' raw times."""
+    n, res = cfg["n"], cfg["res"]
+    with_ref = n * res * res <= args.ref_max_pairs
+    impls = backends + (["reference"] if with_ref else [])
+    # the reference is slow: time it only --ref-repeats times, and the fast backends in a run of their own
+    timed = run_worker(script, cfg | {"mode": "time", "impls": backends, "repeats": args.repeats,
+                                      "channel_cost": channel_cost})
+    vs_ref = None
+    if with_ref:
+        vs_ref = run_worker(script, cfg | {"mode": "time", "impls": [backends[0], "reference"],
+                                           "repeats": args.ref_repeats})
+    mem = {b: run_worker(script, cfg | {"mode": "memory", "impl": b}) for b in impls}
+    times = timed["times"] if timed else {}
+    row = [f"{timed['pairs_per_pixel']:.1f}" if timed else "—"]
+    for b in backends:
+        r, m = times.get(b), mem.get(b)
+        row += ([f"{r['fwd_ms']:.0f}", f"{r['bwd_ms']:.0f}", f"{r['fwd_ms'] + r['bwd_ms']:.0f}",
+                 f"{r['cpu_ms']:.0f}"] if r else ["failed"] * 4) + [_mb(m)]
+    if vs_ref is not None:
+        ref, fast = vs_ref["times"]["reference"], vs_ref["times"][backends[0]]
+        rt = ref["fwd_ms"] + ref["bwd_ms"]
+        speed_up = rt / (fast["fwd_ms"] + fast["bwd_ms"])
+        row += [f"{rt:.0f}", _mb(mem.get("reference")), f"{speed_up:.0f}x ({backends[0]})"]
+    else:
+        row += ["—", "—", "—"]
+    return row, times
 
 
 def _mb(result: dict | None) -> str:
