@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?= --quick
 
-.PHONY: demo demo-full test venv bench clean
+.PHONY: demo demo-full test venv bench clean browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,8 +21,16 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(VENV)/bin/liftgs demo
 
+# The viewer's browser test (tests/test_viewer_browser.py) drives Debian's chromium through
+# playwright; as root (CI) this installs it when missing, otherwise that test skips.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else echo "chromium not found (as root: apt-get install chromium); the browser test will skip"; fi; }
+
 # Two test processes on two cores: one BLAS/OpenMP thread each, or they oversubscribe the CPU.
-test: $(STAMP)
+test: $(STAMP) browser
 	OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 \
 		$(PY) -m pytest -q -n 2 --dist loadfile
 

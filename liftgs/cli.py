@@ -37,6 +37,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "finetune": ("liftgs.recipes.finetune:main", "fine-tune with 3D labels (referring expressions, category queries)"),
     "eval": ("liftgs.eval.cli:main", "evaluate a checkpoint: instance-segmentation AP and grounding accuracy"),
     "ground": ("liftgs.ground:main", "ground a phrase in a scene or a bare point cloud and write masks, boxes, renders"),
+    "view": ("liftgs.viewer.cli:main", "browse a scene in the browser: points, cameras, pseudo-labels, grounded phrases"),
     "demo": ("liftgs.demo:main", "the end-to-end demo on the synthetic benchmark (writes report.md)"),
 }
 

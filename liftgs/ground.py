@@ -49,8 +49,9 @@ class GroundConfig:
     """scene directory, or a .ply / .npy / .bin point cloud (N x 6 xyz + rgb)"""
     phrase: str
     """what to find, e.g. "the red chair next to the table" """
-    checkpoint: Path = Path("runs/demo/finetune_pretrained_1")
-    """model folder, checkpoint or run directory (default: the demo's fine-tuned model)"""
+    checkpoint: Path = Path("liftgs-tiny-finetuned")
+    """model folder, checkpoint or run directory, or a shipped model's name (default: the
+    shipped fine-tuned model; liftgs-tiny-pretrained grounds zero-shot)"""
     out: Path | None = None
     """output folder (default: ground_out/<scene name>)"""
     text_encoder: str = "minilm"
@@ -143,6 +144,9 @@ def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     return np.asarray(points, np.float32), np.asarray(colors, np.float32), name
 
 
+RUN_CONFIG_COPY = "run_config.json"  # a model folder's copy of the config.json of the run that trained it
+
+
 def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
     """``auto``: expression mode for models fine-tuned on referring expressions, zero-shot for a
     pre-training run's model, else phrase."""
@@ -158,8 +162,10 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
 
 def _run_configs(model_dir: Path):
     """The readable config.json of the run that holds ``model_dir`` (``run/model`` or
-    ``run/checkpoints/step_N/model``)."""
-    for run_config in (model_dir.parent / "config.json", model_dir.parent.parent.parent / "config.json"):
+    ``run/checkpoints/step_N/model``), or the copy a model folder carries (``run_config.json``,
+    e.g. the shipped models)."""
+    for run_config in (model_dir / RUN_CONFIG_COPY, model_dir.parent / "config.json",
+                       model_dir.parent.parent.parent / "config.json"):
         if run_config.is_file():
             try:
                 data = json.loads(run_config.read_text())
@@ -369,7 +375,6 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
     Warnings (the model's input far from its training scenes, :func:`training_ranges`; colours
     the loader clipped; a top mask under :data:`MIN_MASK_POINTS` points) are printed to
     stderr, one line each, and returned in ``GroundOutput.warnings``."""
-    from liftgs.clouds import cloud_stats, distribution_warnings
     from liftgs.train.checkpoint import resolve_model_dir
 
     timer = Timer()
@@ -387,28 +392,56 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
 
         with timer("load text encoder"):
             text_encoder = load_text_encoder(config.text_encoder, device=config.device)
-    if text_encoder.dim != model.text_dim:
-        raise ValueError(f"the text encoder {config.text_encoder!r} gives {text_encoder.dim}-d vectors but "
-                         f"the model {model_dir} takes {model.text_dim}-d queries")
-    seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer)
     notes = [str(w.message).splitlines()[0] for w in caught]
+    result, view = ground_cloud(model, text_encoder, points, colors, config, model_dir, timer, notes)
+    result.out = config.out or Path("ground_out") / name
+    write_outputs(result.out, config, points, colors, result, timer, view)
+    return result
+
+
+def check_text_width(model, text_encoder, encoder_name: str, model_dir: Path) -> None:
+    """Refuse a text encoder whose vectors are not as wide as the model's queries."""
+    if text_encoder.dim != model.text_dim:
+        raise ValueError(f"the text encoder {encoder_name!r} gives {text_encoder.dim}-d vectors but "
+                         f"the model {model_dir} takes {model.text_dim}-d queries")
+
+
+def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, config: GroundConfig,
+                 model_dir: Path, timer: Timer | None = None, notes: list[str] | None = None,
+                 warn=None) -> tuple[GroundOutput, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
+    """Ground ``config.phrase`` in a loaded cloud [P, 3] with a loaded model; writes nothing.
+
+    Checks the text width, picks the cloud the model runs on (:func:`model_input`), warns
+    about a cloud far from the model's training scenes and about a top mask under
+    :data:`MIN_MASK_POINTS` points, grounds in the model's mode (:func:`resolve_mode`) and
+    maps the masks back to every input point. ``notes`` are warnings gathered before (e.g.
+    while loading); ``warn(lines)`` reports the warnings as they arise (default: one
+    ``liftgs ground: warning:`` line each on stderr), and all of them are returned in
+    ``GroundOutput.warnings``.
+    Returns the result and, for a downsampled cloud, (voxel means, their colours, their mask
+    ids) to render, else None."""
+    from liftgs.clouds import cloud_stats, distribution_warnings
+
+    timer = timer or Timer()
+    notes = list(notes or [])
+    warn = warn or _print_warnings
+    check_text_width(model, text_encoder, config.text_encoder, model_dir)
+    seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer)
     far = distribution_warnings(cloud_stats(seen, seen_colors), *training_ranges(model_dir))
     notes += [f"{w}; --max-points 0 grounds its voxel means" if w.startswith("density") else w for w in far]
-    _print_warnings(notes)
+    warn(notes)
     result = ground_points(model, text_encoder, seen, seen_colors, config, resolve_mode(config, model_dir), timer)
     if len(result.masks) and int(result.masks[0].sum()) < MIN_MASK_POINTS:
         unit = "voxel means" if inverse is not None else "points"
         notes.append(f"top mask: {int(result.masks[0].sum())} {unit} (of {len(seen):,}), expected >= "
                      f"{MIN_MASK_POINTS}: no object-sized region found for {config.phrase!r}")
-        _print_warnings(notes[-1:])
+        warn(notes[-1:])
     view = None
     if inverse is not None:
         view = (seen, seen_colors, result.point_mask_ids)
         result = expand_to_points(result, inverse, points)
     result.warnings, result.model_points = notes, len(seen)
-    result.out = config.out or Path("ground_out") / name
-    write_outputs(result.out, config, points, colors, result, timer, view)
-    return result
+    return result, view
 
 
 def _print_warnings(lines: list[str]) -> None:

@@ -384,8 +384,14 @@ def resolve_checkpoint(path: str | Path, verify: bool = False, warn: Warn | None
 
 def resolve_model_dir(path: str | Path) -> Path:
     """The model folder (config.json + safetensors) behind a model, checkpoint or run path:
-    a run's final ``model/`` when it has one, else its latest checkpoint's."""
+    a run's final ``model/`` when it has one, else its latest checkpoint's. The name of a
+    shipped model (``liftgs-tiny-finetuned``, see :mod:`liftgs.weights`) stands for its folder
+    when no file of that name exists."""
+    from liftgs.weights import is_shipped_name, shipped_model_dir
+
     path = Path(path)
+    if not path.exists() and is_shipped_name(path):
+        path = shipped_model_dir(str(path))
     if not path.exists():
         raise CheckpointError(f"{path}: model weights not found")
     if path.is_dir() and any(path.glob("*.safetensors")) and (path / "config.json").is_file():

@@ -44,6 +44,7 @@ from torch import Tensor
 
 from liftgs.losses.feature import FEATURE_TEMPERATURE
 from liftgs.models.liftgs.model import LiftGS
+from liftgs.types import Gaussians
 
 DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
 ZERO_SHOT_RANKING = "features"  # how zero-shot call sites rank proposals (see the module docstring)
@@ -239,3 +240,17 @@ def ground_expressions(model: LiftGS, text_encoder, points: np.ndarray | Tensor,
         targets.append(chosen or list(range(int(enc.tokens[i].shape[0]))))
     return ground_tokens(model, points, colors, enc.tokens, targets, top_k, threshold, labels=texts,
                          component_radius=component_radius)
+
+
+@torch.no_grad()
+def predict_gaussians(model: LiftGS, points: np.ndarray | Tensor, colors: np.ndarray | Tensor) -> Gaussians:
+    """The model's 3D Gaussians for one cloud (one per input point, no query needed)."""
+    weight = next(model.parameters())
+    pts, cols = (_as_tensor(x, weight.device).to(weight.dtype) for x in (points, colors))
+    was_training = model.training
+    model.eval()
+    try:
+        encoding = model.encode(pts, cols, torch.tensor([pts.shape[0]], device=weight.device), lazy_masks=True)
+        return model.gaussian_head(encoding.point_features, pts, cols)
+    finally:
+        model.train(was_training)
