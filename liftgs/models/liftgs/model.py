@@ -150,10 +150,7 @@ class LiftGS(nn.Module):
         Bq = queries.shape[0]
         _check_queries(queries, query_mask, self.text_dim)
         scene = _scene_of_queries(query_scene, B, Bq)  # validates the set -> scene mapping
-        tokens, xyz, pad = encoding.tokens, encoding.token_xyz, encoding.token_pad
-        if scene != list(range(B)):
-            index = torch.tensor(scene, dtype=torch.long, device=tokens.device)
-            tokens, xyz, pad = (torch.index_select(t, 0, index) for t in (tokens, xyz, pad))
+        tokens = encoding.tokens
         use_pool = self.decoder.pool_proj is not None
         lazy = lazy_masks and not use_pool  # pooling needs every point's logits in the decoder
         feats = None if lazy else self._point_mask_features(encoding)
@@ -165,8 +162,10 @@ class LiftGS(nn.Module):
             return torch.stack([_mask_pool(lg, encoding.point_features, encoding.point_offsets, b)
                                 for lg, b in zip(logits, scene)])
 
-        layers = self.decoder(tokens, xyz, pad, queries.to(tokens.dtype), query_mask.bool(),
-                              pool=pool if use_pool else None)
+        # the decoder's scene-level work (point projections, attention keys / values) runs
+        # once per scene, however many query sets share it
+        layers = self.decoder(tokens, encoding.token_xyz, encoding.token_pad, queries.to(tokens.dtype),
+                              query_mask.bool(), pool=pool if use_pool else None, scene=scene)
         factors = self._mask_factors(encoding, scene, layers) if lazy else None
         out = []
         for i, b in enumerate(scene):  # without pooling: every layer's logits from one product
