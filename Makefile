@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?= --quick
 
-.PHONY: demo demo-full test venv bench clean browser
+.PHONY: demo demo-full weights browser test venv bench clean browser
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ demo: $(STAMP)
 
 demo-full: $(STAMP)
 	$(VENV)/bin/liftgs demo
+
+# The shipped weights (liftgs/weights): the full demo's models, copied into the package.
+weights: $(STAMP)
+	$(VENV)/bin/liftgs demo --export-weights liftgs/weights
 
 # The viewer's browser test (tests/test_viewer_browser.py) drives Debian's chromium through
 # playwright; as root (CI) this installs it when missing, otherwise that test skips.

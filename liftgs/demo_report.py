@@ -251,20 +251,19 @@ def example_picture(x: Example, size: int = IMAGE_SIZE) -> np.ndarray:
     return annotate(img, f"\"{e.text}\"", caption, (0, 120, 0) if x.hit else (200, 0, 0))
 
 
-def examples(state, data: Path, encoder) -> list[str]:
-    """Ground every referring expression of the evaluated held-out rooms with the best
-    fine-tuned model; render up to 3 hits and 3 misses into ``examples/grid.png`` (markdown
-    lines). The first room also goes through ``liftgs ground`` end to end, whose
-    ``view_*.png`` are linked, so a broken ``ground`` path shows here."""
+def examples(state, heldout: Path, model_dir: Path, encoder) -> list[str]:
+    """Ground every referring expression of the held-out rooms with the fine-tuned model;
+    render up to 3 hits and 3 misses into ``examples/grid.png`` (markdown lines). The first
+    example's room also goes through ``liftgs ground`` end to end, whose ``view_*.png`` are
+    linked, so a broken ``ground`` path shows here."""
     from PIL import Image
 
     from liftgs.ground import GroundConfig, run_ground
     from liftgs.io import list_scenes, read_scene
-    from liftgs.models.liftgs import LiftGS
+    from liftgs.models import load_model
 
-    best = state.out / f"finetune_pretrained_{max(state.plan.fractions):g}" / "model"
-    model = LiftGS.from_pretrained(best).eval()
-    paths = list_scenes(data, "val")[: state.plan.eval_scenes]
+    model = load_model(model_dir).eval()
+    paths = list_scenes(heldout)
     scenes = [read_scene(p, load_frames=False) for p in paths]
     folder = state.out / "examples"
     folder.mkdir(parents=True, exist_ok=True)
@@ -275,15 +274,16 @@ def examples(state, data: Path, encoder) -> list[str]:
     hits = sum(x.hit for x in found)
     rows = [[example_picture(x) for x in chosen if x.hit], [example_picture(x) for x in chosen if not x.hit]]
     Image.fromarray(grid(rows)).save(folder / "grid.png")
-    lines = [f"{best.parent.name}, every referring expression of the {len(scenes)} held-out rooms: "
+    lines = [f"The fine-tuned model on every referring expression of the {len(scenes)} held-out rooms: "
              f"{hits} of {len(found)} hits (top mask's box IoU >= {HIT_IOU:g} with the target's box). "
-             f"First row: up to 3 hits, second row: up to 3 misses, spread over the rooms; the top mask tinted yellow, the target's box "
-             f"outlined in magenta, the rest of the room in its own colours, slightly dimmed.", "",
-             "![examples: hits and misses](examples/grid.png)", ""]
+             f"First row: up to 3 hits, second row: up to 3 misses, spread over the rooms; the top mask "
+             f"tinted yellow, the target's box outlined in magenta, the rest of the room in its own colours, "
+             f"slightly dimmed.", "", "![examples: hits and misses](examples/grid.png)", ""]
     x = chosen[0]
     e = x.expression
     out = folder / x.scene.scene_id
-    res = run_ground(GroundConfig(scene=paths[[s.scene_id for s in scenes].index(x.scene.scene_id)], phrase=e.text, checkpoint=best, out=out,
+    res = run_ground(GroundConfig(scene=paths[[s.scene_id for s in scenes].index(x.scene.scene_id)], phrase=e.text,
+                                  checkpoint=model_dir, out=out,
                                   target=e.text[e.spans[0][0]: e.spans[0][1]] if e.spans else None, top_k=1,
                                   views=2, image_size=IMAGE_SIZE), model=model, text_encoder=encoder)
     rel = out.relative_to(state.out)
@@ -292,38 +292,103 @@ def examples(state, data: Path, encoder) -> list[str]:
     return lines
 
 
-def write_report(state, data: Path, encoder) -> Path:
+def _log_losses(run: Path) -> list[tuple[int, float]]:
+    """(step, loss) of every logged step of a run's ``log.jsonl``."""
+    import json
+
+    out = []
+    path = run / "log.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if "loss" in row and "step" in row:
+                out.append((int(row["step"]), float(row["loss"])))
+    return out
+
+
+def loss_plot(curves: dict[str, list[tuple[int, float]]], path: Path) -> Path | None:
+    """Training loss against the step, one panel per run."""
+    curves = {k: v for k, v in curves.items() if v}
+    if not curves:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 3.6), squeeze=False)
+    for ax, (name, pts) in zip(axes[0], curves.items()):
+        xs, ys = zip(*pts)
+        ax.plot(xs, ys, "-", lw=1.5)
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _training_curves(state) -> dict[str, list[tuple[int, float]]]:
+    if state.config.quick:
+        brief = state.results.get("brief_training")
+        return {f"fine-tuning from scratch, {brief['rooms']} rooms": _log_losses(state.out / brief["run"])} if brief else {}
+    return {"pre-training (2D pseudo-labels only)": _log_losses(state.out / "pretrain"),
+            "fine-tuning the pre-trained model (3D labels)": _log_losses(state.out / "finetune")}
+
+
+def write_report(state, heldout: Path, models: dict[str, Path], encoder) -> Path:
     """Write ``<out>/report.md``. If the examples cannot be rendered the report is written with
     the error at its top and :class:`ExampleRenderError` is raised: a report that silently
     lacks its examples would hide a broken ``liftgs ground`` path."""
     res, plan = state.results, state.plan
     rows = res.get("finetune", [])
     plot = scaling_plot(rows, state.out / "scaling.png") if rows else None
-    zs = res.get("zero_shot")
-    md = ["# liftgs demo report", "",
-          f"Synthetic benchmark: {plan.rooms} rooms (train/val split), pre-training {plan.pretrain_steps} steps "
-          f"on 2D pseudo-labels only, fine-tuning {plan.finetune_steps} steps per run on 3D labels, "
-          f"evaluation on {len(res.get('eval_scenes', []))} held-out rooms. Numbers are percentages.", ""]
+    losses = loss_plot(_training_curves(state), state.out / "loss.png")
+    zs, ft = res.get("zero_shot"), res.get("finetuned")
+    pretrained, finetuned = (Path(p) for p in models.values())
+    if state.config.quick:
+        intro = (f"The weights shipped with liftgs (`tiny` preset; pre-trained on 2D pseudo-labels only, then "
+                 f"fine-tuned on 3D labels, both by `make demo-full`) on {plan.heldout_rooms} synthetic rooms "
+                 f"generated for this report and never trained on. Numbers are percentages.")
+    else:
+        intro = (f"Pre-training {plan.pretrain_steps} steps on 2D pseudo-labels of {plan.pretrain_rooms} rooms, "
+                 f"fine-tuning {plan.finetune_steps} steps on 3D labels of {plan.finetune_rooms} rooms, evaluation "
+                 f"on {plan.heldout_rooms} held-out rooms never trained on. Numbers are percentages.")
+    md = ["# liftgs demo report", "", intro, "", f"Models: `{pretrained}` and `{finetuned}`.", ""]
     if zs:
         m, r = zs["model"], zs["random"]
         ratio = m["acc@0.25"] / r["acc@0.25"] if r["acc@0.25"] else float("nan")
-        md += ["## Zero-shot grounding before fine-tuning", "",
+        md += ["## Zero-shot grounding after pre-training", "",
                "Each held-out object queried by its caption (\"a red chair\"); the top mask's box must overlap "
                "the object's box.", "",
                "| model | Acc@0.25 | Acc@0.5 | queries |", "|---|---|---|---|",
                f"| pre-trained (2D supervision only) | {_pct(m['acc@0.25'])} | {_pct(m['acc@0.5'])} | {m['n']} |",
                f"| random object of the room | {_pct(r['acc@0.25'])} | {_pct(r['acc@0.5'])} | {r['n']} |", "",
                f"Pre-trained / random at Acc@0.25: {ratio:.1f}x.", ""]
+    if ft:
+        ratio = ft["acc@0.25"] / ft["random_acc@0.25"] if ft["random_acc@0.25"] else float("nan")
+        md += ["## Fine-tuned: referring expressions and instance segmentation", "",
+               "Referring expressions: Acc@IoU of the top mask's box against the target's box. Instance "
+               "segmentation: open-vocabulary protocol (every category name is a query), ScanNet AP.", "",
+               "| model | Acc@0.25 | Acc@0.5 | AP | AP50 | AP25 |", "|---|---|---|---|---|---|",
+               f"| fine-tuned | {_pct(ft['acc@0.25'])} | {_pct(ft['acc@0.5'])} | {_pct(ft['ap'])} | "
+               f"{_pct(ft['ap50'])} | {_pct(ft['ap25'])} |",
+               f"| random object of the room | {_pct(ft['random_acc@0.25'])} | {_pct(ft['random_acc@0.5'])} "
+               f"| | | |", "",
+               f"{ft['n_expressions']} expressions; fine-tuned / random at Acc@0.25: {ratio:.1f}x.", ""]
     if rows:
         md += ["## Fine-tuning: scratch vs pre-trained", "",
-               "Instance segmentation: open-vocabulary protocol (every category name is a query), ScanNet AP. "
-               "Referential grounding: Acc@IoU of the top mask's box.", "", finetune_table(rows), "",
-               *comparison_lines(rows), ""]
+               f"{plan.curve_steps} fine-tuning steps per run on a fraction of the fine-tuning rooms, evaluated "
+               "on the held-out rooms.", "", finetune_table(rows), "", *comparison_lines(rows), ""]
     if plot:
         md += [f"![data scaling]({plot.name})", ""]
+    if losses:
+        md += ["## Training loss", "", f"![training loss]({losses.name})", ""]
     failure = None
     try:
-        ex = examples(state, data, encoder)
+        ex = examples(state, heldout, finetuned, encoder)
     except Exception as err:  # noqa: BLE001 - written into the report, then raised below
         failure = err
         ex = [f"**Examples could not be rendered:** `{type(err).__name__}: {err}`", ""]

@@ -14,29 +14,37 @@ from liftgs.geometry import box_from_points, project_points
 from liftgs.ground import highlight_colors, render_views
 
 
+MODELS = {"liftgs-tiny-pretrained": "w/pre", "liftgs-tiny-finetuned": "w/ft"}
+
+
 def _state(out):
     zero_shot = {"model": {"acc@0.25": 0.5, "acc@0.5": 0.25, "n": 8},
                  "random": {"acc@0.25": 0.125, "acc@0.5": 0.0, "n": 8}}
-    return SimpleNamespace(out=out, plan=DemoPlan(rooms=5, pretrain_steps=2, finetune_steps=1, eval_scenes=1),
-                           results={"zero_shot": zero_shot, "eval_scenes": ["room4"]},
-                           timings={"1/6 synthetic rooms (5)": 3.0})
+    finetuned = {"ap": 0.3, "ap50": 0.45, "ap25": 0.6, "acc@0.25": 0.625, "acc@0.5": 0.5, "n_expressions": 16,
+                 "random_acc@0.25": 0.125, "random_acc@0.5": 0.0625}
+    return SimpleNamespace(out=out, plan=DemoPlan(heldout_rooms=1), config=SimpleNamespace(quick=True),
+                           results={"zero_shot": zero_shot, "finetuned": finetuned},
+                           timings={"held-out rooms (1)": 3.0})
 
 
 def test_report_with_examples(tmp_path, monkeypatch):
-    monkeypatch.setattr(demo_report, "examples", lambda state, data, encoder: ["**room4** example", ""])
-    text = demo_report.write_report(_state(tmp_path), tmp_path / "data", encoder=None).read_text()
+    monkeypatch.setattr(demo_report, "examples", lambda state, data, model, encoder: ["**room4** example", ""])
+    text = demo_report.write_report(_state(tmp_path), tmp_path / "data", MODELS, encoder=None).read_text()
     assert "## Examples\n\n**room4** example" in text and "Error" not in text
     assert "| pre-trained (2D supervision only) | 50.0 | 25.0 | 8 |" in text
     assert "Pre-trained / random at Acc@0.25: 4.0x." in text
+    assert "| fine-tuned | 62.5 | 50.0 | 30.0 | 45.0 | 60.0 |" in text
+    assert "| random object of the room | 12.5 | 6.2 | | | |" in text
+    assert "16 expressions; fine-tuned / random at Acc@0.25: 5.0x." in text
 
 
 def test_example_failure_fails_the_report_and_is_written_at_its_top(tmp_path, monkeypatch):
-    def broken(state, data, encoder):
+    def broken(state, data, model, encoder):
         raise KeyError("target 7")
 
     monkeypatch.setattr(demo_report, "examples", broken)
     with pytest.raises(demo_report.ExampleRenderError, match="rendering the examples failed") as exc:
-        demo_report.write_report(_state(tmp_path), tmp_path / "data", encoder=None)
+        demo_report.write_report(_state(tmp_path), tmp_path / "data", MODELS, encoder=None)
     assert isinstance(exc.value.__cause__, KeyError)  # the original error and its traceback are kept
     assert str(tmp_path / "report.md") in str(exc.value)
     lines = (tmp_path / "report.md").read_text().splitlines()
@@ -119,24 +127,24 @@ def test_example_picture_is_large_and_annotated():
 def test_report_links_a_grid_of_hits_and_misses(tmp_path, monkeypatch):
     import liftgs.ground
     import liftgs.io
-    from liftgs.models.liftgs import LiftGS
+    import liftgs.models
 
     found = [_example(hit=h, scene_id=f"room{i % 2}") for i, h in enumerate([False, True, False, False, True,
                                                                               False, False])]
     scenes = {x.scene.scene_id: x.scene for x in found}
-    monkeypatch.setattr(LiftGS, "from_pretrained", staticmethod(lambda path: SimpleNamespace(eval=lambda: None)))
-    monkeypatch.setattr(liftgs.io, "list_scenes", lambda data, split: [tmp_path / "room0", tmp_path / "room1"])
+    monkeypatch.setattr(liftgs.models, "load_model", lambda path: SimpleNamespace(eval=lambda: None))
+    monkeypatch.setattr(liftgs.io, "list_scenes", lambda data: [tmp_path / "room0", tmp_path / "room1"])
     monkeypatch.setattr(liftgs.io, "read_scene", lambda path, load_frames: scenes[path.name])
     monkeypatch.setattr(demo_report, "ground_val_expressions", lambda *a: found)
     grounded = []
     monkeypatch.setattr(liftgs.ground, "run_ground",
                         lambda cfg, model, text_encoder: grounded.append(cfg) or SimpleNamespace(masks=[1]))
     state = _state(tmp_path)
-    state.plan = DemoPlan(rooms=5, pretrain_steps=2, finetune_steps=1, eval_scenes=2)
+    state.plan = DemoPlan(heldout_rooms=2)
     picked = demo_report.pick_examples(found)
     assert [x.hit for x in picked] == [True, True, False, False, False]
     assert [found.index(x) for x in picked] == [1, 4, 0, 3, 2]  # first of every room, then the second
-    text = demo_report.write_report(state, tmp_path / "data", encoder=None).read_text()
+    text = demo_report.write_report(state, tmp_path / "data", MODELS, encoder=None).read_text()
     assert "![examples: hits and misses](examples/grid.png)" in text
     assert "2 of 7 hits" in text and "Pre-trained / random at Acc@0.25: 4.0x." in text
     grid = np.asarray(Image.open(tmp_path / "examples" / "grid.png"))

@@ -102,3 +102,38 @@ def test_bad_inputs_give_clear_errors(dataset, tmp_path, capsys):
     assert cli_main(["pretrain", "--out", str(tmp_path / "y")]) == 2  # one line on stderr, no traceback
     assert capsys.readouterr().err.strip().splitlines() == [
         "liftgs pretrain: pretrain needs --data DIR (scene directories) and --labels DIR (pseudo-labels)"]
+
+
+def test_sampled_point_loss_matches_the_full_logits_reference(dataset):
+    """The factored mask logits at a group's shared sampled points (one basis per scene) give
+    the loss and gradients of indexing every point's logits (the plain reference)."""
+    from liftgs.losses import GroundingCriterion
+    from liftgs.recipes.common import build_model
+    from liftgs.recipes.finetune import finetune_loss
+    from liftgs.recipes.finetune_data import FinetuneDataset
+    from liftgs.recipes.pretrain import scene_paths
+    from liftgs.train.batching import collate_groups
+
+    ds = FinetuneDataset(scene_paths(dataset / "data", "train"), RoomTextEncoder(), seed=0, task="both",
+                         loss_points=300)
+    groups = [ds.sample_group(p, 3) for p in (0, 1)]
+    samples = [s for g in groups for s in g]
+    assert all(torch.equal(s.loss_points, g[0].loss_points) for g in groups for s in g)  # shared per group
+    batch, query_scene = collate_groups(groups, ds.dim)
+    torch.manual_seed(0)
+    model = build_model("tiny", ds.dim).double()
+    crit = GroundingCriterion()
+    results = []
+    for lazy in (True, False):
+        model.zero_grad()
+        out = model(batch.points.double(), batch.colors.double(), batch.offsets, batch.queries.double(),
+                    batch.query_mask, query_scene=query_scene, lazy_masks=lazy)
+        loss, _ = finetune_loss(out, samples, batch.queries.shape[1], crit,
+                                groups=query_scene.tolist() if lazy else None)
+        loss.backward()
+        results.append((loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (fast, g_fast), (ref, g_ref) = results
+    torch.testing.assert_close(fast, ref, rtol=1e-10, atol=1e-10)
+    assert g_fast.keys() == g_ref.keys()
+    for name in g_ref:
+        torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-8, atol=1e-10, msg=name)

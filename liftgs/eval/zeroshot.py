@@ -20,7 +20,7 @@ from liftgs.eval.grounding import THRESHOLDS, ReferQuery, grounding_accuracy, ma
 from liftgs.geometry import box_iou
 from liftgs.types import Scene
 
-__all__ = ["CaptionQuery", "caption_queries", "zero_shot_caption_accuracy"]
+__all__ = ["CaptionQuery", "caption_queries", "random_expression_accuracy", "zero_shot_caption_accuracy"]
 
 
 @dataclass
@@ -76,3 +76,26 @@ def zero_shot_caption_accuracy(scenes: Iterable[Scene], grounder, min_points: in
     random = {f"acc@{t:g}": (float(np.mean(v)) if v else float("nan")) for t, v in random_hits.items()}
     random["n"] = len(queries)
     return {"model": model, "random": random}
+
+
+def random_expression_accuracy(scenes: Iterable[Scene], min_points: int = 20,
+                               thresholds: Sequence[float] = THRESHOLDS) -> dict[str, float]:
+    """Expected Acc@IoU of answering each referring expression (first target) with a uniformly
+    random object of its room (objects with ``min_points`` points or more): the baseline a
+    grounding model must beat."""
+    hits = {t: [] for t in thresholds}
+    for scene in scenes:
+        if scene.instance_ids is None:
+            continue
+        ids, counts = np.unique(scene.instance_ids[scene.instance_ids >= 0], return_counts=True)
+        present = [int(i) for i, c in zip(ids, counts) if c >= min_points]
+        exprs = [e for e in scene.expressions if e.target_ids and e.target_ids[0] in present]
+        if not exprs:
+            continue
+        boxes = _boxes(scene, present)
+        for e in exprs:
+            for t in thresholds:
+                hits[t].append(random_object_accuracy(boxes, e.target_ids[0], t))
+    out = {f"acc@{t:g}": (float(np.mean(v)) if v else float("nan")) for t, v in hits.items()}
+    out["n"] = len(next(iter(hits.values()))) if hits else 0
+    return out

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from liftgs.config import save_json_atomic, to_dict
+from liftgs.models.liftgs.factors import stacked_factors
 from liftgs.recipes.common import build_model, loss_scalars, recipe_main, scene_paths, train_and_save
 from liftgs.recipes.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.recipes.render_targets import grounding_layers
@@ -54,9 +55,10 @@ class FinetuneConfig(RunConfig):
     """instances with fewer points are neither targets nor queried categories"""
     negative_categories: int = 4
     """absent categories added to each instance-segmentation query set"""
-    loss_points: int = 0
-    """points sampled per scene for the mask loss (0 = all points)"""
-    queries_per_scene: int = 4
+    loss_points: int = 4096
+    """points sampled per scene for the mask loss, shared by the scene's query sets (0 = all
+    points); the mask logits are evaluated at these points only"""
+    queries_per_scene: int = 16
     """query sets (expressions / the category set) of one scene per sample: the scene is
     encoded once and every set decoded from it, so the costly point encoder is amortised"""
 
@@ -74,24 +76,32 @@ class FinetuneConfig(RunConfig):
 PRESETS: dict[str, FinetuneConfig] = {
     "tiny": FinetuneConfig(),
     "paper": FinetuneConfig(preset="paper", steps=50000, batch_size=1, ckpt_every=2000, log_every=50,
-                            optim=paper_optim(), queries_per_scene=1),
+                            optim=paper_optim(), queries_per_scene=1, loss_points=0),
 }
 
 
-def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int,
-                  criterion) -> tuple[Tensor, dict[str, float]]:
-    """3D grounding loss on Gaussian centres, averaged over the batch's scenes."""
+def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int, criterion,
+                  groups: list[int] | None = None) -> tuple[Tensor, dict[str, float]]:
+    """3D grounding loss on Gaussian centres, averaged over the batch's scenes.
+
+    ``groups`` [len(samples)]: the scene group of each sample (:func:`collate_groups`); the
+    samples of a group that share their supervised points share one evaluation of the mask
+    basis there (see :func:`_layer_logits`)."""
     B = len(samples)
     norm = normaliser(sum(s.target_masks.shape[0] for s in samples) / B)
     total: Tensor | float = 0.0
     scalars: dict[str, float] = {}
-    for (_, grounding), s in zip(outputs, samples):
-        dev = grounding.mask_logits.device
+    bases: dict[int, tuple[Tensor | None, Tensor]] = {}
+    for i, ((_, grounding), s) in enumerate(zip(outputs, samples)):
+        dev = grounding.token_logits.device
         idx = None if s.loss_points is None else s.loss_points.to(dev)
-        layers = []
-        for layer in grounding_layers(grounding):
-            logits = layer.mask_logits if idx is None else layer.mask_logits[:, idx]
-            layers.append((torch.sigmoid(logits), layer.token_logits))
+        key = None if groups is None else groups[i]
+        cached = bases.get(key)
+        basis = cached[1] if cached is not None and _same_points(cached[0], s.loss_points) else None
+        logits, basis = _layer_logits(grounding, idx, basis)
+        if key is not None and cached is None:
+            bases[key] = (s.loss_points, basis)
+        layers = [(torch.sigmoid(lg), layer.token_logits) for lg, layer in zip(logits, grounding_layers(grounding))]
         tokens = positive_map(s.token_sets, num_tokens).to(dev)
         loss, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
         total = total + loss / B
@@ -101,15 +111,41 @@ def finetune_loss(outputs, samples: list[FinetuneSample], num_tokens: int,
     return total, scalars
 
 
+def _same_points(a: Tensor | None, b: Tensor | None) -> bool:
+    return a is b or (a is not None and b is not None and a.shape == b.shape and bool(torch.equal(a, b)))
+
+
+def _layer_logits(grounding, idx: Tensor | None, basis: Tensor | None = None) -> tuple[list[Tensor], Tensor | None]:
+    """Every decoder layer's mask logits [m, N] at the supervised points ``idx`` (None = all),
+    and the point basis [N, D'] they were computed from (None for unfactored groundings).
+
+    Factored groundings (``lazy_masks``) evaluate only those points, every layer from one
+    product, and take ``basis`` (the same scene's basis at the same points, from an earlier
+    query set) instead of computing it again: with a few thousand supervised points per scene
+    and several query sets, this is most of the mask head's cost saved."""
+    layers = grounding_layers(grounding)
+    stacked = stacked_factors(layers)
+    if stacked is None:
+        return [layer.mask_logits if idx is None else layer.mask_logits.index_select(1, idx)
+                for layer in layers], None
+    if basis is None:
+        basis = stacked.point_basis(idx)
+    logits = torch.addmm(stacked.offsets, basis, stacked.weights.T).T  # [layers * m, N]
+    return list(logits.chunk(len(layers))), basis
+
+
 def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, queries_per_scene: int = 1):
+    lazy = dataset.loss_points > 0  # logits only at the sampled points (see _layer_logits)
+
     def step_fn(model: nn.Module, positions: list[int], step: int):
         groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
         samples = [s for group in groups for s in group]
         batch, query_scene = collate_groups(groups, dataset.dim)
         batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
-                        query_scene=query_scene.to(device))
-        return finetune_loss(outputs, samples, batch.queries.shape[1], criterion)
+                        query_scene=query_scene.to(device), lazy_masks=lazy)
+        return finetune_loss(outputs, samples, batch.queries.shape[1], criterion,
+                             groups=query_scene.tolist())
 
     return step_fn
 

@@ -167,17 +167,21 @@ class FinetuneDataset:
         out = [self._build(item, sample_rng(self.seed, position))]
         others = [i for i in self._scene_items[self.items[item][0]] if i != item]
         if size > 1 and others:
+            shared = None if out[0].loss_points is None else out[0].loss_points.numpy()
             rng = np.random.default_rng([self.seed, _GROUP_SALT, int(position)])
             for j, other in enumerate(rng.permutation(others)[: size - 1]):
-                out.append(self._build(int(other), np.random.default_rng([self.seed, _GROUP_SALT, int(position), j])))
+                out.append(self._build(int(other), np.random.default_rng([self.seed, _GROUP_SALT, int(position), j]),
+                                       points=shared))
         return out
 
-    def _build(self, item: int, rng: np.random.Generator) -> FinetuneSample:
+    def _build(self, item: int, rng: np.random.Generator, points: np.ndarray | None = None) -> FinetuneSample:
+        """The sample of ``item``; ``points``: the supervised points to use (a group shares
+        its first sample's, so the model evaluates the scene's mask basis there once)."""
         si, ei = self.items[item]
         sc = self.scenes[si]
         P = sc.points.shape[0]
-        idx = None
-        if self.loss_points and self.loss_points < P:
+        idx = points
+        if idx is None and self.loss_points and self.loss_points < P:
             idx = np.sort(rng.choice(P, size=self.loss_points, replace=False))
         inst = sc.instance_ids if idx is None else sc.instance_ids[idx]
         if ei >= 0:
@@ -188,7 +192,7 @@ class FinetuneDataset:
             task = "instseg"
         return FinetuneSample(points=sc.points, colors=sc.colors, queries=queries, target_masks=masks,
                               token_sets=token_sets,
-                              loss_points=None if idx is None else torch.from_numpy(idx),
+                              loss_points=None if idx is None else torch.from_numpy(np.asarray(idx)),
                               task=task, scene_id=sc.scene_id)
 
     def _refer(self, sc: _Scene, ei: int, inst: np.ndarray):

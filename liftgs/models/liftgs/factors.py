@@ -51,6 +51,17 @@ class MaskFactors:
         voxels, inverse = torch.unique(rows, return_inverse=True)  # each voxel's basis once
         return torch.addmm(self.offsets, self.basis_fn(voxels), self.weights.T).index_select(0, inverse)
 
+    def point_basis(self, index: Tensor | None = None) -> Tensor:
+        """The basis row of every point [N, D'] (or of points ``index``): ``point_logits`` is
+        ``basis @ weights.T + offsets``. Query sets over the same scene share it."""
+        rows = index if self.rows is None else (self.rows if index is None else self.rows.index_select(0, index))
+        if self.basis is not None:
+            return self.basis if rows is None else self.basis.index_select(0, rows)
+        if rows is None:
+            return self.basis_fn(None)
+        voxels, inverse = torch.unique(rows, return_inverse=True)
+        return self.basis_fn(voxels).index_select(0, inverse)
+
     @staticmethod
     def stack(factors: list["MaskFactors"]) -> "MaskFactors | None":
         """One factor set for the proposals of several (the decoder layers'), when they share
