@@ -101,6 +101,9 @@ class DemoConfig:
     """delete --out first instead of reusing it"""
 
     def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        check_device(self.device)
         if self.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {self.threads}")
         for name in ("pretrain_rooms", "finetune_rooms"):

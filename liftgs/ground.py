@@ -81,6 +81,9 @@ class GroundConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        check_device(self.device, allow_auto=False)
         if not self.phrase or not self.phrase.strip():
             raise ValueError("the phrase is empty: say what to find, e.g. \"the red chair\"")
         if self.top_k < 1:

@@ -158,3 +158,23 @@ def fork_rng(seed: int | None = None) -> Iterator[None]:
     finally:
         random.setstate(py_state)
         np.random.set_state(np_state)
+
+
+def check_device(device: str, allow_auto: bool = True) -> str:
+    """``device`` checked against this machine before any work: "cpu", "cuda", "cuda:N" (and
+    "auto" where ``allow_auto``: CUDA when there is one, else the CPU). A device this machine
+    does not have is a one-line ``ValueError`` saying so."""
+    import torch  # noqa: PLC0415
+
+    name = str(device)
+    if name == "cpu" or (allow_auto and name == "auto"):
+        return name
+    if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: this machine has no usable CUDA device (torch "
+                             f"{torch.__version__}); use --device cpu")
+        if ":" in name and int(name[5:]) >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here")
+        return name
+    choices = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
+    raise ValueError(f"--device must be {choices}, got {name!r}")

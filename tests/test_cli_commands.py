@@ -141,6 +141,27 @@ def test_user_mistakes_give_one_line_errors(finetuned, data, tmp_path, capsys):
     assert not (tmp_path / "e").exists()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_a_device_the_machine_lacks_is_refused_at_the_door(finetuned, data, tmp_path, capsys):
+    room = data / sorted(p.name for p in data.iterdir() if p.is_dir())[0]
+    commands = {
+        "finetune": ["--data", str(data), "--out", str(tmp_path / "ft"), "--text-encoder", ENCODER],
+        "pretrain": ["--data", str(data), "--labels", str(tmp_path / "labels"), "--out", str(tmp_path / "pre")],
+        "eval": ["--checkpoint", str(finetuned), "--data", str(data), "--out", str(tmp_path / "e")],
+        "ground": [str(room), "a chair", "--checkpoint", str(finetuned), "--out", str(tmp_path / "g")],
+        "pseudolabel": ["--scenes", str(data), "--out", str(tmp_path / "labels")],
+        "demo": ["--out", str(tmp_path / "demo")],
+        "view": [str(room), "--checkpoint", str(finetuned), "--port", "0"],
+    }
+    for command, args in commands.items():
+        assert main([command, *args, "--device", "cuda"]) == 2, command
+        line = _stderr_line(capsys)
+        assert line.startswith(f"liftgs {command}: --device cuda: this machine has no usable CUDA device"), line
+    assert main(["ground", str(room), "a chair", "--device", "gpu"]) == 2
+    assert _stderr_line(capsys) == "liftgs ground: --device must be cpu, cuda or cuda:N, got 'gpu'"
+    assert not [p for p in tmp_path.iterdir() if p.name in ("ft", "pre", "e", "g", "labels", "demo")]
+
+
 def test_installed_command_exit_code_and_message(data, tmp_path):
     """The real process: exit status 2 and one line on stderr, not a traceback."""
     proc = subprocess.run([sys.executable, "-m", "liftgs.cli", "eval", "--checkpoint", str(tmp_path / "nope"),

@@ -84,7 +84,7 @@ def no_default_model(monkeypatch, tmp_path):
     """`liftgs ground`'s default model, looked for when no --checkpoint is given, is absent."""
     from liftgs.viewer import app
 
-    monkeypatch.setattr(app, "default_checkpoint", lambda: tmp_path / "runs" / "demo")
+    monkeypatch.setattr(app, "default_checkpoints", lambda: (tmp_path / "runs" / "demo", tmp_path / "runs" / "pre"))
 
 
 def _config(room, **kw):

@@ -31,7 +31,7 @@ class EvalConfig:
 
     checkpoint: Path | None = None  # a model folder, a checkpoint (step_*) or a run folder
     data: Path | None = None  # dataset root (scene folders + splits.json)
-    split: str = "val"
+    split: str = "val"  # a split of splits.json, or "all" (every scene of the root)
     tasks: str = "instseg,grounding"  # comma-separated subset of: instseg, grounding
     out: Path = Path("eval_out")
     text_encoder: str = "minilm"  # preset name or folder for liftgs.text.load_text_encoder
@@ -48,6 +48,9 @@ class EvalConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        check_device(self.device, allow_auto=False)
         files_mode = self.predictions is not None or self.gt is not None
         model_mode = self.checkpoint is not None or self.data is not None
         if files_mode == model_mode:
@@ -121,7 +124,7 @@ def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalRes
     for tests and for other methods)."""
     from liftgs.io import list_scenes, read_scene
 
-    paths = list_scenes(cfg.data, cfg.split)
+    paths = list_scenes(cfg.data) if cfg.split == "all" else list_scenes(cfg.data, cfg.split)
     if cfg.max_scenes is not None:
         paths = paths[: cfg.max_scenes]
     if not paths:

@@ -43,6 +43,9 @@ class PseudolabelConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        check_device(self.device, allow_auto=False)
         if self.min_area < 0:
             raise ValueError(f"--min-area must be >= 0 (0 keeps every segment), got {self.min_area}")
         if self.min_area_resolution <= 0:

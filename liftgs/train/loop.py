@@ -70,6 +70,12 @@ class RunConfig(LoopConfig):
     device: str = "auto"
     optim: OptimConfig = field(default_factory=OptimConfig)
 
+    def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        super().__post_init__()
+        check_device(self.device)
+
     def loop_config(self) -> LoopConfig:
         """The loop's fields alone, for :func:`run_training`."""
         return LoopConfig(**{f.name: getattr(self, f.name) for f in fields(LoopConfig)})

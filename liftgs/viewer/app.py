@@ -72,6 +72,9 @@ class ViewConfig:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        from liftgs.runtime import check_device
+
+        check_device(self.device, allow_auto=False)
         self.scene = Path(self.scene)
         if isinstance(self.checkpoint, (str, Path)):
             self.checkpoint = (self.checkpoint,)
@@ -124,11 +127,13 @@ def _log(message: str) -> None:
     print(f"liftgs view: {message}", file=sys.stderr, flush=True)
 
 
-def default_checkpoint() -> Path:
-    """The model `liftgs ground` uses when none is given."""
+def default_checkpoints() -> tuple[Path, ...]:
+    """The models offered when none is given: the one `liftgs ground` uses by default (the
+    shipped fine-tuned model), then the shipped pre-trained one (zero-shot grounding)."""
     from liftgs.ground import GroundConfig
 
-    return next(f.default for f in fields(GroundConfig) if f.name == "checkpoint")
+    ground_default = next(f.default for f in fields(GroundConfig) if f.name == "checkpoint")
+    return tuple(dict.fromkeys((Path(ground_default), Path("liftgs-tiny-pretrained"))))
 
 
 def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool = True,
@@ -152,15 +157,16 @@ def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool =
     if config.labels is not None:
         inputs.labels = _open_labels(config, name, len(cameras))
     explicit = bool(config.checkpoint)
-    for path in config.checkpoint or (default_checkpoint(),):
+    for path in config.checkpoint or default_checkpoints():
         try:
             inputs.models.append(_load_model(path, config.device, log))
         except (CheckpointError, ValueError, OSError) as err:
             if explicit:
                 raise
-            inputs.model_note = (f"no model to ground with: the default model {path} cannot be loaded "
-                                 f"({str(err).splitlines()[0]}); start with --checkpoint")
-            log(inputs.model_note)
+            note = f"the default model {path} cannot be loaded ({str(err).splitlines()[0]})"
+            log(note)
+            if not inputs.models:
+                inputs.model_note = f"no model to ground with: {note}; start with --checkpoint"
     _label_models(inputs.models)
     if inputs.models and need_text_encoder:
         if text_encoder is None:
