@@ -32,10 +32,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from liftgs.config import parse_cli, save_json_atomic
+from liftgs.weights import FINETUNED, PRETRAINED
 
 __all__ = ["DemoConfig", "DemoPlan", "run_demo", "main"]
-
-PRETRAINED, FINETUNED = "liftgs-tiny-pretrained", "liftgs-tiny-finetuned"
 
 
 @dataclass
@@ -51,9 +50,9 @@ class DemoPlan:
     finetune_rooms: int = 240
     pretrain_steps: int = 900
     finetune_steps: int = 1000
-    curve_steps: int = 300  # each run of the scratch-vs-pre-trained comparison
+    curve_steps: int = 150  # each run of the scratch-vs-pre-trained comparison
     fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
-    brief_steps: int = 40  # quick demo: the short training run whose loss is plotted
+    brief_steps: int = 30  # quick demo: the short training run whose loss is plotted (batch 1)
     brief_rooms: int = 4
     pretrain_seed: int = 0  # room-set seeds
     finetune_seed: int = 1
@@ -238,7 +237,7 @@ def stage_pretrain(state: DemoState, data: Path, labels: Path) -> Path:
 
 
 def _finetune(state: DemoState, run: Path, data: Path, init: Path | None, steps: int, fraction: float,
-              encoder) -> Path:
+              encoder, batch_size: int = 2) -> Path:
     from liftgs.recipes.finetune import FinetuneConfig, run_finetune
 
     if _run_done(run, "finetune", steps=steps, data_fraction=fraction, seed=state.plan.train_seed,
@@ -247,8 +246,9 @@ def _finetune(state: DemoState, run: Path, data: Path, init: Path | None, steps:
     else:
         print(f"   -> {run.name}", flush=True)
         run_finetune(FinetuneConfig(data=data, out=run, init=init, data_fraction=fraction, steps=steps,
-                                    seed=state.plan.train_seed, resume=(run / "checkpoints").is_dir(),
-                                    ckpt_every=100, device=state.config.device), text_encoder=encoder)
+                                    batch_size=batch_size, seed=state.plan.train_seed, log_every=5,
+                                    resume=(run / "checkpoints").is_dir(), ckpt_every=100,
+                                    device=state.config.device), text_encoder=encoder)
     return run / "model"
 
 
@@ -347,7 +347,7 @@ def stage_brief_training(state: DemoState, encoder) -> None:
     plan = state.plan
     rooms = _rooms(state.out / "brief_rooms", plan.brief_rooms, plan.pretrain_seed)
     run = state.out / "brief_training"
-    _finetune(state, run, rooms, None, plan.brief_steps, 1.0, encoder)
+    _finetune(state, run, rooms, None, plan.brief_steps, 1.0, encoder, batch_size=1)
     state.results["brief_training"] = {"run": run.name, "steps": plan.brief_steps, "rooms": plan.brief_rooms}
 
 

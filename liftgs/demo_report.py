@@ -347,7 +347,9 @@ def write_report(state, heldout: Path, models: dict[str, Path], encoder) -> Path
     plot = scaling_plot(rows, state.out / "scaling.png") if rows else None
     losses = loss_plot(_training_curves(state), state.out / "loss.png")
     zs, ft = res.get("zero_shot"), res.get("finetuned")
-    pretrained, finetuned = (Path(p) for p in models.values())
+    from liftgs.weights import FINETUNED, PRETRAINED
+
+    pretrained, finetuned = Path(models[PRETRAINED]), Path(models[FINETUNED])
     if state.config.quick:
         intro = (f"The weights shipped with liftgs (`tiny` preset; pre-trained on 2D pseudo-labels only, then "
                  f"fine-tuned on 3D labels, both by `make demo-full`) on {plan.heldout_rooms} synthetic rooms "

@@ -58,6 +58,9 @@ class FinetuneConfig(RunConfig):
     loss_points: int = 4096
     """points sampled per scene for the mask loss, shared by the scene's query sets (0 = all
     points); the mask logits are evaluated at these points only"""
+    rank_weight: float = 0.0
+    """weight of the proposal-ranking loss (the target's proposal must give the target's tokens
+    more probability than every other proposal does; ``liftgs.losses.proposal_ranking_ce``)"""
     queries_per_scene: int = 16
     """query sets (expressions / the category set) of one scene per sample: the scene is
     encoded once and every set decoded from it, so the costly point encoder is amortised"""
@@ -67,6 +70,8 @@ class FinetuneConfig(RunConfig):
             raise ValueError(f"data_fraction must be in (0, 1], got {self.data_fraction}")
         if self.queries_per_scene < 1:
             raise ValueError(f"queries_per_scene must be >= 1, got {self.queries_per_scene}")
+        if self.rank_weight < 0:
+            raise ValueError(f"rank_weight must be >= 0, got {self.rank_weight}")
         if self.min_instance_points < 1 or self.negative_categories < 0 or self.loss_points < 0:
             raise ValueError("min_instance_points must be >= 1; negative_categories and "
                              "loss_points >= 0")
@@ -192,7 +197,8 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
                   "world_size": info.world_size}
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
-    step_fn = make_step_fn(dataset, GroundingCriterion(), info.device, config.queries_per_scene)
+    step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), info.device,
+                           config.queries_per_scene)
     return train_and_save(model, step_fn, config, run_config, info, on_step_end, "finetune")
 
 

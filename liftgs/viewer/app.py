@@ -131,9 +131,10 @@ def default_checkpoints() -> tuple[Path, ...]:
     """The models offered when none is given: the one `liftgs ground` uses by default (the
     shipped fine-tuned model), then the shipped pre-trained one (zero-shot grounding)."""
     from liftgs.ground import GroundConfig
+    from liftgs.weights import PRETRAINED
 
     ground_default = next(f.default for f in fields(GroundConfig) if f.name == "checkpoint")
-    return tuple(dict.fromkeys((Path(ground_default), Path("liftgs-tiny-pretrained"))))
+    return tuple(dict.fromkeys((Path(ground_default), Path(PRETRAINED))))
 
 
 def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool = True,

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["SHIPPED", "shipped_model_dir", "is_shipped_name"]
+__all__ = ["FINETUNED", "PRETRAINED", "SHIPPED", "shipped_model_dir", "is_shipped_name"]
 
 _ROOT = Path(__file__).resolve().parent
+PRETRAINED, FINETUNED = "liftgs-tiny-pretrained", "liftgs-tiny-finetuned"
 
 SHIPPED: dict[str, str] = {
-    "liftgs-tiny-pretrained": "LIFT-GS tiny, pre-trained with 2D render supervision (zero-shot grounding)",
-    "liftgs-tiny-finetuned": "LIFT-GS tiny, fine-tuned on 3D labels (referring expressions, instance segmentation)",
+    PRETRAINED: "LIFT-GS tiny, pre-trained with 2D render supervision (zero-shot grounding)",
+    FINETUNED: "LIFT-GS tiny, fine-tuned on 3D labels (referring expressions, instance segmentation)",
 }
 
 
