@@ -271,16 +271,20 @@ def export_weights(models: dict[str, Path], dest: Path) -> None:
     """Copy each model folder to ``dest/<name>`` with the config.json of the run that trained
     it (``run_config.json``: recipe, settings, data statistics, which ``liftgs ground`` reads),
     written beside and renamed into place."""
-    from liftgs.ground import RUN_CONFIG_COPY
+    from liftgs.ground import RUN_CONFIG_COPY, run_configs
 
     dest.mkdir(parents=True, exist_ok=True)
     for name, src in models.items():
+        run_config = next(run_configs(src), None)
+        if run_config is None:
+            raise ValueError(f"{src}: no config.json of the run that trained it (run/model or "
+                             "run/checkpoints/step_N/model)")
         tmp = dest / f".{name}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for f in ("config.json", "model.safetensors"):
             shutil.copy2(src / f, tmp / f)
-        shutil.copy2(src.parent / "config.json", tmp / RUN_CONFIG_COPY)
+        save_json_atomic(tmp / RUN_CONFIG_COPY, run_config)
         target = dest / name
         if target.exists():
             shutil.rmtree(target)

@@ -155,7 +155,7 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
     pre-training run's model, else phrase."""
     if config.mode != "auto":
         return config.mode
-    for data in _run_configs(model_dir):
+    for data in run_configs(model_dir):
         if data.get("recipe") == "finetune":
             return "expression" if data.get("finetune", {}).get("task") in ("refer", "both") else "phrase"
         if data.get("recipe") == "pretrain":
@@ -163,7 +163,7 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
     return "phrase"
 
 
-def _run_configs(model_dir: Path):
+def run_configs(model_dir: Path):
     """The readable config.json of the run that holds ``model_dir`` (``run/model`` or
     ``run/checkpoints/step_N/model``), or the copy a model folder carries (``run_config.json``,
     e.g. the shipped models)."""
@@ -185,7 +185,7 @@ def training_ranges(model_dir: Path) -> tuple[dict, str]:
     from liftgs.clouds import SYNTHETIC_RANGES
     from liftgs.train.checkpoint import CheckpointError, resolve_model_dir
 
-    for data in _run_configs(model_dir):
+    for data in run_configs(model_dir):
         if isinstance(data.get("data_stats"), dict):
             return data["data_stats"], "pre-training scenes"
         init = (data.get("finetune") or {}).get("init")
@@ -194,7 +194,7 @@ def training_ranges(model_dir: Path) -> tuple[dict, str]:
                 parent = resolve_model_dir(init)
             except CheckpointError:
                 continue
-            for pre in _run_configs(parent):
+            for pre in run_configs(parent):
                 if isinstance(pre.get("data_stats"), dict):
                     return pre["data_stats"], "pre-training scenes"
     return SYNTHETIC_RANGES, "synthetic benchmark defaults"
