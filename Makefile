@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?= --quick
 
-.PHONY: demo demo-full weights browser test venv bench clean browser
+.PHONY: demo demo-full weights browser test venv bench clean
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

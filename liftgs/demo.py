@@ -30,6 +30,7 @@ import sys
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 from liftgs.config import parse_cli, save_json_atomic
 from liftgs.weights import FINETUNED, PRETRAINED
@@ -92,6 +93,8 @@ class DemoConfig:
     """fine-tuning data fractions of the comparison (paper Fig 7)"""
     noise: float = 0.15
     """strength of the synthetic teacher's imperfections (0 = perfect labels)"""
+    room_preset: Literal["standard", "quick"] = "standard"
+    """synthetic room preset: standard (the benchmark) or quick (small rooms, for smoke tests)"""
     device: str = "auto"
     threads: int = 1
     """torch / numba threads of the command (library calls to ``run_demo`` keep the caller's);
@@ -164,18 +167,20 @@ class _Stages:
         return done
 
 
-def _rooms(folder: Path, count: int, seed: int) -> Path:
-    """``count`` standard rooms from ``seed`` in ``folder`` (reused when already there)."""
+def _rooms(state: DemoState, folder: Path, count: int, seed: int) -> Path:
+    """``count`` rooms of the demo's preset from ``seed`` in ``folder`` (reused when already there)."""
     from liftgs.synth.config import PRESETS
     from liftgs.synth.dataset import generate_dataset
 
     splits = json.loads((folder / "splits.json").read_text()) if (folder / "splits.json").is_file() else {}
     meta = folder / "synth.json"
-    same_seed = meta.is_file() and json.loads(meta.read_text()).get("seed") == seed
-    if sum(len(v) for v in splits.values()) == count and same_seed:
+    preset = PRESETS[state.config.room_preset]
+    same = meta.is_file() and json.loads(meta.read_text()).get("seed") == seed
+    same = same and json.loads(meta.read_text()).get("config", {}).get("width") == preset.width
+    if sum(len(v) for v in splits.values()) == count and same:
         print(f"   reusing {folder}")
     else:
-        generate_dataset(PRESETS["standard"], folder, count, seed=seed, overwrite=True)
+        generate_dataset(preset, folder, count, seed=seed, overwrite=True)
     return folder
 
 
@@ -349,7 +354,7 @@ def stage_finetuned_eval(state: DemoState, heldout: Path, model_dir: Path, encod
 def stage_brief_training(state: DemoState, encoder) -> None:
     """A short fine-tuning run from scratch on a few rooms; its loss curve goes in the report."""
     plan = state.plan
-    rooms = _rooms(state.out / "brief_rooms", plan.brief_rooms, plan.pretrain_seed)
+    rooms = _rooms(state, state.out / "brief_rooms", plan.brief_rooms, plan.pretrain_seed)
     run = state.out / "brief_training"
     _finetune(state, run, rooms, None, plan.brief_steps, 1.0, encoder, batch_size=1)
     state.results["brief_training"] = {"run": run.name, "steps": plan.brief_steps, "rooms": plan.brief_rooms}
@@ -383,13 +388,13 @@ def run_demo(config: DemoConfig) -> Path:
     stage = _Stages(state, 5 if config.quick else 9)
     t0 = time.perf_counter()
     done = stage(f"held-out rooms ({plan.heldout_rooms}, never trained on)")
-    heldout = _rooms(state.out / "heldout", plan.heldout_rooms, plan.heldout_seed)
+    heldout = _rooms(state, state.out / "heldout", plan.heldout_rooms, plan.heldout_seed)
     done()
     encoder = load_text_encoder("minilm")
     if not config.quick:
         done = stage(f"pre-training rooms ({plan.pretrain_rooms}) and fine-tuning rooms ({plan.finetune_rooms})")
-        pre_data = _rooms(state.out / "pretrain_rooms", plan.pretrain_rooms, plan.pretrain_seed)
-        ft_data = _rooms(state.out / "finetune_rooms", plan.finetune_rooms, plan.finetune_seed)
+        pre_data = _rooms(state, state.out / "pretrain_rooms", plan.pretrain_rooms, plan.pretrain_seed)
+        ft_data = _rooms(state, state.out / "finetune_rooms", plan.finetune_rooms, plan.finetune_seed)
         done()
         done = stage("pseudo-labels of the pre-training rooms (synthetic teacher, imperfect)")
         labels = stage_labels(state, pre_data)
