@@ -247,7 +247,7 @@ def _mistake(command: str, rooms: Path, tmp: Path) -> tuple[list[str], str, Path
         return (["ground", str(tmp / "nope.ply"), "a chair", "--out", str(tmp / "g")],
                 f"{tmp / 'nope.ply'}: no such scene directory", tmp / "g")
     assert command == "demo"
-    return ["demo", "--rooms", "2", "--out", str(tmp / "d")], "--rooms must be >= 5", tmp / "d"
+    return ["demo", "--pretrain-rooms", "2", "--out", str(tmp / "d")], "--pretrain-rooms must be >= 5", tmp / "d"
 
 
 COMMANDS = ("synth", "convert", "inspect", "pseudolabel", "pretrain", "finetune", "eval", "ground", "demo")
