@@ -86,12 +86,7 @@ class GroundConfig:
         check_device(self.device, allow_auto=False)
         if not self.phrase or not self.phrase.strip():
             raise ValueError("the phrase is empty: say what to find, e.g. \"the red chair\"")
-        if self.top_k < 1:
-            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
-        if self.component_radius < 0:
-            raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {self.component_radius}")
+        check_mask_options(self.top_k, self.threshold, self.component_radius)
         if self.max_points < 0:
             raise ValueError(f"--max-points must be >= 0 (0 = always downsample), got {self.max_points}")
         if self.views < 0 or self.image_size < 16:
@@ -145,6 +140,16 @@ def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     if len(points) == 0:
         raise DataError(f"{path}: the point cloud is empty")
     return np.asarray(points, np.float32), np.asarray(colors, np.float32), name
+
+
+def check_mask_options(top_k: int, threshold: float, component_radius: float) -> None:
+    """The mask options ``liftgs ground`` and ``liftgs view`` share, checked at the door."""
+    if top_k < 1:
+        raise ValueError(f"--top-k must be >= 1, got {top_k}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
+    if component_radius < 0:
+        raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {component_radius}")
 
 
 RUN_CONFIG_COPY = "run_config.json"  # a model folder's copy of the config.json of the run that trained it

@@ -82,12 +82,9 @@ class ViewConfig:
         self.labels = None if self.labels is None else Path(self.labels)
         if not 0 <= self.port <= 65535:
             raise ValueError(f"--port must be in [0, 65535], got {self.port}")
-        if self.top_k < 1:
-            raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
-        if not 0.0 < self.threshold < 1.0:
-            raise ValueError(f"--threshold must be in (0, 1), got {self.threshold}")
-        if self.component_radius < 0:
-            raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {self.component_radius}")
+        from liftgs.ground import check_mask_options
+
+        check_mask_options(self.top_k, self.threshold, self.component_radius)
         for name in ("max_points", "max_frames", "display_points"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}")

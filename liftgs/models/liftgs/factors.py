@@ -42,25 +42,31 @@ class MaskFactors:
 
     def point_logits(self, index: Tensor | None = None) -> Tensor:
         """The same point-major: [N, m] or [len(index), m] (one gather, one product)."""
-        rows = index if self.rows is None else (self.rows if index is None else self.rows.index_select(0, index))
-        if self.basis is not None:
-            basis = self.basis if rows is None else self.basis.index_select(0, rows)
-            return torch.addmm(self.offsets, basis, self.weights.T)
-        if rows is None:
-            return torch.addmm(self.offsets, self.basis_fn(None), self.weights.T)
-        voxels, inverse = torch.unique(rows, return_inverse=True)  # each voxel's basis once
-        return torch.addmm(self.offsets, self.basis_fn(voxels), self.weights.T).index_select(0, inverse)
+        rows = self._rows(index)
+        if self.basis is None and rows is not None:  # the product per voxel, then the gather
+            voxels, inverse = torch.unique(rows, return_inverse=True)
+            return torch.addmm(self.offsets, self.basis_fn(voxels), self.weights.T).index_select(0, inverse)
+        return torch.addmm(self.offsets, self._basis_rows(rows), self.weights.T)
 
     def point_basis(self, index: Tensor | None = None) -> Tensor:
         """The basis row of every point [N, D'] (or of points ``index``): ``point_logits`` is
         ``basis @ weights.T + offsets``. Query sets over the same scene share it."""
-        rows = index if self.rows is None else (self.rows if index is None else self.rows.index_select(0, index))
-        if self.basis is not None:
-            return self.basis if rows is None else self.basis.index_select(0, rows)
-        if rows is None:
+        rows = self._rows(index)
+        if self.basis is None and rows is not None:  # each voxel's basis once
+            voxels, inverse = torch.unique(rows, return_inverse=True)
+            return self.basis_fn(voxels).index_select(0, inverse)
+        return self._basis_rows(rows)
+
+    def _rows(self, index: Tensor | None) -> Tensor | None:
+        """The basis rows of points ``index`` (None = every point in order)."""
+        if self.rows is None:
+            return index
+        return self.rows if index is None else self.rows.index_select(0, index)
+
+    def _basis_rows(self, rows: Tensor | None) -> Tensor:
+        if self.basis is None:
             return self.basis_fn(None)
-        voxels, inverse = torch.unique(rows, return_inverse=True)
-        return self.basis_fn(voxels).index_select(0, inverse)
+        return self.basis if rows is None else self.basis.index_select(0, rows)
 
     @staticmethod
     def stack(factors: list["MaskFactors"]) -> "MaskFactors | None":
