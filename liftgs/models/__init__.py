@@ -3,12 +3,13 @@
 | family | package | what it is |
 | --- | --- | --- |
 | ``liftgs`` | :mod:`liftgs.models.liftgs` | LIFT-GS: point cloud + phrase -> 3D Gaussians and 3D masks |
+| ``gensplat`` | :mod:`liftgs.models.gensplat` | GenSplat: 3D Gaussians -> semantic latents, instance masks |
 
 A family package exposes ``build_preset(preset, text_dim)`` (a fresh model of a named size)
 and ``load_pretrained(path, map_location)`` (a model folder written by the model's
 ``save_pretrained``, whose ``config.json`` names the family and records the weights'
-sha256, which loading checks). Building blocks shared by families live in
-:mod:`liftgs.modules`.
+sha256, which loading checks; :mod:`liftgs.models.pretrained` writes and reads such folders).
+Building blocks shared by families live in :mod:`liftgs.modules`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from types import ModuleType
 
 from torch import nn
 
-FAMILIES: dict[str, str] = {"liftgs": "liftgs.models.liftgs"}
+FAMILIES: dict[str, str] = {"liftgs": "liftgs.models.liftgs", "gensplat": "liftgs.models.gensplat"}
 CONFIG_NAME = "config.json"
 
 

@@ -34,15 +34,20 @@ class DecoderLayer(nn.Module):
 
     The point cross-attention is ``point_attn`` (an ``nn.MultiheadAttention``, whose parameters
     it uses) evaluated in two parts: :meth:`point_memory` projects a scene's keys and values
-    once, :meth:`forward` attends to them from each query set of that scene."""
+    once, :meth:`forward` attends to them from each query set of that scene.
 
-    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float):
+    ``text_attention=False`` builds the layer without the query-token attention (and its
+    norm): cross-attention to the scene's tokens, self-attention, FFN, as GenSplat's instance
+    decoder uses it; ``forward`` then takes no text."""
+
+    def __init__(self, dim: int, heads: int, ffn_dim: int, dropout: float, text_attention: bool = True):
         super().__init__()
         self.point_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
-        self.text_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+        self.text_attn = (nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
+                          if text_attention else None)
         self.self_attn = nn.MultiheadAttention(dim, heads, dropout=dropout, batch_first=True)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_dim, dim))
-        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(4))
+        self.norms = nn.ModuleList(nn.LayerNorm(dim) for _ in range(4 if text_attention else 3))
         self.drop = nn.Dropout(dropout)
 
     def point_memory(self, points: Tensor, keyed: Tensor) -> tuple[Tensor, Tensor]:
@@ -73,17 +78,21 @@ class DecoderLayer(nn.Module):
         return attn.out_proj(out.transpose(1, 2).flatten(2))
 
     def forward(self, q: Tensor, q_pos: Tensor, keys: Tensor, values: Tensor, point_pad: Tensor,
-                text: Tensor, text_pad: Tensor) -> Tensor:
-        """q [Bq, m, D]; keys / values [Bq, L, D] from :meth:`point_memory`; text [Bq, T+1, D];
-        *_pad True = ignore."""
+                text: Tensor | None = None, text_pad: Tensor | None = None) -> Tensor:
+        """q [Bq, m, D]; keys / values [Bq, L, D] from :meth:`point_memory`; text [Bq, T+1, D]
+        (required with text attention, ignored without); *_pad True = ignore."""
+        norms = iter(self.norms)
         a = self.attend_points(q + q_pos, keys, values, point_pad)
-        q = self.norms[0](q + self.drop(a))
-        a = self.text_attn(q + q_pos, text, text, key_padding_mask=text_pad, need_weights=False)[0]
-        q = self.norms[1](q + self.drop(a))
+        q = next(norms)(q + self.drop(a))
+        if self.text_attn is not None:
+            if text is None:
+                raise ValueError("DecoderLayer: this layer attends to query tokens; pass text= and text_pad=")
+            a = self.text_attn(q + q_pos, text, text, key_padding_mask=text_pad, need_weights=False)[0]
+            q = next(norms)(q + self.drop(a))
         k = q + q_pos
         a = self.self_attn(k, k, q, need_weights=False)[0]
-        q = self.norms[2](q + self.drop(a))
-        return self.norms[3](q + self.drop(self.ffn(q)))
+        q = next(norms)(q + self.drop(a))
+        return next(norms)(q + self.drop(self.ffn(q)))
 
 
 def farthest_tokens(xyz: Tensor, pad: Tensor, m: int) -> Tensor:

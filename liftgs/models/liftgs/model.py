@@ -8,10 +8,6 @@ offsets (Pointcept style).
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
-import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +15,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liftgs.config import save_json_atomic, to_dict, update_config
-from liftgs.files import atomic_write
 from liftgs.models.liftgs.config import ModelConfig
 from liftgs.models.liftgs.factors import FactoredGrounding, MaskFactors
+from liftgs.models.pretrained import (
+    CONFIG_NAME, WEIGHTS_HASH_FIELD, WEIGHTS_NAME, load_model_folder, save_model_folder,
+)
 from liftgs.modules.decoder import GroundingDecoder
 from liftgs.modules.gaussian_head import GaussianHead
+from liftgs.modules.position import FourierPosition
 from liftgs.modules.sparse_unet import SparseUNet
 from liftgs.modules.voxelize import VoxelBatch, group_cells, scatter_mean, voxelize
 from liftgs.types import Gaussians, Grounding
 
 FAMILY = "liftgs"  # the model folder's config.json names it (liftgs.models.load_model)
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-WEIGHTS_HASH_FIELD = "weights_sha256"  # config.json: sha256 of model.safetensors, checked on load
+__all__ = ["CONFIG_NAME", "FAMILY", "WEIGHTS_HASH_FIELD", "WEIGHTS_NAME", "FourierPosition", "LiftGS",
+           "PointEncoding", "build_liftgs"]
 
 
 @dataclass
@@ -279,72 +276,18 @@ class LiftGS(nn.Module):
     # ------------------------------------------------------------------ persistence
     def save_pretrained(self, path: str | Path) -> Path:
         """Write ``config.json`` (the family, the weights' sha256 and the :class:`ModelConfig`) and
-        ``model.safetensors`` into directory ``path`` (atomically per file).
-
-        The checksum sits in ``config.json``, written after the weights, so a folder stays two
-        files and a damaged or swapped weights file is caught by :meth:`from_pretrained`."""
-        from safetensors.torch import save
-
+        ``model.safetensors`` into directory ``path`` (atomically per file;
+        :func:`liftgs.models.pretrained.save_model_folder`)."""
         if self.config is None:
             raise ValueError("save_pretrained needs the model's ModelConfig; build the model with build_liftgs")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        # one metadata key: safetensors writes a metadata map in arbitrary order, so several
-        # keys would make the bytes (and checksum) of identical weights differ between runs
-        data = save(state, metadata={"format": "pt"})
-        with atomic_write(path / WEIGHTS_NAME, "wb") as fh:
-            fh.write(data)
-        checksum = hashlib.sha256(data).hexdigest()
-        save_json_atomic(path / CONFIG_NAME, {"family": FAMILY, WEIGHTS_HASH_FIELD: checksum, **to_dict(self.config)})
-        return path
+        return save_model_folder(self, self.config, FAMILY, path)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "LiftGS":
         """Load a directory written by :meth:`save_pretrained`, checking the weights' sha256
         (folders written before the checksum existed load unverified, with a warning)."""
-        from safetensors.torch import load_file
-
-        path = Path(path)
-        config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
-        for f in (config_file, weights_file):
-            if not f.is_file():
-                raise FileNotFoundError(f"{f}: missing; expected a directory written by LiftGS.save_pretrained")
-        try:
-            doc = json.loads(config_file.read_text())
-            if not isinstance(doc, dict) or doc.pop("family", None) != FAMILY:
-                raise ValueError(f"field 'family' must be {FAMILY!r}")
-            expected = doc.pop(WEIGHTS_HASH_FIELD, None)
-            if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", str(expected)):
-                raise ValueError(f"field {WEIGHTS_HASH_FIELD!r} must be a sha256 hex digest, got {expected!r}")
-            config = update_config(ModelConfig(), doc, "config")
-        except (ValueError, TypeError) as err:
-            raise ValueError(f"{config_file}: not a valid LIFT-GS model config ({err})") from err
-        _check_weights_sha256(weights_file, expected)
-        model = build_liftgs(config)
-        try:
-            state = load_file(str(weights_file), device=str(map_location))
-        except Exception as err:  # safetensors raises its own error types
-            raise ValueError(f"{weights_file}: cannot read safetensors weights ({err})") from err
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{weights_file}: weights do not match {config_file} "
-                             f"(missing {missing[:5]}, unexpected {unexpected[:5]})")
-        return model.to(map_location)
-
-
-def _check_weights_sha256(weights_file: Path, expected: str | None) -> None:
-    """One-line error when ``weights_file`` does not hash to ``expected`` (from config.json)."""
-    if expected is None:
-        warnings.warn(f"{weights_file.parent / CONFIG_NAME}: no {WEIGHTS_HASH_FIELD!r} (written by an older "
-                      f"liftgs); {weights_file.name} is not verified", RuntimeWarning, stacklevel=3)
-        return
-    with open(weights_file, "rb") as fh:
-        actual = hashlib.file_digest(fh, "sha256").hexdigest()
-    if actual != expected:
-        raise ValueError(f"{weights_file}: checksum mismatch (sha256 {actual[:12]}..., {CONFIG_NAME} field "
-                         f"{WEIGHTS_HASH_FIELD!r} records {expected[:12]}...); the file is damaged or was "
-                         "replaced, copy the model folder again")
+        return load_model_folder(path, FAMILY, ModelConfig(), build_liftgs, label="LIFT-GS",
+                                 writer="LiftGS.save_pretrained", map_location=map_location)
 
 
 def build_liftgs(config: ModelConfig) -> LiftGS:
@@ -373,27 +316,6 @@ def _mask_pool(mask_logits: Tensor, point_features: Tensor, point_offsets: Tenso
     feats = point_features[start:int(point_offsets[b])]  # [N_b, C]
     w = torch.sigmoid(mask_logits.detach())
     return (w @ feats) / w.sum(1, keepdim=True).clamp_min(1e-6)
-
-
-class FourierPosition(nn.Module):
-    """Scene-centred xyz [V, 3] -> sin / cos at wavelengths 0.25-8 m (:meth:`encode`), then the
-    linear map ``proj`` to [V, D], which the model applies folded into the mask embeddings
-    (:meth:`LiftGS.fold_mask_embeddings`).
-
-    Instance masks are above all spatially compact; with the position in the per-voxel mask
-    features a proposal's mask embedding can pick a region directly, before the UNet has
-    learnt instance-discriminative appearance features."""
-
-    def __init__(self, dim: int, num_bands: int = 6, min_wavelength: float = 0.25):
-        super().__init__()
-        freqs = 2 * torch.pi / (min_wavelength * 2.0 ** torch.arange(num_bands, dtype=torch.float32))
-        self.register_buffer("freqs", freqs, persistent=False)
-        self.proj = nn.Linear(6 * num_bands, dim)
-
-    def encode(self, xyz: Tensor) -> Tensor:
-        """The Fourier features [V, 6 * bands] before the linear map."""
-        angles = (xyz[:, :, None] * self.freqs.to(xyz.dtype)).flatten(1)  # [V, 3 * bands]
-        return torch.cat([angles.sin(), angles.cos()], dim=1)
 
 
 def _check_points(points: Tensor, colors: Tensor, offsets: Tensor) -> None:
