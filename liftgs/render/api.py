@@ -10,7 +10,7 @@ from liftgs.render.backends.numba.csr import csr_weights, numba_available
 from liftgs.render.backends.reference import dense_weights
 from liftgs.render.backends.torch import block_weights
 from liftgs.render.composite import RenderInfo, RenderWeights, composite
-from liftgs.render.projection import project_gaussians
+from liftgs.render.projection import EPS_2D, project_gaussians
 
 BACKENDS = ("auto", "numba", "torch", "reference", "gsplat")
 NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -54,11 +54,14 @@ def render_weights(
     height: int,
     pixels: Tensor | None = None,  # [P] long flat pixel ids y * W + x; None = all
     backend: str = "auto",
+    eps2d: float = EPS_2D,  # px^2 low-pass added to every 2D covariance (3DGS / gsplat: 0.3)
 ) -> RenderWeights:
     """Sparse pixel x Gaussian weights of one view, differentiable w.r.t. the geometry.
 
     ``backend``: "auto" (= "numba" on CPU when numba imports, else "torch"), "numba"
     (compiled pair-list kernels), "torch" (vectorised dense blocks) or "reference" (dense).
+    ``eps2d``: the screen-space low-pass (px², 3DGS's 0.3 by default); a smaller one lets
+    Gaussians draw sharper edges at low resolution (``liftgs recon`` fits with 0.1).
     """
     _check_inputs(means, quats, scales, opacities, viewmat, K, width, height)
     backend = _cpu_backend(backend, means)
@@ -69,7 +72,7 @@ def render_weights(
     if pixels.numel() and (pixels.min() < 0 or pixels.max() >= width * height):
         raise ValueError(f"render_weights: pixels must lie in [0, {width * height}) for a "
                          f"{width}x{height} image")
-    proj = project_gaussians(means, quats, scales, opacities, viewmat, K, width, height)
+    proj = project_gaussians(means, quats, scales, opacities, viewmat, K, width, height, eps2d=eps2d)
     if backend == "numba":
         layout, values, T = csr_weights(proj, opacities, pixels, width, height)
     elif backend == "torch":
