@@ -32,17 +32,24 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("liftgs.synth.cli:main", "generate synthetic rooms (RGB-D frames, point clouds, language)"),
     "convert": ("liftgs.io.cli:convert_main", "convert a ScanNet scan or an RGB-D folder into a scene directory"),
     "inspect": ("liftgs.io.cli:inspect_main", "summarise scene directories (points, frames, objects, expressions)"),
+    "recon": ("liftgs.recon.cli:main", "reconstruct 3D Gaussians per scene from posed RGB(-D) frames (3DGS on the CPU)"),
     "pseudolabel": ("liftgs.teachers.cli:main", "compute and cache 2D pseudo-labels for every frame of a set of scenes"),
     "pretrain": ("liftgs.recipes.pretrain:main", "pre-train with 2D render supervision from pseudo-labels (no 3D labels)"),
     "finetune": ("liftgs.recipes.finetune:main", "fine-tune with 3D labels (referring expressions, category queries)"),
+    "gensplat-semantic": ("liftgs.recipes.gensplat:semantic_main",
+                          "GenSplat stage I: train the Gaussian encoder on 2D language features (L1)"),
+    "gensplat-instance": ("liftgs.recipes.gensplat:instance_main",
+                          "GenSplat stage II: train encoder + instance decoder on 2D instance masks"),
     "eval": ("liftgs.eval.cli:main", "evaluate a checkpoint: instance-segmentation AP and grounding accuracy"),
+    "gensplat-eval": ("liftgs.eval.gensplat:main",
+                      "evaluate a GenSplat model on reconstructed scenes: instance AP and semantic mIoU"),
     "ground": ("liftgs.ground:main", "ground a phrase in a scene or a bare point cloud and write masks, boxes, renders"),
     "view": ("liftgs.viewer.cli:main", "browse a scene in the browser: points, cameras, pseudo-labels, grounded phrases"),
     "demo": ("liftgs.demo:main", "the end-to-end demo on the synthetic benchmark (writes report.md)"),
 }
 
 # subcommands that call configure_runtime themselves with their --threads
-CONFIGURES_ITSELF = frozenset({"demo", "pseudolabel"})
+CONFIGURES_ITSELF = frozenset({"demo", "pseudolabel", "recon"})
 
 
 def _usage() -> str:

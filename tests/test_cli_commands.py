@@ -152,6 +152,11 @@ def test_a_device_the_machine_lacks_is_refused_at_the_door(finetuned, data, tmp_
         "pseudolabel": ["--scenes", str(data), "--out", str(tmp_path / "labels")],
         "demo": ["--out", str(tmp_path / "demo")],
         "view": [str(room), "--checkpoint", str(finetuned), "--port", "0"],
+        "gensplat-semantic": ["--data", str(data), "--recon", str(tmp_path), "--labels", str(tmp_path),
+                              "--out", str(tmp_path / "gs")],
+        "gensplat-instance": ["--data", str(data), "--recon", str(tmp_path), "--out", str(tmp_path / "gs")],
+        "gensplat-eval": ["--model", str(tmp_path), "--data", str(data), "--recon", str(tmp_path),
+                          "--out", str(tmp_path / "ge")],
     }
     for command, args in commands.items():
         assert main([command, *args, "--device", "cuda"]) == 2, command
@@ -159,7 +164,7 @@ def test_a_device_the_machine_lacks_is_refused_at_the_door(finetuned, data, tmp_
         assert line.startswith(f"liftgs {command}: --device cuda: this machine has no usable CUDA device"), line
     assert main(["ground", str(room), "a chair", "--device", "gpu"]) == 2
     assert _stderr_line(capsys) == "liftgs ground: --device must be cpu, cuda or cuda:N, got 'gpu'"
-    assert not [p for p in tmp_path.iterdir() if p.name in ("ft", "pre", "e", "g", "labels", "demo")]
+    assert not [p for p in tmp_path.iterdir() if p.name in ("ft", "pre", "e", "g", "labels", "demo", "gs", "ge")]
 
 
 def test_installed_command_exit_code_and_message(data, tmp_path):

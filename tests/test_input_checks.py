@@ -246,11 +246,22 @@ def _mistake(command: str, rooms: Path, tmp: Path) -> tuple[list[str], str, Path
     if command == "ground":
         return (["ground", str(tmp / "nope.ply"), "a chair", "--out", str(tmp / "g")],
                 f"{tmp / 'nope.ply'}: no such scene directory", tmp / "g")
+    if command == "recon":
+        return (["recon", "--data", str(tmp / "nope"), "--out", str(tmp / "r")], f"{tmp / 'nope'}: --data: no such folder",
+                tmp / "r")
+    if command in ("gensplat-semantic", "gensplat-instance"):
+        argv = [command, "--data", str(data), "--recon", str(tmp / "norecon"), "--out", str(tmp / "gs")]
+        argv += ["--labels", str(labels)] if command == "gensplat-semantic" else []
+        return argv, f"{tmp / 'norecon'}: reconstruction root is not a directory", tmp / "gs"
+    if command == "gensplat-eval":
+        return (["gensplat-eval", "--model", str(tmp / "nope"), "--data", str(data), "--recon", str(tmp / "norecon"),
+                 "--out", str(tmp / "ge")], f"{tmp / 'norecon'}: reconstruction root is not a directory", tmp / "ge")
     assert command == "demo"
     return ["demo", "--pretrain-rooms", "2", "--out", str(tmp / "d")], "--pretrain-rooms must be >= 5", tmp / "d"
 
 
-COMMANDS = ("synth", "convert", "inspect", "pseudolabel", "pretrain", "finetune", "eval", "ground", "demo")
+COMMANDS = ("synth", "convert", "inspect", "pseudolabel", "pretrain", "finetune", "eval", "ground", "demo", "recon",
+            "gensplat-semantic", "gensplat-instance", "gensplat-eval")
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -5,7 +5,9 @@
 * :mod:`liftgs.eval.open_vocab` - the open-vocabulary protocol (category names -> scored masks);
 * :mod:`liftgs.eval.grounding` - ScanRefer Acc@IoU and Multi3DRefer F1@IoU;
 * :mod:`liftgs.eval.runner` - scenes + a grounder -> all of the above;
-* :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``.
+* :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``;
+* :mod:`liftgs.eval.gensplat` - GenSplat's instance AP and semantic mIoU on reconstructed scenes
+  (``liftgs gensplat-eval``, docs/gensplat.md).
 
 See docs/metrics.md for how each number matches the official scripts.
 """

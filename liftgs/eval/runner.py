@@ -28,6 +28,7 @@ from liftgs.eval.instance_ap import (
     OVERLAPS,
     ClassSet,
     InstanceAPResult,
+    InstancePrediction,
     SceneMatches,
     assign_instances,
     evaluate_matches,
@@ -36,7 +37,8 @@ from liftgs.eval.open_vocab import predict_instances, scene_gt_ids
 from liftgs.eval.scannet_format import write_ids, write_predictions
 from liftgs.types import Expression, Scene
 
-__all__ = ["Ranked", "Grounder", "ModelGrounder", "EvalResults", "evaluate_scenes", "TASKS"]
+__all__ = ["Ranked", "Grounder", "ModelGrounder", "EvalResults", "evaluate_scenes", "scene_predictions",
+           "vocabulary_names", "TASKS"]
 
 TASKS = ("instseg", "grounding")
 Ranked = tuple[np.ndarray, np.ndarray]  # (masks [k, P] bool, scores [k]), best first
@@ -145,15 +147,23 @@ def _ground_scene(scene: Scene, grounder: Grounder, score_threshold: float
     return refer, multi
 
 
-def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabulary: str,
-                   pred_dir: Path | None) -> SceneMatches:
-    gt = scene_gt_ids(scene, classes)
+def vocabulary_names(scene: Scene, classes: ClassSet, vocabulary: str) -> tuple[list[str], list[int]]:
+    """The category names queried in ``scene`` and their label ids: every class of ``classes``
+    ("all", the open-vocabulary protocol) or only the categories present in the scene ("scene")."""
     if vocabulary == "scene":
         present = {o.category for o in scene.objects.values()}
         names = [n for n in classes.names if n in present]
     else:
         names = list(classes.names)
     ids = [dict(zip(classes.names, classes.ids))[n] for n in names]
+    return names, ids
+
+
+def scene_predictions(scene: Scene, grounder: Grounder, classes: ClassSet, vocabulary: str
+                      ) -> list[InstancePrediction]:
+    """The benchmark predictions of one scene: every queried category name's ranked masks
+    (empty masks dropped), labelled with that category, scored by the grounder."""
+    names, ids = vocabulary_names(scene, classes, vocabulary)
 
     def predict(category_names: list[str]) -> list[tuple[np.ndarray, int, float]]:
         ranked = grounder.phrases(scene, category_names)
@@ -165,7 +175,13 @@ def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabula
             out += [(m, index, float(s)) for m, s in zip(masks, scores) if m.any()]
         return out
 
-    preds = predict_instances(scene.num_points, names, ids, predict) if names else []
+    return predict_instances(scene.num_points, names, ids, predict) if names else []
+
+
+def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabulary: str,
+                   pred_dir: Path | None) -> SceneMatches:
+    gt = scene_gt_ids(scene, classes)
+    preds = scene_predictions(scene, grounder, classes, vocabulary)
     if pred_dir is not None:
         write_predictions(pred_dir / "predictions", scene.scene_id, preds)
         write_ids(pred_dir / "gt" / f"{scene.scene_id}.txt", gt)
