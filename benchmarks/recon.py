@@ -30,7 +30,7 @@ def run_one(scene: Path, schedule: str, threads: int, out: Path) -> dict:
     load = os.getloadavg()[0]
     cmd = [sys.executable, "-m", "liftgs.cli", "recon", "--data", str(scene.parent), "--scenes", scene.name,
            "--out", str(out), "--schedule", schedule, "--threads", str(threads), "--no-progress"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr}")
     after = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -17,7 +17,7 @@ from liftgs.testing.scans import degrade_scan, fabricate_scan
 
 @pytest.fixture(scope="module")
 def scan():
-    return fabricate_scan("scan0", seed=0, size=40, num_frames=12)
+    return fabricate_scan("scan0", seed=0, size=32, num_frames=12)
 
 
 def tiny_config(**kw):
@@ -31,7 +31,7 @@ def tiny_config(**kw):
 def test_loss_falls_and_density_changes(scan):
     from liftgs.recon.optimise import _Run
 
-    cfg = tiny_config(steps=80)
+    cfg = tiny_config(steps=50)
     run = _Run(scan, cfg, None, warn=lambda m: None)
     run.prepare()
     before = run.frame_l1(run.active_train)
@@ -108,7 +108,7 @@ def test_real_data_like_scan(scan):
     and named, and the held-out views still come out well."""
     bad = degrade_scan(scan, no_depth=[3], zero_depth=[5], exposure={9: 1.35, 10: 1.35, 11: 1.35},
                        bad_pose={6: 10.0})
-    cfg = tiny_config(steps=100, densify_until=80)
+    cfg = tiny_config(steps=80, densify_until=60)
     got: list[str] = []
     cloud, summary = reconstruct_scene(bad, cfg, warn=got.append)
     text = "\n".join(got)
@@ -124,11 +124,24 @@ def test_real_data_like_scan(scan):
     _, clean = reconstruct_scene(scan, cfg, warn=lambda m: None)
     _, start = reconstruct_scene(bad, tiny_config(steps=1), warn=lambda m: None)
     assert summary["heldout_psnr"] > start["heldout_psnr"] + 1.5
-    assert summary["heldout_psnr"] > clean["heldout_psnr"] - 1.5
+    assert summary["heldout_psnr"] > clean["heldout_psnr"] - 1.0
     # the same run with the default warning path: DataWarning
     with pytest.warns(DataWarning) as record:
         reconstruct_scene(bad, tiny_config(steps=5, densify_from=1), warn=None)
     assert sorted(str(w.message) for w in record) == sorted(got)
+
+
+def test_bad_pose_without_depth_is_caught_photometrically(scan):
+    """Frames without depth: the bad pose shows as a photometric outlier after warm-up."""
+    from liftgs.types import Frame, Scene
+
+    bad = degrade_scan(scan, bad_pose={6: 10.0})
+    rgb_only = Scene("rgb", bad.points, bad.colors, [Frame(f.camera, f.rgb, None, None, f.name) for f in bad.frames])
+    got: list[str] = []
+    _, summary = reconstruct_scene(rgb_only, tiny_config(steps=70, pose_check_step=60), warn=got.append)
+    assert summary["skipped_frames"] == ["000006"]
+    assert len(got) == 1 and "skipping frames 000006: its photometric loss after 60 steps" in got[0]
+    assert summary["frames_without_depth"] == [f.name for f in bad.frames]
 
 
 # ----------------------------------------------------------------------------- the command

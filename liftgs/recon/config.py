@@ -22,7 +22,7 @@ class ReconConfig:
     """One scene's reconstruction settings (validated on construction)."""
 
     schedule: str = "standard"  # the name of the schedule these numbers came from (recorded)
-    steps: int = 1200  # optimisation steps, one training view each
+    steps: int = 1100  # optimisation steps, one training view each
     sh_degree: int = 1  # final spherical-harmonics degree (0-3; 0 or 1 on a CPU)
     sh_increase_every: int = 300  # raise the active degree by one every this many steps (3DGS: 1000)
     holdout_every: int = 8  # every k-th frame (index % k == 0) is held out (3DGS's llffhold); 0 = none
@@ -53,7 +53,7 @@ class ReconConfig:
 
     # adaptive density control (3DGS / gsplat DefaultStrategy)
     densify_from: int = 100  # densification starts after this step (3DGS: 500)
-    densify_until: int = 900  # last step that may densify or reset opacities (3DGS: 15000)
+    densify_until: int = 850  # last step that may densify or reset opacities (3DGS: 15000)
     densify_every: int = 100
     densify_grad_threshold: float = 2e-4  # mean |d loss / d means2d| in NDC units
     percent_dense: float = 0.01  # clone when max scale <= percent_dense * extent, else split
@@ -62,7 +62,7 @@ class ReconConfig:
     max_screen_size: float = 0.15  # prune when the screen radius exceeds this fraction of the image
     #                               (after the first opacity reset; gsplat's prune_scale2d)
     reset_every: int = 0  # opacity reset to min(o, 0.01) every this many steps; 0 = never (3DGS: 3000)
-    max_gaussians: int = 40_000  # growth stops here (the highest gradients grow first)
+    max_gaussians: int = 35_000  # growth stops here (the highest gradients grow first)
 
     # robustness to real captures (docs/recon.md)
     exposure: Literal["auto", "on", "off"] = "auto"  # per-frame colour affine

@@ -33,7 +33,7 @@ def _room_surface(rng, size: float, height: float, spacing: float):
     pts, cols = [], []
     n = int(size / spacing)
     floor, st = _plane((0, 0, 0), (size, 0, 0), (0, size, 0), n, n, rng)
-    checker = ((np.floor(st[:, 0] * 6) + np.floor(st[:, 1] * 6)) % 2)[:, None]
+    checker = ((np.floor(st[:, 0] * 3) + np.floor(st[:, 1] * 3)) % 2)[:, None]
     pts.append(floor)
     cols.append(np.where(checker > 0, [0.85, 0.8, 0.7], [0.35, 0.3, 0.3]))
     walls = [((0, 0, 0), (size, 0, 0)), ((size, 0, 0), (0, size, 0)),
@@ -42,8 +42,8 @@ def _room_surface(rng, size: float, height: float, spacing: float):
     nh = int(height / spacing)
     for (o, u), tint in zip(walls, tints):
         p, st = _plane(o, u, (0, 0, height), n, nh, rng)
-        stripe = (np.floor(st[:, 1] * 8) % 2)[:, None]
-        band = (np.floor(st[:, 0] * 5) % 2)[:, None]
+        stripe = (np.floor(st[:, 1] * 4) % 2)[:, None]
+        band = (np.floor(st[:, 0] * 3) % 2)[:, None]
         pts.append(p)
         cols.append(np.clip(tint * (0.7 + 0.3 * stripe) + 0.1 * band, 0, 1))
     for k in range(3):  # boxes: top and four sides
