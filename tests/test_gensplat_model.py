@@ -122,7 +122,7 @@ def test_bad_inputs_are_one_line_errors(model):
         assert "\n" not in str(err.value)
     latents = model.encode(g)
     with pytest.raises(ValueError, match="class_text"):
-        model.decode(latents, model.pool(latents, g.means), torch.randn(3, TEXT_DIM + 1))
+        model.decode(latents, g.means, model.pool(latents, g.means), torch.randn(3, TEXT_DIM + 1))
     with pytest.raises(ValueError, match="pool takes"):
         model.pool(latents, g.means[:10])
 
@@ -169,7 +169,7 @@ def test_class_logits_are_scaled_cosines(model):
     out = model(g, text)
     scaled = model(g, 7.0 * text)  # cosine: the length of a text embedding does not matter
     torch.testing.assert_close(out.class_logits, scaled.class_logits)
-    bound = model.decoder.logit_scale.exp().item()
+    bound = model.decoder.logit_scale.exp().item() + model.decoder.semantic_logit_scale.exp().item()
     assert out.class_logits[:, :4].abs().max() <= bound + 1e-4
     none = model(g, torch.zeros(0, TEXT_DIM))  # no classes: only the "no object" column
     assert none.class_logits.shape == (model.config.num_queries, 1)
@@ -177,12 +177,52 @@ def test_class_logits_are_scaled_cosines(model):
     model.train()
 
 
+def test_class_logits_query_term_plus_mask_pooled_semantics():
+    """Final-layer class logits, written out: scale * cos(class_embed(h), t) + semantic scale *
+    cos(semantic_head(mean latent under the mask, weights sigmoid(mask logits)), t)."""
+    torch.manual_seed(5)
+    m = GenSplat(small_config()).eval()
+    g = gaussians(300, 6)
+    text = torch.randn(3, TEXT_DIM)
+    latents = m.encode(g)
+    out = m.decode(latents, g.means, m.pool(latents, g.means), text)
+    d = m.decoder
+    h = d.out_norm(out.queries)
+    t = F.normalize(text, dim=-1)
+    query_cos = F.normalize(d.class_embed(h), dim=-1) @ t.T
+    w = torch.sigmoid(out.mask_logits)  # [Q, N]
+    pooled = torch.stack([(w[q, :, None] * latents).sum(0) / w[q].sum() for q in range(w.shape[0])])
+    semantic_cos = F.normalize(m.semantic_head(pooled), dim=-1) @ t.T
+    expect = query_cos * d.logit_scale.exp() + semantic_cos * d.semantic_logit_scale.exp()
+    torch.testing.assert_close(out.class_logits[:, :3], expect, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out.class_logits[:, 3], d.no_object(h)[:, 0])
+    # the class loss trains the latents and the semantic head through the pooled semantics,
+    # but not the masks: the mask weights are taken without gradient
+    mask_grad = torch.autograd.grad(out.class_logits[:, :3].sum(), out.mask_logits, allow_unused=True,
+                                    retain_graph=True)[0]
+    assert mask_grad is None or mask_grad.abs().max() == 0
+    grad = torch.autograd.grad(out.class_logits[:, :3].sum(), m.semantic_proj.weight)[0]
+    assert grad.abs().sum() > 0
+
+
+def test_mask_features_carry_position():
+    """Two Gaussians with the same latent but different centres get different mask logits."""
+    torch.manual_seed(6)
+    m = GenSplat(small_config()).eval()
+    g = gaussians(200, 7)
+    latents = m.encode(g)
+    same = latents.clone()
+    same[1] = same[0]
+    out = m.decode(same, g.means, m.pool(same, g.means), torch.randn(2, TEXT_DIM))
+    assert not torch.allclose(out.mask_logits[:, 0], out.mask_logits[:, 1])
+
+
 def test_backward_reaches_every_parameter():
     torch.manual_seed(1)
     m = GenSplat(small_config())
     g = gaussians(400, 4)
     latents = m.encode(g)
-    out = m.decode(latents, m.pool(latents, g.means), torch.randn(3, TEXT_DIM))
+    out = m.decode(latents, g.means, m.pool(latents, g.means), torch.randn(3, TEXT_DIM))
     loss = m.semantic_head(latents).square().mean()
     for mask, logits in out.layers():
         loss = loss + mask.sigmoid().mean() + logits.logsumexp(1).mean()
@@ -201,14 +241,14 @@ def test_fewer_gaussians_than_tokens_and_queries():
     latents = m.encode(g)
     pooled = m.pool(latents, g.means)
     assert int(pooled.valid.sum()) == 5 and len(set(pooled.assignment.tolist())) == 5  # a cluster each
-    out = m.decode(latents, pooled, torch.randn(2, TEXT_DIM))
+    out = m.decode(latents, g.means, pooled, torch.randn(2, TEXT_DIM))
     assert out.mask_logits.shape == (6, 5) and torch.isfinite(out.mask_logits).all()
     # padded tokens do not matter: changing what they hold leaves the output unchanged
     junk = PooledTokens(tokens=torch.where(pooled.valid[:, None], pooled.tokens, torch.full_like(pooled.tokens, 9.0)),
                         xyz=torch.where(pooled.valid[:, None], pooled.xyz, torch.full_like(pooled.xyz, -3.0)),
                         assignment=pooled.assignment, valid=pooled.valid)
     text = torch.randn(2, TEXT_DIM, generator=torch.Generator().manual_seed(0))
-    for x, y in zip(m.decode(latents, junk, text).layers(), m.decode(latents, pooled, text).layers()):
+    for x, y in zip(m.decode(latents, g.means, junk, text).layers(), m.decode(latents, g.means, pooled, text).layers()):
         torch.testing.assert_close(x, y)
 
 
@@ -388,7 +428,7 @@ def test_a_few_steps_on_a_toy_objective_reduce_the_loss():
     losses = []
     for _ in range(25):
         latents = m.encode(g)
-        out = m.decode(latents, m.pool(latents, g.means), text)
+        out = m.decode(latents, g.means, m.pool(latents, g.means), text)
         loss = (m.semantic_head(latents) - text[pixel_class]).abs().mean()
         for mask, logits in out.layers():
             loss = loss + F.binary_cross_entropy_with_logits(mask[:2], targets) + F.cross_entropy(logits, labels)
@@ -406,7 +446,7 @@ def test_tiny_encoder_on_30k_gaussians_forward_backward():
     g = gaussians(30000, 13, size=4.0)
     start = time.perf_counter()
     latents = m.encode(g)
-    out = m.decode(latents, m.pool(latents, g.means), torch.randn(10, TEXT_DIM))
+    out = m.decode(latents, g.means, m.pool(latents, g.means), torch.randn(10, TEXT_DIM))
     loss = m.semantic_head(latents).abs().mean() + sum(mk.sigmoid().mean() + lg.mean() for mk, lg in out.layers())
     loss.backward()
     seconds = time.perf_counter() - start
@@ -425,7 +465,7 @@ def test_training_step_is_bitwise_reproducible():
     def grads():
         m.zero_grad()
         latents = m.encode(g)
-        out = m.decode(latents, m.pool(latents, g.means), text)
+        out = m.decode(latents, g.means, m.pool(latents, g.means), text)
         loss = m.semantic_head(latents).abs().mean()
         for mask, logits in out.layers():
             loss = loss + mask.sigmoid().mean() + logits.logsumexp(1).mean()

@@ -7,16 +7,23 @@ O_ins are obtained. A mask head and classification head are added, supervised by
 using L_ins = L_ce + L_mask."
 
 * Queries: Q of the m tokens are picked by farthest-point sampling over the token centroids;
-  each query starts as a linear map of its token's latent plus a learned embedding, and its
-  positional encoding is that of its token's centroid plus a learned one.
+  a query's positional encoding is that of its token's centroid plus a learned one, and it
+  starts as a linear map of its token's latent plus that positional encoding plus a learned
+  embedding (it knows what it starts on and where).
 * Layers: :class:`liftgs.modules.decoder.DecoderLayer` without text attention:
   cross-attention to the tokens (keys carry the Fourier encoding of the scene-centred
   centroid, empty clusters masked out), self-attention among the queries, FFN.
 * Heads, after every layer (earlier layers feed deep supervision): mask logits [Q, N] = the
-  dot product of an MLP of the query with a linear map of every Gaussian's latent; class
-  logits [Q, K + 1] = the cosine between a linear map of the query and each class-name text
-  embedding, times a learned scale, plus a "no object" logit (a linear function of the
-  query) as the last column.
+  dot product of an MLP of the query with every Gaussian's mask feature, a linear map of its
+  latent plus a Fourier encoding of its scene-centred centre. The latents of stage I are
+  semantic, so two chairs have the same latents; the position term lets a query's mask pick
+  one region (as LIFT-GS's per-voxel mask features do, :class:`FourierPosition`).
+  Class logits [Q, K + 1] = two cosines to each class-name text embedding, each times a
+  learned scale: of a linear map of the query, and of the query's *mask-pooled semantics*
+  (the semantic head applied to the mean latent of the Gaussians under the query's mask,
+  weighted by sigmoid(mask logits) without gradient: the stage-I text alignment used
+  directly, as open-vocabulary 3D instance methods pool 2D features over a mask); plus a
+  "no object" logit (a linear function of the query) as the last column.
 """
 
 from __future__ import annotations
@@ -67,38 +74,54 @@ class InstanceDecoder(nn.Module):
                                     for _ in range(num_layers))
         self.out_norm = nn.LayerNorm(D)
         self.mask_embed = nn.Sequential(nn.Linear(D, D), nn.GELU(), nn.Linear(D, D), nn.GELU(), nn.Linear(D, D))
-        self.mask_latent = nn.Linear(C, D)  # per-Gaussian mask features
+        self.mask_latent = nn.Linear(C, D)  # per-Gaussian mask features: latent ...
+        self.mask_position = FourierPosition(D)  # ... plus position
         self.class_embed = nn.Linear(D, text_dim)
         self.no_object = nn.Linear(D, 1)
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
+        self.semantic_logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / temperature_init)))
 
     def positions(self, xyz: Tensor) -> Tensor:
         """Positional encoding [m, D] of scene-centred positions [m, 3]."""
         return self.position_mlp(self.position(xyz))
 
-    def forward(self, latents: Tensor, pooled: PooledTokens, class_text: Tensor) -> InstanceOutput:
-        """latents [N, C], pooled tokens of the same Gaussians, class_text [K, text_dim]."""
-        xyz = pooled.xyz - pooled.scene_centre()
+    def forward(self, latents: Tensor, means: Tensor, pooled: PooledTokens, class_text: Tensor,
+                semantic_weight: Tensor) -> InstanceOutput:
+        """latents [N, C] and centres [N, 3] of the Gaussians, their pooled tokens, class_text
+        [K, text_dim], and the semantic head's weight [text_dim, C] (bias-free linear map)."""
+        centre = pooled.scene_centre()
+        xyz = pooled.xyz - centre
         pad = ~pooled.valid
         tokens = self.token_in(pooled.tokens)  # [m, D]
         pos = self.positions(xyz)
         keyed = (tokens + pos)[None]
         pick = farthest_tokens(xyz[None], pad[None], self.num_queries)[0]  # [Q] among valid tokens
-        q = (self.query_init(pooled.tokens.index_select(0, pick)) + self.query_feat)[None]  # [1, Q, D]
         q_pos = (pos.index_select(0, pick) + self.query_pos)[None]
-        embeddings, class_logits = [], []
-        text = F.normalize(class_text, dim=-1)
-        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        # content: the token's latent (semantic prior) and where it is, so the mask head's
+        # position term can place the query's mask from the first layer on
+        q = (self.query_init(pooled.tokens.index_select(0, pick)) + q_pos[0] + self.query_feat)[None]  # [1, Q, D]
+        embeddings, hidden = [], []
         for layer in self.layers:
             keys, values = layer.point_memory(tokens[None], keyed)
             q = layer(q, q_pos, keys, values, pad[None])
             h = self.out_norm(q[0])
+            hidden.append(h)
             embeddings.append(self.mask_embed(h))
-            cos = F.normalize(self.class_embed(h), dim=-1) @ text.T  # [Q, K]
-            class_logits.append(torch.cat([cos * scale, self.no_object(h)], dim=1))
         # every layer's mask logits from one product against the Gaussians' mask features,
         # Gaussian-major [N, n * Q] (a renderer wants sigmoid(mask_logits).T, then contiguous)
-        feats = self.mask_latent(latents)  # [N, D]
+        feats = self.mask_latent(latents) + self.mask_position(means - centre)  # [N, D]
         masks = [block.T for block in (feats @ torch.cat(embeddings).T).chunk(len(self.layers), dim=1)]
+        # mask-pooled semantics of every layer's queries: [n * Q, C] -> text space
+        weights = torch.sigmoid(torch.cat(masks).detach())  # [n * Q, N]
+        pooled_latent = (weights @ latents) / weights.sum(1, keepdim=True).clamp_min(1e-6)
+        semantic = F.normalize(F.linear(pooled_latent, semantic_weight), dim=-1).chunk(len(self.layers))
+        text = F.normalize(class_text, dim=-1)
+        scale = self.logit_scale.clamp(max=math.log(100.0)).exp()
+        semantic_scale = self.semantic_logit_scale.clamp(max=math.log(100.0)).exp()
+        class_logits = []
+        for h, sem in zip(hidden, semantic):
+            cos = F.normalize(self.class_embed(h), dim=-1) @ text.T  # [Q, K]
+            logits = cos * scale + (sem @ text.T) * semantic_scale
+            class_logits.append(torch.cat([logits, self.no_object(h)], dim=1))
         preds = list(zip(masks, class_logits))
         return InstanceOutput(mask_logits=preds[-1][0], class_logits=preds[-1][1], aux=preds[:-1], queries=q[0])

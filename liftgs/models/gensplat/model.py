@@ -77,22 +77,26 @@ class GenSplat(nn.Module):
         return cluster_mean_pool(latents, means.to(device=latents.device, dtype=latents.dtype), c.pool_tokens,
                                  c.pool_iters, c.pool_sigma, c.pool_beta)
 
-    def decode(self, latents: Tensor, pooled: PooledTokens, class_text: Tensor) -> InstanceOutput:
-        """Instance masks over the N Gaussians and class logits over the K class-name text
-        embeddings ``class_text`` [K, text_dim] (GenSplat summary, Key Designs 1, stage II)."""
+    def decode(self, latents: Tensor, means: Tensor, pooled: PooledTokens, class_text: Tensor) -> InstanceOutput:
+        """Instance masks over the N Gaussians (latents [N, C], centres ``means`` [N, 3]) and
+        class logits over the K class-name text embeddings ``class_text`` [K, text_dim]
+        (GenSplat summary, Key Designs 1, stage II)."""
         if class_text.ndim != 2 or class_text.shape[1] != self.text_dim:
             raise ValueError(f"class_text must be [K, {self.text_dim}] (the model's text_dim), "
                              f"got {list(class_text.shape)}")
+        if means.shape != (latents.shape[0], 3):
+            raise ValueError(f"means must be [N, 3] for {latents.shape[0]} latents, got {list(means.shape)}")
         if pooled.assignment.shape[0] != latents.shape[0]:
             raise ValueError(f"pooled tokens cover {pooled.assignment.shape[0]} Gaussians, latents "
                              f"{latents.shape[0]}")
-        return self.decoder(latents, pooled, class_text.to(device=latents.device, dtype=latents.dtype))
+        return self.decoder(latents, means.to(device=latents.device, dtype=latents.dtype), pooled,
+                            class_text.to(device=latents.device, dtype=latents.dtype), self.semantic_proj.weight)
 
     def forward(self, g: GaussianInput, class_text: Tensor) -> InstanceOutput:
         """encode + pool + decode of one scene's Gaussians."""
         latents = self.encode(g)
         pooled = self.pool(latents, g.means)
-        return self.decode(latents, pooled, class_text)
+        return self.decode(latents, g.means, pooled, class_text)
 
     # ------------------------------------------------------------------ stage I weights
     def encoder_state_dict(self) -> dict[str, Tensor]:
