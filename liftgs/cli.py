@@ -30,6 +30,7 @@ import warnings
 # name -> (module:function, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("liftgs.synth.cli:main", "generate synthetic rooms (RGB-D frames, point clouds, language)"),
+    "synth-qa": ("liftgs.vqa.cli:main", "generate questions and answers about synthetic rooms (ScanQA format)"),
     "convert": ("liftgs.io.cli:convert_main", "convert a ScanNet scan or an RGB-D folder into a scene directory"),
     "inspect": ("liftgs.io.cli:inspect_main", "summarise scene directories (points, frames, objects, expressions)"),
     "recon": ("liftgs.recon.cli:main", "reconstruct 3D Gaussians per scene from posed RGB(-D) frames (3DGS on the CPU)"),

@@ -104,6 +104,13 @@ def _holds(relation: str, t: PlacedObject, anchors: list[PlacedObject], loose: b
     raise ValueError(relation)
 
 
+def relation_holds(relation: str, target: PlacedObject, anchors: list[PlacedObject], loose: bool = False) -> bool:
+    """Does ``relation`` (on / under / next to / between) hold for ``target`` and ``anchors`` with the
+    thresholds above, or (``loose``) could it be read as holding? Objects need ``id``, ``support``,
+    ``aabb`` and ``center`` (the question generator of :mod:`liftgs.vqa.synth` passes light stand-ins)."""
+    return _holds(relation, target, anchors, loose)
+
+
 def _superlative(relation: str, t: PlacedObject, anchors: list[PlacedObject], same: list[PlacedObject]) -> bool:
     """True if ``t`` is the clear extreme of ``same`` (which includes ``t``) for the relation."""
     if relation in ("closest", "farthest"):
