@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from liftgs.config import to_dict
 from liftgs.files import atomic_write, replace_dir
 from liftgs.recon.densify import PARAM_NAMES, DensifyStats
-from liftgs.train.checkpoint import MANIFEST_FILE, CheckpointError, _write_manifest, verify_checkpoint
+from liftgs.train.checkpoint import MANIFEST_FILE, CheckpointError, verify_checkpoint, write_manifest
 
 __all__ = ["save_state", "load_state", "clear_state", "STATE_FORMAT"]
 
@@ -55,7 +55,7 @@ def save_state(run: Any, folder: Path) -> Path:
         save_file({k: v.clone() for k, v in tensors.items()}, str(tmp / TENSORS))
         with atomic_write(tmp / META) as fh:
             json.dump(meta, fh)
-        _write_manifest(tmp)
+        write_manifest(tmp)
         replace_dir(tmp, folder)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

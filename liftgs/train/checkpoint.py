@@ -214,8 +214,9 @@ def _newest_intact(run_dir: str | Path, warn: Warn | None) -> tuple[Path | None,
     return None, problems
 
 
-def _write_manifest(path: Path) -> None:
-    """Record the size and sha256 of every file in checkpoint folder ``path``; written last."""
+def write_manifest(path: Path) -> None:
+    """Record the size and sha256 of every file in checkpoint folder ``path`` (``verify_checkpoint``
+    checks them); written last, by every checkpoint writer (training runs, ``liftgs recon``)."""
     files = {}
     for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != MANIFEST_FILE):
         files[f.relative_to(path).as_posix()] = {"bytes": f.stat().st_size, "sha256": _sha256(f)}
@@ -311,7 +312,7 @@ def save_checkpoint(run_dir: str | Path, step: int, model: nn.Module,
     _write_json(tmp / TRAINER_FILE, {"step": int(step), "world_size": int(world_size),
                                       "config": config or {}, "meta": meta or {},
                                       "manifest": MANIFEST_FILE})
-    _write_manifest(tmp)  # last: covers every rank's files and trainer.json
+    write_manifest(tmp)  # last: covers every rank's files and trainer.json
     if final.exists():  # re-saving the same step (e.g. final save after a periodic one)
         shutil.rmtree(final)
     os.replace(tmp, final)
