@@ -4,6 +4,8 @@
 * :mod:`liftgs.eval.scannet_format` - the benchmark's prediction / GT text formats;
 * :mod:`liftgs.eval.open_vocab` - the open-vocabulary protocol (category names -> scored masks);
 * :mod:`liftgs.eval.grounding` - ScanRefer Acc@IoU and Multi3DRefer F1@IoU;
+* :mod:`liftgs.eval.referring` - referring segmentation on point / Gaussian masks: mask IoU,
+  ScanRefer mIoU and Acc@IoU, Multi3DRefer F1@IoU and union mIoU;
 * :mod:`liftgs.eval.runner` - scenes + a grounder -> all of the above;
 * :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``;
 * :mod:`liftgs.eval.gensplat` - GenSplat's instance AP and semantic mIoU on reconstructed scenes
@@ -23,6 +25,15 @@ from liftgs.eval.grounding import (
 )
 from liftgs.eval.instance_ap import ClassSet, InstanceAPResult, InstancePrediction, evaluate_instances
 from liftgs.eval.open_vocab import predict_instances, scene_gt_ids, vocabulary_of
+from liftgs.eval.referring import (
+    MultiSegReferQuery,
+    SegReferQuery,
+    mask_iou,
+    mean_mask_iou,
+    multi3drefer_segmentation,
+    scanrefer_segmentation,
+    union_iou,
+)
 from liftgs.eval.runner import EvalResults, Grounder, ModelGrounder, evaluate_scenes
 from liftgs.eval.scannet_format import evaluate_prediction_dir, read_predictions, write_predictions
 
@@ -44,6 +55,13 @@ __all__ = [
     "f1_one_query",
     "is_unique_target",
     "mask_box",
+    "SegReferQuery",
+    "MultiSegReferQuery",
+    "mask_iou",
+    "mean_mask_iou",
+    "union_iou",
+    "scanrefer_segmentation",
+    "multi3drefer_segmentation",
     "evaluate_scenes",
     "EvalResults",
     "Grounder",
