@@ -33,6 +33,22 @@ def replace_dir(src: str | Path, dest: str | Path) -> None:
 
 
 @contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """A temporary folder next to ``path`` to write into; when the block ends without error it
+    replaces ``path`` (:func:`replace_dir`), otherwise it is removed. Readers see the old folder
+    or the new one, never a half-written one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
+    try:
+        yield tmp
+        replace_dir(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextmanager
 def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
     """Open a temporary file next to ``path`` for writing; when the block ends without error
     the file is flushed, synced and renamed over ``path``, otherwise it is removed. Readers see

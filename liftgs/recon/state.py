@@ -7,7 +7,7 @@ warnings so far, the settings and the elapsed time. Random draws derive from (se
 (seed, epoch), so this is the whole RNG state. Nothing is pickled.
 
 The folder is written complete under a temporary name and renamed into place
-(``liftgs.files.replace_dir``); ``manifest.json`` (sizes and sha256 of the other files, as
+(``liftgs.files.atomic_dir``); ``manifest.json`` (sizes and sha256 of the other files, as
 training checkpoints have, :mod:`liftgs.train.checkpoint`) is checked before a resume.
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from safetensors.torch import load_file, save_file
 
 from liftgs.config import to_dict
-from liftgs.files import atomic_write, replace_dir
+from liftgs.files import atomic_dir, atomic_write
 from liftgs.recon.densify import PARAM_NAMES, DensifyStats
 from liftgs.train.checkpoint import MANIFEST_FILE, CheckpointError, verify_checkpoint, write_manifest
 
@@ -50,16 +49,11 @@ def save_state(run: Any, folder: Path) -> Path:
         "dropped": list(run.dropped), "warnings": list(run.warnings), "exposure_on": run.exposure_on,
         "elapsed": float(run.elapsed), "timings": run.timings, "config": to_dict(run.config),
     }
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
-    try:
+    with atomic_dir(folder) as tmp:
         save_file({k: v.clone() for k, v in tensors.items()}, str(tmp / TENSORS))
         with atomic_write(tmp / META) as fh:
             json.dump(meta, fh)
         write_manifest(tmp)
-        replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -29,8 +29,6 @@ as many as its predicted answer holds (so ``forward`` without answers and ``gene
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liftgs.config import ConfigError, save_json_atomic, to_dict, update_config
-from liftgs.files import replace_dir
+from liftgs.files import atomic_dir
 from liftgs.models.gensplat.reasoner import (
     SEG_TOKEN,
     Generation,
@@ -276,23 +274,17 @@ class CompactReasoner(Reasoner):
         """Write ``reasoner.json`` (format, config, answer vocabulary, the backbone's sizes) and
         ``model.safetensors`` (:meth:`trainable_state`; the frozen backbone is not copied) into a
         temporary folder beside ``path``, then move it into place
-        (:func:`liftgs.files.replace_dir`). No pickle."""
+        (:func:`liftgs.files.atomic_dir`). No pickle."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_dir(path) as tmp:
             state = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state().items()}
             save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
             save_json_atomic(tmp / CONFIG_NAME, {
                 "format": FORMAT, "config": to_dict(self.config), "answers": list(self.answers),
                 "backbone_hidden_size": self.hidden_size, "backbone_layers": self.num_layers,
                 "backbone_vocab_size": int(self.backbone.get_input_embeddings().weight.shape[0])})
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod

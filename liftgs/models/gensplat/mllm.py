@@ -39,8 +39,6 @@ video input) is not used: the views are given as separate images.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +49,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from liftgs.config import ConfigError, save_json_atomic, to_dict, update_config
-from liftgs.files import replace_dir
+from liftgs.files import atomic_dir
 from liftgs.models.gensplat.reasoner import (
     SEG_TOKEN,
     Generation,
@@ -395,13 +393,11 @@ class MLLMReasoner(Reasoner):
         sizes), ``adapter/`` (peft: ``adapter_config.json`` + ``adapter_model.safetensors`` with
         the LoRA weights and the trained ``<SEG>`` embedding rows) and ``seg_projection.
         safetensors`` into a temporary folder beside ``path``, then move it to ``path``
-        (:func:`liftgs.files.replace_dir`): readers never see a half-written folder. No pickle."""
+        (:func:`liftgs.files.atomic_dir`): readers never see a half-written folder. No pickle."""
         from safetensors.torch import save_file
 
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.tmp-"))
-        try:
+        with atomic_dir(path) as tmp:
             # save_embedding_layers=False: only the <SEG> rows (trainable tokens) are stored; "auto"
             # would look the base model's vocabulary up, possibly over the network
             self.peft.save_pretrained(tmp / ADAPTER_DIR, safe_serialization=True, save_embedding_layers=False)
@@ -411,10 +407,6 @@ class MLLMReasoner(Reasoner):
                 "format": FORMAT, "base": self.base, "base_model_type": self.lm.config.model_type,
                 "base_vocab_size": self.base_vocab_size, "hidden_size": self.hidden_size,
                 "seg_token": SEG_TOKEN, "seg_token_id": self.seg_token_id, "config": to_dict(self.config)})
-            replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     @classmethod
