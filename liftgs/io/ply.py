@@ -86,20 +86,26 @@ def _vertex_colours(v: np.ndarray, names: tuple[str, ...], path: Path) -> np.nda
     return np.full((len(v), 3), 0.5, dtype=np.float32)
 
 
-def read_point_cloud(path: str | Path, instance_property: str = "instance_id") -> PointCloud:
-    """Read the vertices of a PLY (point cloud or mesh). Raises DataError on bad input."""
+def read_vertex_element(path: Path, what: str):
+    """The ``vertex`` element of the PLY at ``path`` (a plyfile ``PlyElement``); a missing,
+    unparsable or vertex-less file is a DataError naming it (``what`` names the file's role)."""
     from plyfile import PlyData
 
-    path = Path(path)
     if not path.is_file():
-        raise DataError("point-cloud file is missing", path)
+        raise DataError(f"{what} is missing", path)
     try:
         ply = PlyData.read(str(path))
     except Exception as exc:  # plyfile raises PlyParseError, ValueError, EOFError...
         raise data_error(path, "cannot parse PLY (truncated or corrupt?)", exc) from exc
     if "vertex" not in ply:
         raise DataError("PLY has no 'vertex' element", path)
-    v = ply["vertex"].data
+    return ply["vertex"]
+
+
+def read_point_cloud(path: str | Path, instance_property: str = "instance_id") -> PointCloud:
+    """Read the vertices of a PLY (point cloud or mesh). Raises DataError on bad input."""
+    path = Path(path)
+    v = read_vertex_element(path, "point-cloud file").data
     names = v.dtype.names or ()
     if not all(a in names for a in "xyz"):
         raise DataError(f"PLY vertices lack x/y/z (properties: {list(names)})", path)

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from liftgs.files import atomic_write
-from liftgs.io.errors import DataError, data_error
+from liftgs.io.errors import DataError
+from liftgs.io.ply import read_vertex_element
 
 __all__ = ["SplatCloud", "write_splat_ply", "read_splat_ply", "SH_C0", "splat_fields"]
 
@@ -181,18 +182,10 @@ def _column(v: np.ndarray, name: str, path: Path) -> np.ndarray:
 
 def read_splat_ply(path: str | Path) -> SplatCloud:
     """Read a 3DGS PLY (ours or another tool's). Raises DataError naming file and field."""
-    from plyfile import PlyData, PlyListProperty
+    from plyfile import PlyListProperty
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError("Gaussian-splat PLY is missing", path)
-    try:
-        ply = PlyData.read(str(path))
-    except Exception as exc:  # plyfile raises PlyParseError, ValueError, EOFError...
-        raise data_error(path, "cannot parse PLY (truncated or corrupt?)", exc) from exc
-    if "vertex" not in ply:
-        raise DataError("PLY has no 'vertex' element", path)
-    element = ply["vertex"]
+    element = read_vertex_element(path, "Gaussian-splat PLY")
     for prop in element.properties:
         if isinstance(prop, PlyListProperty):
             raise DataError(f"field {prop.name!r}: list properties are not Gaussian parameters", path)
