@@ -33,6 +33,7 @@ Question ids are kept as strings (SQA3D's are integers in the files).
 from __future__ import annotations
 
 import json
+from collections.abc import Container
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,18 @@ def _qid(value: Any, path: Path, where: str) -> str:
     return str(value)
 
 
+def _row_qid(row: Any, path: Path, where: str, seen: Container[str]) -> str:
+    """The question id of entry ``row`` (an object with a ``question_id`` not in ``seen``)."""
+    if not isinstance(row, dict):
+        raise DataError(f"{where} must be an object, got {type(row).__name__}", path)
+    if "question_id" not in row:
+        raise DataError(f"{where} lacks the field 'question_id'", path)
+    qid = _qid(row["question_id"], path, where)
+    if qid in seen:
+        raise DataError(f"{where}.question_id {qid!r} appears twice", path)
+    return qid
+
+
 def _text(entry: dict, key: str, path: Path, where: str, required: bool = True) -> str:
     if key not in entry:
         if required:
@@ -139,13 +152,7 @@ def read_scanqa(path: str | Path, require_answers: bool = True, split: str | Non
     items, seen = [], set()
     for i, row in enumerate(rows):
         where = f"[{i}]"
-        if not isinstance(row, dict):
-            raise DataError(f"{where} must be an object, got {type(row).__name__}", path)
-        if "question_id" not in row:
-            raise DataError(f"{where} lacks the field 'question_id'", path)
-        qid = _qid(row["question_id"], path, where)
-        if qid in seen:
-            raise DataError(f"{where}.question_id {qid!r} appears twice", path)
+        qid = _row_qid(row, path, where, seen)
         seen.add(qid)
         scene_id = _text(row, "scene_id", path, where)
         question = _text(row, "question", path, where)
@@ -193,13 +200,7 @@ def read_sqa3d(questions_path: str | Path, annotations_path: str | Path) -> list
     answers: dict[str, tuple[int, list[str], str]] = {}
     for i, row in enumerate(annotations):
         where = f"annotations[{i}]"
-        if not isinstance(row, dict):
-            raise DataError(f"{where} must be an object, got {type(row).__name__}", apath)
-        if "question_id" not in row:
-            raise DataError(f"{where} lacks the field 'question_id'", apath)
-        qid = _qid(row["question_id"], apath, where)
-        if qid in answers:
-            raise DataError(f"{where}.question_id {qid!r} appears twice", apath)
+        qid = _row_qid(row, apath, where, answers)
         if "answers" not in row:
             raise DataError(f"{where} lacks the field 'answers'", apath)
         raw = row["answers"]
@@ -218,13 +219,7 @@ def read_sqa3d(questions_path: str | Path, annotations_path: str | Path) -> list
     items, seen = [], set()
     for i, row in enumerate(questions):
         where = f"questions[{i}]"
-        if not isinstance(row, dict):
-            raise DataError(f"{where} must be an object, got {type(row).__name__}", qpath)
-        if "question_id" not in row:
-            raise DataError(f"{where} lacks the field 'question_id'", qpath)
-        qid = _qid(row["question_id"], qpath, where)
-        if qid in seen:
-            raise DataError(f"{where}.question_id {qid!r} appears twice", qpath)
+        qid = _row_qid(row, qpath, where, seen)
         seen.add(qid)
         scene_id = _text(row, "scene_id", qpath, where)
         question = _text(row, "question", qpath, where)
@@ -266,13 +261,7 @@ def read_predictions(path: str | Path) -> dict[str, list[str]]:
                         f"object {{question_id: answer}}, got a {type(doc).__name__}", path)
     for i, row in enumerate(doc):
         where = f"[{i}]"
-        if not isinstance(row, dict):
-            raise DataError(f"{where} must be an object, got {type(row).__name__}", path)
-        if "question_id" not in row:
-            raise DataError(f"{where} lacks the field 'question_id'", path)
-        qid = _qid(row["question_id"], path, where)
-        if qid in out:
-            raise DataError(f"{where}.question_id {qid!r} appears twice", path)
+        qid = _row_qid(row, path, where, out)
         key = "answer_top10" if "answer_top10" in row else "answer" if "answer" in row else None
         if key is None:
             raise DataError(f"{where} lacks the field 'answer_top10' (or 'answer')", path)
