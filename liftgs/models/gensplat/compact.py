@@ -10,6 +10,11 @@ projected ``<SEG>`` states, L_text and answers out) with parts that train on a C
 * **visual input**: every selected view is resized to ``image_size`` and encoded by a small
   trainable CNN (strided 3x3 convs, GroupNorm, GELU, global average pooling), projected to the
   backbone width, and inserted as one input token per view with a learned view-type embedding.
+  With ``context_dim > 0`` each view token also adds a linear map (after LayerNorm) of a
+  per-view context vector the caller gives (GenSplat's stage III passes the mean semantic
+  latent of the Gaussians the view sees and the camera pose: a 64-pixel CNN cannot read a
+  view the way a video LLM's vision tower does, so the view tokens carry what the 3D model
+  knows about the seen part of the scene; :mod:`liftgs.recipes.gensplat_scenes`).
 * **learned tokens**: an ``[ANS]`` token and ``max_segs`` ``[SEG]`` tokens (initialised from the
   backbone's ``[MASK]`` embedding: no random draw). The sequence of a sample is
   ``[CLS] [ANS] [SEG]_1..[SEG]_S  view_1..view_V  text tokens [SEP]``.
@@ -66,6 +71,7 @@ class CompactConfig:
     max_views: int = 32  # views per sample (GAFS selects N* = 32 frames)
     max_segs: int = 1  # [SEG] tokens: the most <SEG> one answer may hold
     max_text_tokens: int = 128  # text truncated to this many tokens ([CLS] and [SEP] included)
+    context_dim: int = 0  # > 0: every view token also adds a linear map of a per-view context vector
 
     def __post_init__(self) -> None:
         for name in ("seg_dim", "image_size", "max_views", "max_segs", "max_text_tokens"):
@@ -78,6 +84,8 @@ class CompactConfig:
         if not self.cnn_channels or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 1
                                             for c in self.cnn_channels):
             raise ValueError(f"CompactConfig.cnn_channels must be non-empty integers >= 1, got {self.cnn_channels!r}")
+        if isinstance(self.context_dim, bool) or not isinstance(self.context_dim, int) or self.context_dim < 0:
+            raise ValueError(f"CompactConfig.context_dim must be an integer >= 0, got {self.context_dim!r}")
         if not isinstance(self.backbone, str) or not self.backbone.strip():
             raise ValueError(f"CompactConfig.backbone must be a non-empty string, got {self.backbone!r}")
 
@@ -170,6 +178,9 @@ class CompactReasoner(Reasoner):
             self.view_proj = nn.Linear(self.image_encoder.out_dim, self.hidden_size)
             self.answer_head = nn.Linear(self.hidden_size, len(self.answers))
             self.seg_proj = nn.Linear(self.hidden_size, self.seg_dim)
+            self.context_proj = (nn.Sequential(nn.LayerNorm(config.context_dim),
+                                               nn.Linear(config.context_dim, self.hidden_size))
+                                 if config.context_dim else None)
         self.view_type = nn.Parameter(torch.zeros(self.hidden_size))
         self.ans_token = nn.Parameter(mask_row.clone())
         self.seg_tokens = nn.Parameter(mask_row.unsqueeze(0).repeat(config.max_segs, 1))
@@ -191,8 +202,23 @@ class CompactReasoner(Reasoner):
     def device(self) -> torch.device:
         return self.seg_proj.weight.device
 
-    def _check(self, views: Sequence[Tensor], texts: Sequence[str], answers: Sequence[str] | None) -> None:
+    def _check(self, views: Sequence[Tensor], texts: Sequence[str], answers: Sequence[str] | None,
+               view_context: Sequence[Tensor] | None = None) -> None:
         check_reasoner_inputs(views, texts, answers, max_views=self.config.max_views, reserved=(SEG_TOKEN,))
+        width = self.config.context_dim
+        if (view_context is None) != (width == 0):
+            raise ValueError(f"view_context must be given ([V, {width}] per sample) for a reasoner with "
+                             f"CompactConfig.context_dim = {width}" if width else
+                             "view_context given but this reasoner has CompactConfig.context_dim = 0")
+        if view_context is not None:
+            if len(view_context) != len(views):
+                raise ValueError(f"view_context holds {len(view_context)} samples, views {len(views)}")
+            for b, (ctx, v) in enumerate(zip(view_context, views)):
+                if not isinstance(ctx, Tensor) or tuple(ctx.shape) != (int(v.shape[0]), width):
+                    raise ValueError(f"view_context[{b}] must be a [{int(v.shape[0])}, {width}] tensor, got "
+                                     f"{list(getattr(ctx, 'shape', [])) or type(ctx).__name__}")
+                if not torch.isfinite(ctx).all():
+                    raise ValueError(f"view_context[{b}] holds NaN or infinite values")
         if answers is not None:
             unknown = [(b, a) for b, a in enumerate(answers) if a not in self.answer_index]
             if unknown:
@@ -201,18 +227,21 @@ class CompactReasoner(Reasoner):
                                  f"({len(self.answers)} answers; {len(unknown)} sample(s) outside it)")
 
     # ------------------------------------------------------------------ the network
-    def _encode_views(self, views: Sequence[Tensor]) -> list[Tensor]:
+    def _encode_views(self, views: Sequence[Tensor], view_context: Sequence[Tensor] | None = None) -> list[Tensor]:
         size = self.config.image_size
         images = [F.interpolate(v.to(self.device, torch.float32), size=(size, size), mode="bilinear",
                                 align_corners=False, antialias=True).clamp(0.0, 1.0) for v in views]
         tokens = self.view_proj(self.image_encoder(torch.cat(images))) + self.view_type
+        if self.context_proj is not None and view_context is not None:
+            tokens = tokens + self.context_proj(torch.cat([c.to(self.device, torch.float32) for c in view_context]))
         return list(tokens.split([int(v.shape[0]) for v in views]))
 
-    def _states(self, views: Sequence[Tensor], texts: Sequence[str]) -> tuple[Tensor, Tensor]:
+    def _states(self, views: Sequence[Tensor], texts: Sequence[str],
+                view_context: Sequence[Tensor] | None = None) -> tuple[Tensor, Tensor]:
         """(answer logits [B, A], [SEG] states [B, max_segs, hidden]) of a checked batch."""
         enc = self.tokenizer(list(texts), truncation=True, max_length=self.config.max_text_tokens)
         words = self.backbone.get_input_embeddings()
-        view_tokens = self._encode_views(views)
+        view_tokens = self._encode_views(views, view_context)
         rows = []
         for b, ids in enumerate(enc["input_ids"]):
             ids = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -233,12 +262,13 @@ class CompactReasoner(Reasoner):
 
     # ------------------------------------------------------------------ the contract
     def forward(self, views: Sequence[Tensor], texts: Sequence[str],
-                answers: Sequence[str] | None = None) -> CompactOutput:
+                answers: Sequence[str] | None = None, view_context: Sequence[Tensor] | None = None) -> CompactOutput:
         """``text_loss`` = mean cross-entropy of the answers' indices in the vocabulary (None
         without answers); ``segs[b]`` one projected state per ``<SEG>`` of the given answer (of
-        the predicted answer when none is given); ``answer_logits`` [B, A]."""
-        self._check(views, texts, answers)
-        logits, seg_states = self._states(views, texts)
+        the predicted answer when none is given); ``answer_logits`` [B, A]. ``view_context``
+        (per sample [V, context_dim]) is required exactly when ``config.context_dim > 0``."""
+        self._check(views, texts, answers, view_context)
+        logits, seg_states = self._states(views, texts, view_context)
         text_loss = None
         if answers is None:
             replies = [self.answers[i] for i in logits.argmax(dim=1).tolist()]
@@ -249,14 +279,15 @@ class CompactReasoner(Reasoner):
         return CompactOutput(segs=self._segs(seg_states, replies), text_loss=text_loss, answer_logits=logits)
 
     @torch.no_grad()
-    def generate(self, views: Sequence[Tensor], texts: Sequence[str], max_new_tokens: int = 32) -> Generation:
+    def generate(self, views: Sequence[Tensor], texts: Sequence[str], max_new_tokens: int = 32,
+                 view_context: Sequence[Tensor] | None = None) -> Generation:
         """The most probable vocabulary answer per sample. ``token_ids[b]`` is ``[answer index]``
         (one class, not LM tokens); ``segs[b]`` one state per ``<SEG>`` the answer holds.
         ``max_new_tokens`` is checked for the contract's sake and otherwise unused."""
-        self._check(views, texts, None)
+        self._check(views, texts, None, view_context)
         if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-        logits, seg_states = self._states(views, texts)
+        logits, seg_states = self._states(views, texts, view_context)
         index = logits.argmax(dim=1).cpu()
         replies = [self.answers[i] for i in index.tolist()]
         return Generation(texts=replies, token_ids=[index[b:b + 1].clone() for b in range(len(replies))],
