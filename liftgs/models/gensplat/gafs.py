@@ -26,6 +26,9 @@ s_i are computed as the cosine similarity between v^_i and q^, supervised by BCE
   stored as its log, capped at 100) and a learned bias. The summary names a cosine under a BCE;
   the scale and bias make that cosine usable as a BCE logit and do not change the ranking.
 
+:meth:`FrameScorer.save_pretrained` / :meth:`FrameScorer.from_pretrained`: a folder with
+``frames.json`` (format ``liftgs-frame-scorer``, the config) and ``model.safetensors`` (no pickle).
+
 :func:`frame_scorer_loss` is the BCE against per-view labels
 (:func:`liftgs.models.gensplat.frames.target_visibility`); :func:`rank_and_select` feeds the
 scores to :func:`liftgs.models.gensplat.frames.select_views` (redundancy suppression).
@@ -33,9 +36,11 @@ scores to :func:`liftgs.models.gensplat.frames.select_views` (redundancy suppres
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,7 +48,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from liftgs.models.gensplat.compact import ImageEncoder
+from liftgs.config import ConfigError, save_json_atomic, to_dict, update_config
+from liftgs.files import atomic_dir
+from liftgs.models.gensplat.compact import ImageEncoder, _one_line
 from liftgs.models.gensplat.frames import select_views
 from liftgs.modules.position import FourierPosition
 from liftgs.runtime import fork_rng
@@ -51,6 +58,9 @@ from liftgs.runtime import fork_rng
 MODES = ("geometry", "views")
 MAX_LOG_SCALE = math.log(100.0)  # the learned scale is capped at 100 (CLIP's cap)
 NEAR_PLANE = 0.01  # camera z at or below this is not "in front" (the renderer's near plane)
+FORMAT = "liftgs-frame-scorer"  # frames.json field "format"
+CONFIG_NAME = "frames.json"
+WEIGHTS_NAME = "model.safetensors"
 
 
 @dataclass(frozen=True)
@@ -229,6 +239,58 @@ class FrameScorer(nn.Module):
         cosine = F.cosine_similarity(view_vec, self.encode_text(text)[None], dim=-1)
         return FrameScores(logits=self.scale * cosine + self.bias, cosine=cosine, fused=fused)
 
+    # ------------------------------------------------------------------ folders
+    def save_pretrained(self, path: str | Path) -> Path:
+        """Write ``frames.json`` (format, config) and ``model.safetensors`` (every parameter and
+        buffer) into a temporary folder beside ``path``, then move it into place
+        (:func:`liftgs.files.atomic_dir`). No pickle."""
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        with atomic_dir(path) as tmp:
+            state = {k: v.detach().cpu().contiguous().clone() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / WEIGHTS_NAME), metadata={"format": "pt"})
+            save_json_atomic(tmp / CONFIG_NAME, {"format": FORMAT, "config": to_dict(self.config)})
+        return path
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> FrameScorer:
+        """A scorer written by :meth:`save_pretrained` (of this class or a subclass). A missing
+        or damaged folder is a one-line ValueError naming the file."""
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        config_file, weights_file = path / CONFIG_NAME, path / WEIGHTS_NAME
+        for f in (config_file, weights_file):
+            if not f.is_file():
+                raise ValueError(f"{f}: missing; expected a folder written by FrameScorer.save_pretrained")
+        try:
+            doc = json.loads(config_file.read_text())
+            if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+                raise ValueError(f"field 'format' must be {FORMAT!r}")
+            if not isinstance(doc.get("config"), dict):
+                raise ValueError("field 'config' must be a JSON object")
+            config = update_config(FrameScorerConfig(), doc["config"], str(config_file), "config.")
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
+            if isinstance(err, ConfigError):  # already one line naming the file and the field
+                raise
+            raise ValueError(f"{config_file}: not a valid frame scorer config ({_one_line(err)})") from err
+        scorer = cls(config)
+        try:
+            state = load_file(str(weights_file), device="cpu")
+            own = scorer.state_dict()
+            missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            if missing or unexpected:
+                raise ValueError(f"missing {missing[:4]}, unexpected {unexpected[:4]}")
+            for name, value in state.items():
+                if own[name].shape != value.shape:
+                    raise ValueError(f"{name} has shape {list(value.shape)}, expected {list(own[name].shape)}")
+            scorer.load_state_dict(state, strict=True)
+        except (ValueError, RuntimeError, OSError, SafetensorError) as err:
+            raise ValueError(f"{weights_file}: weights do not match {config_file} ({_one_line(err)})") from err
+        return scorer.to(map_location)
+
 
 def _check_tensor(name: str, x: Any, shape: tuple[int | None, ...]) -> Tensor:
     """``x`` as a finite floating tensor of ``shape`` (None = any size)."""
@@ -380,5 +442,5 @@ def gather_view_gaussians(latents: Tensor, means: Tensor, viewmats: Any, K: Any,
     return pad_view_sets(index, latents, means, centre)
 
 
-__all__ = ["FrameScorer", "FrameScorerConfig", "FrameScores", "MODES", "frame_scorer_loss", "gather_view_gaussians",
-           "pad_view_sets", "rank_and_select", "visible_gaussians"]
+__all__ = ["CONFIG_NAME", "FORMAT", "FrameScorer", "FrameScorerConfig", "FrameScores", "MODES", "WEIGHTS_NAME",
+           "frame_scorer_loss", "gather_view_gaussians", "pad_view_sets", "rank_and_select", "visible_gaussians"]
