@@ -13,6 +13,14 @@ tokens); this command writes
 
 and prints the latency of each stage (the paper reports about 1 s per query on a GPU, Sec 1).
 
+With ``--model gensplat`` the phrase is grounded by a GenSplat stage-III model (a ``liftgs
+gensplat-language`` run, ``--checkpoint``) on the scene's 3D Gaussian reconstruction
+(``--recon DIR``: ``DIR/<scene_id>/gaussians.ply``, ``liftgs recon``): frames are chosen for the
+phrase (GAFS with ``--frames RUN``, a ``liftgs gensplat-frames`` run; evenly spaced otherwise),
+the reasoner reads them, and the referring decoder's mask over the Gaussians is carried to the
+scene's points by nearest Gaussian centre (:func:`ground_gensplat`). The same files are written,
+with one mask and the selected frames.
+
 A cloud far from the model's training scenes (point count, extent, density, gravity, colours:
 :mod:`liftgs.clouds`) gets one warning line per quantity on stderr, as does a top mask of
 fewer than :data:`MIN_MASK_POINTS` points. A cloud of more than ``--max-points`` points is
@@ -39,6 +47,8 @@ PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1
                     [1.0, 0.55, 0.1], [0.7, 0.4, 1.0]], dtype=np.float32)
 DIM, TINT = 0.7, 0.85  # highlight_colors: rest of the scene x DIM; a mask's colour -> TINT palette
 MIN_MASK_POINTS = 20  # a top mask smaller than this is no object at 5 cm: say so
+DEFAULT_CHECKPOINT = "liftgs-tiny-finetuned"  # the LIFT-GS model grounded with by default
+GENSPLAT_SCORE = "sigmoid of the mean mask logit over the mask's Gaussians"  # --model gensplat's score
 
 
 @dataclass
@@ -49,13 +59,25 @@ class GroundConfig:
     """scene directory, or a .ply / .npy / .bin point cloud (N x 6 xyz + rgb)"""
     phrase: str
     """what to find, e.g. "the red chair next to the table" """
-    checkpoint: Path = Path("liftgs-tiny-finetuned")
+    checkpoint: Path = Path(DEFAULT_CHECKPOINT)
     """model folder, checkpoint or run directory, or a shipped model's name (default: the
-    shipped fine-tuned model; liftgs-tiny-pretrained grounds zero-shot)"""
+    shipped fine-tuned model; liftgs-tiny-pretrained grounds zero-shot); with --model gensplat a
+    `liftgs gensplat-language` run or its model/ folder (required)"""
+    model: Literal["liftgs", "gensplat"] = "liftgs"
+    """liftgs: LIFT-GS on the points; gensplat: a GenSplat stage-III model on the scene's
+    reconstruction and frames (SCENE must be a scene directory; needs --recon)"""
+    recon: Path | None = None
+    """gensplat: reconstruction root holding <recon>/<scene_id>/gaussians.ply (`liftgs recon`)"""
+    frames: Path | None = None
+    """gensplat: a `liftgs gensplat-frames` run (GAFS scorer) choosing the frames the reasoner
+    reads; without it, evenly spaced frames"""
+    cache: Path | None = None
+    """gensplat: scene-feature cache folder (default: computed in memory, nothing kept)"""
     out: Path | None = None
     """output folder (default: ground_out/<scene name>)"""
     text_encoder: str = "minilm"
-    """text encoder name or path; must match the model's query width"""
+    """text encoder name or path; must match the model's query width (gensplat with --frames:
+    the frames run's encoder unless another one is given)"""
     mode: Literal["auto", "zero-shot", "phrase", "expression"] = "auto"
     """phrase = pooled vector as one query, as in pre-training; zero-shot = phrase, with the
     masks ranked by the Gaussian feature field's relevance (for pre-trained-only models);
@@ -93,6 +115,8 @@ class GroundConfig:
             raise ValueError("--views must be >= 0 and --image-size >= 16")
         if self.target is not None and self.target not in self.phrase:
             raise ValueError(f"--target {self.target!r} does not occur in the phrase {self.phrase!r}")
+        if self.model == "gensplat":
+            check_gensplat_options(self.checkpoint, self.recon)
 
 
 @dataclass
@@ -105,6 +129,8 @@ class GroundOutput:
     out: Path | None = None  # where the files were written
     warnings: list[str] = field(default_factory=list)  # one line each (also printed to stderr)
     model_points: int = 0  # points the model ran on (voxel means when downsampled)
+    frames: np.ndarray | None = None  # gensplat: the frame indices the reasoner read
+    frame_selection: str | None = None  # gensplat: "gafs" or "uniform"
 
 
 class Timer:
@@ -307,10 +333,10 @@ def write_grounding_json(path: Path, doc: dict, point_mask_ids: np.ndarray, chun
 
 def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: np.ndarray,
                   result: GroundOutput, timer: Timer,
-                  view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> None:
+                  view: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, extra: dict | None = None) -> None:
     """grounding.json, point_mask_ids.npy and highlight.ply over every point; the PNG views
     splat ``view`` = (points, colours, mask ids) when given (the voxel means a downsampled
-    cloud was grounded on), else the whole cloud."""
+    cloud was grounded on), else the whole cloud. ``extra`` adds keys to grounding.json."""
     from PIL import Image
 
     from liftgs.io.ply import write_point_cloud
@@ -322,7 +348,7 @@ def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: n
                  for r, (m, s, b) in enumerate(zip(result.masks, result.scores, result.boxes))]
         write_grounding_json(out / "grounding.json", {
             "phrase": config.phrase, "scene": str(config.scene), "checkpoint": str(config.checkpoint),
-            "num_points": int(len(points)), "threshold": config.threshold, "masks": masks,
+            "num_points": int(len(points)), "threshold": config.threshold, "masks": masks, **(extra or {}),
         }, result.point_mask_ids)
         np.save(out / "point_mask_ids.npy", result.point_mask_ids)
         painted = highlight_colors(colors, result.point_mask_ids)
@@ -385,6 +411,8 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
     stderr, one line each, and returned in ``GroundOutput.warnings``."""
     from liftgs.train.checkpoint import resolve_model_dir
 
+    if config.model == "gensplat":
+        return ground_gensplat(config, model, text_encoder)
     timer = Timer()
     with timer("load points"), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -457,6 +485,177 @@ def _print_warnings(lines: list[str]) -> None:
         print(f"liftgs ground: warning: {line}", file=sys.stderr)
 
 
+# ---------------------------------------------------------------------------------- GenSplat
+def check_gensplat_options(checkpoint: Path | None, recon: Path | None, need_checkpoint: bool = True) -> None:
+    """The options ``--model gensplat`` needs (``liftgs ground``, ``liftgs answer``)."""
+    if need_checkpoint and (checkpoint is None or str(checkpoint) == DEFAULT_CHECKPOINT):
+        raise ValueError("--model gensplat needs --checkpoint RUN (a `liftgs gensplat-language` run or its model/ "
+                         "folder)")
+    if recon is None:
+        raise ValueError("GenSplat needs --recon DIR, the reconstruction root holding DIR/<scene_id>/gaussians.ply "
+                         "(`liftgs recon` output)")
+
+
+def gensplat_scene_id(scene: Path, recon: Path) -> str:
+    """The scene id of the scene directory ``scene`` after checking that it is one and that
+    ``recon/<scene_id>/gaussians.ply`` exists; one-line :class:`DataError` otherwise."""
+    from liftgs.io.errors import DataError
+    from liftgs.io.scene_dir import read_scene_json
+    from liftgs.recipes.gensplat_scenes import RECON_FILE
+
+    scene = Path(scene)
+    if scene.is_file():
+        raise DataError("GenSplat needs posed frames and a reconstruction: give a scene directory "
+                        "(`liftgs convert` / `liftgs synth` output), not a bare point cloud", scene)
+    if not scene.is_dir():
+        raise DataError("no such scene directory", scene)
+    scene_id = str(read_scene_json(scene)["scene_id"])
+    if not Path(recon).is_dir():
+        raise DataError("reconstruction root is not a directory (run `liftgs recon` first)", recon)
+    file = Path(recon) / scene_id / RECON_FILE
+    if not file.is_file():
+        raise DataError(f"missing: scene {scene_id} has no reconstruction (run `liftgs recon` on it first)", file)
+    return scene_id
+
+
+def load_frame_scorer(path: Path):
+    """A ``liftgs gensplat-frames`` run (or its model/ folder): the scorer (CPU, eval mode) and the
+    text encoder its run recorded (None when no run config is found)."""
+    from liftgs.models.gensplat.gafs import FrameScorer
+
+    path = Path(path)
+    folder = path / "model" if (path / "model").is_dir() else path
+    scorer = FrameScorer.from_pretrained(folder).eval()
+    recorded = None
+    for run_config in (folder / "config.json", folder.parent / "config.json"):
+        try:
+            doc = json.loads(run_config.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(doc, dict) and isinstance(doc.get("text_encoder"), str):
+            recorded = doc["text_encoder"]
+            break
+    return scorer, recorded
+
+
+@dataclass
+class GenSplatScene:
+    """A loaded GenSplat stage-III model, one scene's features and the frames chosen for a text."""
+
+    model: object  # liftgs.recipes.gensplat_language.GenSplatLanguage
+    feats: object  # liftgs.recipes.gensplat_scenes.SceneFeatures
+    frames: np.ndarray  # int64 frame indices the reasoner reads
+    selection: str  # "gafs" (--frames) or "uniform"
+    scene_id: str
+
+
+def load_gensplat_scene(scene: Path, checkpoint: Path, recon: Path, text: str, frames: Path | None = None,
+                        cache: Path | None = None, text_encoder: str = "minilm", num_views: int | None = None,
+                        device: str = "cpu", timer: Timer | None = None, model=None,
+                        encoder=None) -> GenSplatScene:
+    """Check the inputs, load the stage-III bundle (and the GAFS scorer of ``frames``), compute
+    the scene's features (in memory, or through the cache folder ``cache``) and pick
+    ``num_views`` frames (default: the bundle's) for ``text``: GAFS with a scorer, else evenly
+    spaced. The GAFS text encoder is the frames run's recorded one while ``text_encoder`` is
+    left at "minilm" (``encoder`` overrides both). The scorer runs on the CPU. A loaded bundle
+    ``model`` skips loading one from ``checkpoint``."""
+    import torch
+
+    from liftgs.recipes.gensplat_frames import select_frames
+    from liftgs.recipes.gensplat_language import load_language_model
+    from liftgs.recipes.gensplat_scenes import SceneCacheConfig, SceneFeatureCache
+
+    timer = timer or Timer()
+    check_gensplat_options(checkpoint, recon, need_checkpoint=model is None)
+    scene_id = gensplat_scene_id(scene, recon)
+    scorer = recorded = None
+    if frames is not None:
+        with timer("load frame scorer"):
+            scorer, recorded = load_frame_scorer(frames)
+    if model is None:
+        with timer("load model"):
+            model = load_language_model(checkpoint, map_location=device)
+    if scorer is not None:
+        latent_dim = int(model.stage2.config.latent_dim)
+        if scorer.config.latent_dim != latent_dim:
+            raise ValueError(f"{frames}: the GAFS scorer reads {scorer.config.latent_dim}-d latents but the model "
+                             f"{checkpoint} has {latent_dim}-d ones (train GAFS on the same stage-II model)")
+        if encoder is None:
+            from liftgs.text import load_text_encoder
+
+            name = recorded if recorded and text_encoder == "minilm" else text_encoder
+            with timer("load text encoder"):
+                encoder = load_text_encoder(name)
+        if encoder.dim != scorer.config.text_dim:
+            raise ValueError(f"{frames}: the GAFS scorer takes {scorer.config.text_dim}-d text vectors but the text "
+                             f"encoder {getattr(encoder, 'name', text_encoder)!r} gives {encoder.dim}-d ones")
+    st = model.settings
+    with timer("scene features"):
+        features = SceneFeatureCache(model.stage2, Path(recon), None if cache is None else Path(cache),
+                                     SceneCacheConfig(image_size=st.image_size, max_per_view=st.max_per_view,
+                                                      label_radius=st.label_radius))
+        feats = features.get(Path(scene), scene_id)
+    k = int(num_views or st.num_views)
+    with timer("frames"):
+        if scorer is None:
+            chosen = select_frames(None, feats, torch.zeros(0), k, "uniform")
+        else:
+            chosen = select_frames(scorer, feats, encoder.encode([text]).pooled[0].float().cpu(), k, "gafs")
+    return GenSplatScene(model, feats, np.asarray(chosen, np.int64), "uniform" if scorer is None else "gafs",
+                         scene_id)
+
+
+def ground_gensplat(config: GroundConfig, model=None, text_encoder=None) -> GroundOutput:
+    """``liftgs ground --model gensplat``: one mask from a GenSplat stage-III model, written like
+    the LIFT-GS path's masks (:func:`write_outputs`) plus the frames the reasoner read.
+
+    The referring decoder's mask over the Gaussians (sigmoid(logit) > ``--threshold``) goes to
+    every point of the scene by nearest Gaussian centre
+    (:func:`liftgs.eval.gensplat.nearest_gaussian`). Its score is the sigmoid of the mean mask
+    logit over the Gaussians in the mask: how sure the decoder is of the Gaussians it picked.
+    (The decoder's "exists" logit is not used: stage III trains it on referred targets only.)
+    A mask under ``--min-score`` or with no point is dropped. ``model`` (a loaded
+    GenSplatLanguage) and ``text_encoder`` (for GAFS) skip loading. ``--top-k``, ``--mode``,
+    ``--target`` and ``--component-radius`` are LIFT-GS options and not used."""
+    from liftgs.eval.gensplat import nearest_gaussian
+    from liftgs.eval.gensplat_language import refer_logits
+    from liftgs.geometry import box_from_points
+
+    timer = Timer()
+    gs = load_gensplat_scene(config.scene, config.checkpoint, config.recon, config.phrase, config.frames,
+                             config.cache, config.text_encoder, device=config.device, timer=timer,
+                             model=model, encoder=text_encoder)
+    with timer("load points"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        points, colors, name = load_scene_points(config.scene)
+    notes = [str(w.message).splitlines()[0] for w in caught]
+    with timer("model"):
+        logits = refer_logits(gs.model, gs.feats, [config.phrase], [gs.frames])[0].astype(np.float64)
+    with timer("masks"):
+        hit = 1.0 / (1.0 + np.exp(-logits)) > config.threshold
+        index, _ = nearest_gaussian(points, gs.feats.means.numpy())
+        mask = hit[index]
+        score = float(1.0 / (1.0 + np.exp(-logits[hit].mean()))) if hit.any() else 0.0
+        keep = bool(mask.any()) and score >= config.min_score
+        masks = mask[None] if keep else np.zeros((0, len(points)), bool)
+        scores = np.array([score] if keep else [], np.float64)
+        ids = np.where(mask, 0, -1).astype(np.int32) if keep else np.full(len(points), -1, np.int32)
+        boxes = np.stack([box_from_points(points[mask])]) if keep else np.zeros((0, 6))
+    if len(masks) and int(masks[0].sum()) < MIN_MASK_POINTS:
+        notes.append(f"top mask: {int(masks[0].sum())} points (of {len(points):,}), expected >= {MIN_MASK_POINTS}: "
+                     f"no object-sized region found for {config.phrase!r}")
+    _print_warnings(notes)
+    result = GroundOutput(masks, scores, ids, boxes, timer.timings, warnings=notes, model_points=len(points),
+                          frames=gs.frames, frame_selection=gs.selection)
+    result.out = config.out or Path("ground_out") / name
+    write_outputs(result.out, config, points, colors, result, timer, extra={
+        "model": "gensplat", "recon": str(config.recon), "score_rule": GENSPLAT_SCORE,
+        "num_gaussians": int(len(hit)), "mask_gaussians": int(hit.sum()),
+        "frame_selection": gs.selection, "frames": gs.frames.tolist(),
+        "frames_run": None if config.frames is None else str(config.frames)})
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-"):
@@ -466,6 +665,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{config.phrase!r}: {len(result.scores)} mask(s)")
     for r, (s, m) in enumerate(zip(result.scores, result.masks)):
         print(f"  #{r}  score {s:.3f}  {int(m.sum())} points")
+    if result.frames is not None:
+        print(f"frames ({result.frame_selection}): " + ", ".join(map(str, result.frames.tolist())))
     print("latency: " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in result.timings.items()))
     print(f"wrote {result.out}/grounding.json, highlight.ply" + (", view_*.png" if config.views else ""))
     return 0
