@@ -593,7 +593,7 @@ def load_gensplat_scene(scene: Path, checkpoint: Path, recon: Path, text: str, f
     with timer("scene features"):
         features = SceneFeatureCache(model.stage2, Path(recon), None if cache is None else Path(cache),
                                      SceneCacheConfig(image_size=st.image_size, max_per_view=st.max_per_view,
-                                                      label_radius=st.label_radius))
+                                                      label_radius=st.label_radius), labels=False)
         feats = features.get(Path(scene), scene_id)
     k = int(num_views or st.num_views)
     with timer("frames"):

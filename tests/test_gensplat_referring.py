@@ -230,3 +230,24 @@ def test_loss_input_checks(args, match):
         referring_loss(*args)
     with pytest.raises(ValueError, match="probabilities"):
         referring_loss(torch.full((1, 2), 2.0), torch.zeros(1, 2), torch.zeros(1), torch.tensor([True]), logits=False)
+
+
+def test_init_from_instance_decoder():
+    """The shared parts take the instance decoder's weights; the referring-only parts keep theirs."""
+    torch.manual_seed(3)
+    model = GenSplat(small_config())
+    ref = decoder()
+    before = {k: v.clone() for k, v in ref.state_dict().items()}
+    copied = ref.init_from_instance_decoder(model.decoder)
+    theirs = model.decoder.state_dict()
+    assert copied and all(k.split(".", 1)[0] in ReferringDecoder.SHARED for k in copied)
+    for name, value in ref.state_dict().items():
+        if name in copied:
+            assert torch.equal(value, theirs[name])
+        else:
+            assert name.split(".", 1)[0] not in ReferringDecoder.SHARED
+            assert torch.equal(value, before[name])  # instance_in, seg_in, roles, exists: untouched
+    assert "mask_embed.0.weight" in copied and any(k.startswith("layers.1.") for k in copied)
+    other = ReferringDecoder(ReferringConfig.from_gensplat(small_config(hidden_dim=64), seg_dim=16))
+    with pytest.raises(ValueError, match="init_from_instance_decoder: .* is .* in the instance decoder"):
+        other.init_from_instance_decoder(model.decoder)

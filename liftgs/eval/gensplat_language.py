@@ -384,7 +384,8 @@ def _vqa(cfg: LanguageEvalConfig, model, cache, scenes, scorer, embed, k: int):
     prior = score_answers(val, prior_predictions(val, answer_prior(train)))
     names = list(ours.overall)
     t = Table(f"3D question answering ({len(val)} questions of split {cfg.qa_split!r}; percent)", ["method", *names])
-    t.rows.append(["answer prior (per question type)", *[f"{prior.overall[n]:.1f}" for n in names]])
+    t.rows.append(["answer prior (per question type)",  # one answer per question: no EM@10
+                   *[f"{prior.overall[n]:.1f}" if n in prior.overall else "-" for n in names]])
     t.rows.append(["GenSplat (compact reasoner, "
                    f"{'GAFS' if scorer is not None else 'uniform'} views)", *[f"{ours.overall[n]:.1f}" for n in names]])
     per = Table("3D question answering by type (EM@1, percent)", ["type", "questions", "answer prior", "GenSplat"])

@@ -17,7 +17,10 @@ the answer. Both are trained together by L_align = L_text + λ_m L_mask, λ_m = 
 The stage-II model (encoder, pooling, instance decoder) is frozen: its outputs are computed
 once per scene and cached (:class:`SceneFeatureCache`). What trains is the reasoner's own parts
 (view CNN, context projection, learned tokens, heads; MiniLM stays frozen unless
-``--train-top-layers``) and the referring decoder.
+``--train-top-layers``) and the referring decoder. The summary says the referring decoder
+"reuses the instance decoder architecture"; its shared parts (token and position encoders,
+layers, mask head) start from the trained instance decoder's weights
+(:meth:`ReferringDecoder.init_from_instance_decoder`, ``--no-init-decoder`` starts them fresh).
 
 **Views while training.** At inference GAFS picks the views (``liftgs gensplat-frames``); while
 training, each sample gets ``num_views`` views of which a uniformly drawn number j in
@@ -108,6 +111,8 @@ class GenSplatLanguageConfig(RunConfig):
     """backbone layers trained from the top (0: frozen)"""
     view_context: bool = True
     """add each view's context (mean seen latent, camera pose) to its token"""
+    init_decoder: bool = True
+    """start the referring decoder's shared parts from the stage-II instance decoder's weights"""
     image_size: int = 64
     max_per_view: int = 256
     label_radius: float = 0.08
@@ -323,6 +328,34 @@ class GenSplatLanguage(nn.Module):
         return path
 
 
+    def load_pretrained_state(self, path: str | Path) -> None:
+        """Load the trained weights of a folder written by :meth:`save_pretrained` into this
+        model (checkpoint resume): the reasoner's saved parts and the referring decoder. Every
+        parameter outside the frozen backbone must be there with its shape; else
+        :class:`~liftgs.train.checkpoint.CheckpointError`."""
+        from safetensors.torch import load_file
+
+        from liftgs.models.gensplat.compact import BACKBONE_PREFIX, WEIGHTS_NAME
+        from liftgs.train.checkpoint import CheckpointError
+
+        path = Path(path)
+        files = {"reasoner.": path / "reasoner" / WEIGHTS_NAME, "referring.": path / "referring.safetensors"}
+        weights: dict[str, Tensor] = {}
+        for prefix, file in files.items():
+            if not file.is_file():
+                raise CheckpointError(f"{file}: missing; expected a `liftgs {LANGUAGE}` model folder")
+            weights.update({prefix + k: v for k, v in load_file(str(file)).items()})
+        own = self.state_dict()
+        frozen = "reasoner." + BACKBONE_PREFIX
+        missing = sorted(k for k in own if k not in weights and not k.startswith(frozen))
+        unexpected = sorted(set(weights) - set(own))
+        wrong = [k for k, v in weights.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
+        if missing or unexpected or wrong:
+            raise CheckpointError(f"{path}: weights do not match the model (missing {missing[:4]}, unexpected "
+                                  f"{unexpected[:4]}, other shapes {wrong[:4]})")
+        self.load_state_dict(weights, strict=False)
+
+
 def _pooled_to(feats: SceneFeatures, device: torch.device):
     from liftgs.models.gensplat import PooledTokens
 
@@ -434,6 +467,8 @@ def run_gensplat_language(config: GenSplatLanguageConfig, info: DistInfo | None 
         context_dim=(C + 9) if config.view_context else 0), seed=config.seed)
     with fork_rng(config.seed):
         referring = ReferringDecoder(ReferringConfig.from_gensplat(stage2.config, seg_dim=reasoner.seg_dim))
+    if config.init_decoder:
+        referring.init_from_instance_decoder(stage2.decoder)
     settings = LanguageSettings(num_views=config.num_views, min_pixels=config.min_pixels,
                                 view_context=config.view_context, image_size=config.image_size,
                                 max_per_view=config.max_per_view, label_radius=config.label_radius,

@@ -168,9 +168,13 @@ def gaussian_labels(means: np.ndarray, points: np.ndarray, instance_ids: np.ndar
 
 
 @torch.no_grad()
-def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path,
-                           config: SceneCacheConfig) -> SceneFeatures:
-    """The :class:`SceneFeatures` of one scene directory and its reconstruction."""
+def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, config: SceneCacheConfig,
+                           labels: bool = True) -> SceneFeatures:
+    """The :class:`SceneFeatures` of one scene directory and its reconstruction.
+
+    ``labels=True`` (training, evaluation) requires instance ids on the points and an instance
+    map on every frame; ``labels=False`` (inference on a user's scan) uses them when present
+    and otherwise leaves the Gaussians unlabelled (-1) and the visible pixels zero."""
     import torch.nn.functional as F
 
     from liftgs.io.scene_dir import read_scene
@@ -178,14 +182,16 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path,
     from liftgs.recipes.gensplat_data import load_gaussians
 
     scene = read_scene(scene_path)
-    if scene.instance_ids is None:
-        raise DataError("the scene's points have no instance ids (stage III needs labelled points)",
-                        Path(scene_path) / "scene.json")
     if not scene.frames:
         raise DataError("the scene has no frames", Path(scene_path) / "scene.json")
-    missing = [f.name or str(i) for i, f in enumerate(scene.frames) if f.instance_ids is None]
-    if missing:
-        raise DataError(f"frames without an instance map: {', '.join(missing[:5])}", Path(scene_path) / "scene.json")
+    if labels:
+        if scene.instance_ids is None:
+            raise DataError("the scene's points have no instance ids (stage III needs labelled points)",
+                            Path(scene_path) / "scene.json")
+        missing = [f.name or str(i) for i, f in enumerate(scene.frames) if f.instance_ids is None]
+        if missing:
+            raise DataError(f"frames without an instance map: {', '.join(missing[:5])}",
+                            Path(scene_path) / "scene.json")
     g = load_gaussians(recon_ply)
     model.eval()
     device = next(model.parameters()).device
@@ -198,8 +204,11 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path,
     latents, means = cpu(latents), cpu(means)
     pooled = PooledTokens(tokens=cpu(pooled.tokens).float(), xyz=cpu(pooled.xyz).float(),
                           assignment=cpu(pooled.assignment), valid=cpu(pooled.valid))
-    ids = gaussian_labels(means.numpy().astype(np.float64), np.asarray(scene.points, np.float64),
-                          scene.instance_ids, config.label_radius)
+    if scene.instance_ids is not None:
+        ids = gaussian_labels(means.numpy().astype(np.float64), np.asarray(scene.points, np.float64),
+                              scene.instance_ids, config.label_radius)
+    else:
+        ids = np.full(means.shape[0], -1, np.int64)
     object_ids = np.array(sorted(int(k) for k in scene.objects), np.int64)
     S = config.image_size
     images, viewmats, Ks, counts, view_sets = [], [], [], [], []
@@ -212,8 +221,8 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path,
         images.append((img[0].clamp(0, 1) * 255.0).round().to(torch.uint8))
         viewmats.append(torch.from_numpy(np.asarray(cam.viewmat, np.float64)))
         Ks.append(torch.from_numpy(np.asarray(cam.K, np.float64)))
-        inst = np.asarray(f.instance_ids)
-        counts.append([int((inst == o).sum()) for o in object_ids])
+        inst = None if f.instance_ids is None else np.asarray(f.instance_ids)
+        counts.append([0 if inst is None else int((inst == o).sum()) for o in object_ids])
         view_sets.append(visible_gaussians(means, cam.viewmat, cam.K, cam.width, cam.height,
                                            config.max_per_view, gen))
     M = max(1, max(int(v.numel()) for v in view_sets))
@@ -233,8 +242,10 @@ class SceneFeatureCache:
     """Scene features per scene id, computed on first use with ``model`` and kept in ``root``
     (``root=None``: memory only). :meth:`get` returns the in-memory copy after the first call."""
 
-    def __init__(self, model: GenSplat, recon_root: Path, root: Path | None, config: SceneCacheConfig | None = None):
+    def __init__(self, model: GenSplat, recon_root: Path, root: Path | None, config: SceneCacheConfig | None = None,
+                 labels: bool = True):
         self.model = model
+        self.labels = bool(labels)  # compute_scene_features(labels=...): False for inference on unlabelled scans
         self.recon_root = Path(recon_root)
         self.root = None if root is None else Path(root)
         self.config = config or SceneCacheConfig()
@@ -271,7 +282,8 @@ class SceneFeatureCache:
                 meta = f.metadata() or {}
             if (meta.get("format") != FORMAT or meta.get("version") != str(VERSION)
                     or meta.get("model") != self.fingerprint or meta.get("settings") != self.config.key()
-                    or meta.get("source") != self.source(scene_path, scene_id)):
+                    or meta.get("source") != self.source(scene_path, scene_id)
+                    or (self.labels and meta.get("labelled") != "1")):
                 return None
             return SceneFeatures.from_tensors(scene_id, load_file(str(file)), int(meta["width"]), int(meta["height"]))
         except Exception:  # a damaged or foreign file is recomputed
@@ -285,7 +297,8 @@ class SceneFeatureCache:
             return
         file.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "version": str(VERSION), "model": self.fingerprint, "settings": self.config.key(),
-                "scene_id": feats.scene_id, "width": str(feats.width), "height": str(feats.height), "source": source}
+                "scene_id": feats.scene_id, "width": str(feats.width), "height": str(feats.height), "source": source,
+                "labelled": "1" if self.labels else "0"}
         tmp = file.with_name(f"{file.name}.{os.getpid()}.tmp")  # one per process: concurrent writers never share it
         save_file({k: v.contiguous() for k, v in feats.tensors().items()}, str(tmp), metadata=meta)
         tmp.replace(file)  # atomic: a reader sees the old file or the whole new one
@@ -299,7 +312,7 @@ class SceneFeatureCache:
             recon = self.recon_file(scene_id)
             if not recon.is_file():
                 raise DataError(f"scene {scene_id} has no reconstruction (run `liftgs recon` on it first)", recon)
-            feats = compute_scene_features(self.model, Path(scene_path), recon, self.config)
+            feats = compute_scene_features(self.model, Path(scene_path), recon, self.config, self.labels)
             self._write(feats, self.source(scene_path, scene_id))
         self._memory[key] = feats
         return feats

@@ -252,6 +252,9 @@ def _save_model(model: nn.Module, path: Path) -> None:
 
 def _load_model(model: nn.Module, path: Path) -> None:
     model = unwrap_model(model)
+    if hasattr(model, "load_pretrained_state"):  # a model whose save_pretrained writes its own layout
+        model.load_pretrained_state(path)
+        return
     files = sorted(path.glob("*.safetensors"))
     if not files:
         raise CheckpointError(f"{path}: no *.safetensors weights in the checkpoint's model folder")

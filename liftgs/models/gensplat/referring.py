@@ -166,6 +166,32 @@ class ReferringDecoder(nn.Module):
         """Positional encoding [m, D] of scene-centred positions [m, 3]."""
         return self.position_mlp(self.position(xyz))
 
+    SHARED = ("token_in", "position", "position_mlp", "layers", "out_norm", "mask_embed", "mask_latent",
+              "mask_position")  # the parts that have the instance decoder's names and shapes
+
+    @torch.no_grad()
+    def init_from_instance_decoder(self, decoder: nn.Module) -> list[str]:
+        """Copy the stage-II instance decoder's weights into the parts the two decoders share
+        (:attr:`SHARED`: token and position encoders, decoder layers, output norm, mask head and
+        per-Gaussian mask features), so stage III starts from a decoder that already outlines
+        instances and t^_seg only has to pick one. The O_ins / ``<SEG>`` input maps, role
+        vectors and the exists head keep their initialisation. Returns the copied names; a
+        shape mismatch (another ``ReferringConfig``) is a one-line ValueError."""
+        own = self.state_dict()
+        theirs = decoder.state_dict()
+        copied = []
+        for name, value in own.items():
+            if name.split(".", 1)[0] not in self.SHARED:
+                continue
+            if name not in theirs:
+                raise ValueError(f"init_from_instance_decoder: the instance decoder has no {name!r}")
+            if tuple(theirs[name].shape) != tuple(value.shape):
+                raise ValueError(f"init_from_instance_decoder: {name} is {list(theirs[name].shape)} in the instance "
+                                 f"decoder but {list(value.shape)} here (sizes of another ReferringConfig?)")
+            value.copy_(theirs[name])
+            copied.append(name)
+        return copied
+
     def forward(self, latents: Tensor, means: Tensor, pooled: PooledTokens, instance_queries: Tensor,
                 segs: Tensor) -> ReferringOutput:
         """latents [N, C] and centres [N, 3] of the Gaussians, their pooled tokens L^, the
