@@ -328,7 +328,7 @@ def run_language_eval(cfg: LanguageEvalConfig) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     save_json_atomic(out / "results.json", json_ready(results))
-    text = to_markdown(tables, "GenSplat stage III") + "\n" + results.get("vqa", {}).get("markdown", "")
+    text = to_markdown(tables, "GenSplat stage III")
     from liftgs.files import atomic_write
 
     with atomic_write(out / "report.md") as f:
@@ -380,8 +380,11 @@ def _vqa(cfg: LanguageEvalConfig, model, cache, scenes, scorer, embed, k: int):
         views = [select_frames(scorer, feats, t, k, "gafs" if scorer is not None else "uniform") for t in emb]
         for q, ans in zip(qs, answer_questions(model, feats, [q.question for q in qs], views)):
             preds[q.question_id] = ans
-    ours = score_answers(val, preds)
-    prior = score_answers(val, prior_predictions(val, answer_prior(train)))
+    from liftgs.vqa.metrics import CaptionScorer
+
+    with CaptionScorer() as scorer_:  # one METEOR process for both
+        ours = score_answers(val, preds, scorer=scorer_)
+        prior = score_answers(val, prior_predictions(val, answer_prior(train)), scorer=scorer_)
     names = list(ours.overall)
     t = Table(f"3D question answering ({len(val)} questions of split {cfg.qa_split!r}; percent)", ["method", *names])
     t.rows.append(["answer prior (per question type)",  # one answer per question: no EM@10
