@@ -87,6 +87,20 @@ def test_bad_folders_are_one_line_errors_naming_the_file(tmp_path):
 
 
 # -------------------------------------------------------------------------------- recipe
+def _relevant_texts(rooms, min_pixels):
+    """Per visibility source, how many expressions of the training rooms have a relevant view."""
+    from liftgs.recipes.gensplat_frames import load_stage_two, scene_texts
+    from liftgs.recipes.gensplat_scenes import SceneFeatureCache
+
+    cfg = config(rooms, rooms / "unused")
+    cache = SceneFeatureCache(load_stage_two(rooms / "gs2")[0], rooms / "recon", rooms / "cache", cfg.cache_config())
+    out = {}
+    for source in ("instance", "rendered"):
+        out[source] = sum(bool(cache.get(rooms / "data" / sid, sid).visible(targets, min_pixels, source).any())
+                          for sid in ("room0", "room1", "room2") for _, targets in scene_texts(rooms / "data" / sid))
+    return out
+
+
 def test_loss_falls_and_the_model_folder_loads(rooms, tmp_path):
     from liftgs.recipes.gensplat_frames import run_gensplat_frames
 
@@ -101,7 +115,12 @@ def test_loss_falls_and_the_model_folder_loads(rooms, tmp_path):
     assert all(0.0 <= s["auc"] <= 1.0 and 0.0 <= s["top1"] <= 1.0 for s in scalars)
     doc = json.loads((tmp_path / "run" / "config.json").read_text())
     assert doc["gensplat_model"] == str(rooms / "gs2" / "model") and len(doc["gensplat_fingerprint"]) == 64
-    assert doc["num_samples"] == 9 and doc["scene_ids"] == ["room0", "room1", "room2"]
+    assert doc["scene_ids"] == ["room0", "room1", "room2"] and doc["gensplat-frames"]["visibility"] == "rendered"
+    # the samples are the texts whose targets some view shows in the rendered Gaussians (>= 100 px)
+    by_kind = _relevant_texts(rooms, 100)
+    assert doc["num_samples"] == by_kind["rendered"] and doc["num_texts_without_visible_target"] == 9 - by_kind[
+        "rendered"]
+    assert by_kind["instance"] == 9 and by_kind["rendered"] >= 7  # the two kinds of label mostly agree
     scorer = FrameScorer.from_pretrained(tmp_path / "run" / "model")
     assert scorer.config.latent_dim == 32 and scorer.config.text_dim == EMBEDDING_DIM
     assert (rooms / "cache" / "room0.safetensors").is_file()

@@ -1,7 +1,8 @@
 """Per-scene inputs of GenSplat's stage III and GAFS (liftgs.recipes.gensplat_scenes) on fabricated
 rooms with stand-in reconstructions and a fresh tiny stage-II GenSplat: Gaussian labels, the
 cache (write, reload, recompute on other settings / another model / a damaged file), the
-per-view queries (visibility, visible-Gaussian sets, view context) and one-line input errors."""
+per-view queries (visibility from the instance maps and from the rendered Gaussians,
+visible-Gaussian sets, view context) and one-line input errors."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import torch
 
 from liftgs.io.errors import DataError
 from liftgs.recipes import gensplat_scenes as gsc
-from liftgs.recipes.gensplat_scenes import SceneCacheConfig, SceneFeatureCache, gaussian_labels, model_fingerprint
+from liftgs.recipes.gensplat_scenes import (SceneCacheConfig, SceneFeatureCache, gaussian_labels, model_fingerprint,
+                                            rendered_object_pixels)
 from liftgs.testing.rooms import EMBEDDING_DIM
 
 SMALL = SceneCacheConfig(image_size=32, max_per_view=64)
@@ -106,9 +108,13 @@ def test_cache_config_is_validated():
 
 # -------------------------------------------------------------------------------- cache
 def test_cache_writes_and_reloads_identical_tensors(rooms, stage2, tmp_path, counted):
+    from safetensors import safe_open
+
     cache = SceneFeatureCache(stage2, rooms / "recon", tmp_path / "cache", SMALL)
     first = cache.get(rooms / "data" / "room0", "room0")
     assert len(counted) == 1 and (tmp_path / "cache" / "room0.safetensors").is_file()
+    with safe_open(str(tmp_path / "cache" / "room0.safetensors"), "pt") as f:
+        assert "rendered_pixels" in f.keys() and f.metadata()["version"] == str(gsc.VERSION)
     assert cache.get(rooms / "data" / "room0", "room0") is first  # in memory after the first call
     assert not list((tmp_path / "cache").glob("*.tmp"))
     again = SceneFeatureCache(stage2, rooms / "recon", tmp_path / "cache", SMALL).get(rooms / "data" / "room0",
@@ -121,6 +127,19 @@ def test_cache_writes_and_reloads_identical_tensors(rooms, stage2, tmp_path, cou
     assert first.images.shape == (F, 3, S, S) and first.images.dtype == torch.uint8
     assert first.view_index.shape[0] == F and first.view_index.shape[1] <= SMALL.max_per_view
     assert (first.width, first.height) == (48, 48)
+    O = first.object_ids.numel()
+    assert first.rendered_pixels.shape == (F, O) and first.rendered_pixels.dtype == torch.int64
+    assert first.rendered_pixels.sum() > 0 and torch.equal(again.rendered_pixels, first.rendered_pixels)
+
+
+def test_an_older_cache_version_is_recomputed(rooms, stage2, tmp_path, counted, monkeypatch):
+    root = tmp_path / "cache"
+    version = gsc.VERSION
+    monkeypatch.setattr(gsc, "VERSION", version - 1)
+    SceneFeatureCache(stage2, rooms / "recon", root, SMALL).get(rooms / "data" / "room0", "room0")
+    monkeypatch.setattr(gsc, "VERSION", version)
+    SceneFeatureCache(stage2, rooms / "recon", root, SMALL).get(rooms / "data" / "room0", "room0")
+    assert len(counted) == 2
 
 
 def test_other_settings_or_another_model_recompute(rooms, stage2, tmp_path, counted):
@@ -180,6 +199,20 @@ def test_visible_sums_the_targets_pixels_against_the_threshold(feats):
     assert f.visible([5, 7], min_pixels=1).tolist() == [True, True, True]
 
 
+def test_visible_reads_the_rendered_counts_with_source_rendered(feats):
+    f = dataclasses.replace(feats, object_ids=torch.tensor([3, 5]),
+                            visible_pixels=torch.tensor([[20, 0], [0, 20], [0, 0]]),
+                            rendered_pixels=torch.tensor([[0, 20], [20, 20], [0, 15]]))
+    assert f.visible([3]).tolist() == f.visible([3], source="instance").tolist() == [True, False, False]
+    assert f.visible([3], source="rendered").tolist() == [False, True, False]
+    assert f.visible([5], 16, "rendered").tolist() == [True, True, False]
+    assert f.visible([5], 15, "rendered").tolist() == [True, True, True]
+    assert f.visible([99], source="rendered").tolist() == [False] * 3
+    with pytest.raises(ValueError) as err:
+        f.visible([3], source="depth")
+    assert "\n" not in str(err.value) and "source" in str(err.value) and "'rendered'" in str(err.value)
+
+
 def test_visible_matches_the_instance_maps(rooms, feats):
     from liftgs.io.scene_dir import read_scene
 
@@ -188,6 +221,66 @@ def test_visible_matches_the_instance_maps(rooms, feats):
         counts = np.array([(f.instance_ids == o).sum() for f in scene.frames])
         assert feats.visible([o], 100).tolist() == (counts >= 100).tolist()
         assert feats.visible_pixels[:, feats.object_ids.tolist().index(o)].tolist() == counts.tolist()
+
+
+def _camera(width=32, height=32, focal=32.0):
+    """Camera at the origin looking down +z (OpenCV axes)."""
+    from liftgs.types import Camera
+
+    K = np.array([[focal, 0, width / 2], [0, focal, height / 2], [0, 0, 1]])
+    return Camera(K=K, viewmat=np.eye(4), width=width, height=height)
+
+
+def _splats(rows):
+    """(means, quats, scales, opacities, ids) of (centre, scale xyz, opacity, object id) rows."""
+    means = torch.tensor([r[0] for r in rows], dtype=torch.float32)
+    scales = torch.tensor([r[1] for r in rows], dtype=torch.float32)
+    opacities = torch.tensor([r[2] for r in rows], dtype=torch.float32)
+    quats = torch.tensor([[1.0, 0, 0, 0]] * len(rows))
+    return means, quats, scales, opacities, torch.tensor([r[3] for r in rows])
+
+
+def test_rendered_pixels_hide_occluded_and_off_camera_objects():
+    from liftgs.render import render
+
+    wall = ([0.0, 0, 2], [1.0, 1.0, 0.01], 0.99, 4)  # wide, nearly opaque, covers the image centre
+    hidden = ([0.0, 0, 4], [0.15, 0.15, 0.15], 0.99, 9)  # straight behind the wall
+    behind = ([0.0, 0, -2], [1.0, 1.0, 1.0], 0.99, 2)  # behind the camera
+    side = ([0.6, 0, 1.5], [0.1, 0.1, 0.1], 0.99, 7)  # in front of the wall, right of the centre
+    veil = ([-0.4, 0, 1], [0.25, 0.25, 0.01], 0.99, -1)  # unlabelled, in front of the wall's left half
+    objects = torch.tensor([2, 4, 7, 9, 11])  # 11: no Gaussian
+    cams = [_camera(), _camera(48, 40)]
+    counts = rendered_object_pixels(*_splats([wall, hidden, behind, side, veil]), objects, cams)
+    assert counts.shape == (2, 5) and counts.dtype == torch.int64
+    assert counts[:, 0].tolist() == [0, 0] and counts[:, 3].tolist() == [0, 0] and counts[:, 4].tolist() == [0, 0]
+    assert (counts[:, 1] > 100).all() and (counts[:, 2] > 0).all()
+    assert (counts.sum(1) <= torch.tensor([32 * 32, 48 * 40])).all()
+    # the unlabelled veil counts for no object but hides part of the wall
+    unveiled = rendered_object_pixels(*_splats([wall, hidden, behind, side]), objects, cams)
+    assert (unveiled[:, 1] > counts[:, 1]).all() and torch.equal(unveiled[:, [0, 3, 4]], counts[:, [0, 3, 4]])
+    # without the wall the hidden object shows; the behind-camera one never does
+    alone = rendered_object_pixels(*_splats([hidden, behind]), objects, cams)
+    assert (alone[:, 3] > 0).all() and alone[:, 0].tolist() == [0, 0]
+    # one object alone: its share is the rendered alpha, counted where it exceeds 0.5
+    means, quats, scales, opacities, ids = _splats([wall])
+    _, alpha, _ = render(means, quats, scales, opacities, torch.zeros(1, 1), torch.eye(4), torch.tensor(
+        cams[0].K, dtype=torch.float32), 32, 32)
+    single = rendered_object_pixels(means, quats, scales, opacities, ids, objects, cams[:1])
+    assert single[0].tolist() == [0, int((alpha > 0.5).sum()), 0, 0, 0]
+    # no labelled Gaussian, or no objects: zeros of the right shape
+    assert rendered_object_pixels(*_splats([veil]), objects, cams).tolist() == [[0] * 5] * 2
+    assert rendered_object_pixels(*_splats([wall]), torch.zeros(0, dtype=torch.long), cams).shape == (2, 0)
+
+
+def test_rendered_visibility_agrees_with_the_instance_maps(feats):
+    F, O = feats.rendered_pixels.shape
+    assert (F, O) == tuple(feats.visible_pixels.shape)
+    agree = [feats.visible([int(o)], m, "rendered")[v] == feats.visible([int(o)], m, "instance")[v]
+             for m in (16, 100) for o in feats.object_ids for v in range(F)]
+    assert np.mean(agree) >= 0.75, np.mean(agree)
+    # per pixel, the rendered counts follow the instance maps' (one Gaussian per labelled point)
+    a, b = feats.visible_pixels.double().ravel(), feats.rendered_pixels.double().ravel()
+    assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.8
 
 
 def test_view_sets_drop_the_padding(feats):
@@ -253,6 +346,15 @@ def test_unlabelled_scenes_are_one_line_errors_naming_the_file(rooms, stage2, tm
     assert "\n" not in msg and msg.startswith(str(path / "scene.json"))
     assert ("instance map" in msg) if what == "instance_maps" else ("instance ids" in msg)
     assert not (tmp_path / "cache" / "room0.safetensors").exists()
+
+
+def test_unlabelled_scans_have_zero_rendered_pixels(rooms, stage2, tmp_path):
+    path = _copy_scene(rooms, tmp_path / "data", instance_maps=False, point_ids=False)
+    feats = SceneFeatureCache(stage2, rooms / "recon", None, SMALL, labels=False).get(path, "room0")
+    F, O = feats.num_views, feats.object_ids.numel()
+    assert (feats.gaussian_ids == -1).all() and O > 0
+    assert feats.rendered_pixels.shape == (F, O) and not feats.rendered_pixels.any()
+    assert not feats.visible_pixels.any() and not feats.visible(feats.object_ids.tolist(), 1, "rendered").any()
 
 
 def test_missing_reconstructions_are_one_line_errors(rooms, stage2, tmp_path):

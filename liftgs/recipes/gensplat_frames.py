@@ -11,17 +11,19 @@ ablation (Table 4, VII).
 run, checkpoint or model folder) gives every scene's per-Gaussian latents L; the scene-feature
 cache (:mod:`liftgs.recipes.gensplat_scenes`, ``--cache``) keeps them with the views' images at
 ``image_size``, their cameras, the Gaussians each view sees and how many pixels of every
-object each view's instance map shows. The texts are every expression of every training scene
-(``scene.json`` ``expressions``: text and target ids) and, with ``--qa``, the questions of a
-ScanQA-format file whose ``object_ids`` are non-empty (those objects are the targets; only
-entries of ``--split`` or without a split, about training scenes). Each distinct text is
-embedded once by the frozen text encoder.
+object each view shows (on its instance map and in the rendered Gaussians). The texts are every
+expression of every training scene (``scene.json`` ``expressions``: text and target ids) and,
+with ``--qa``, the questions of a ScanQA-format file whose ``object_ids`` are non-empty (those
+objects are the targets; only entries of ``--split`` or without a split, about training scenes).
+Each distinct text is embedded once by the frozen text encoder.
 
-**Labels and loss.** A view is relevant to a text when its instance map shows at least
-``min_pixels`` pixels of the text's targets (:meth:`SceneFeatures.visible`, s^_i). Texts whose
-targets no view shows are left out. A step takes ``batch_size`` texts (an epoch-wise seeded
-permutation of the stream positions, so a resumed run is exact) and scores all views of each
-text's scene; the loss is the mean over the texts of L_bce
+**Labels and loss.** A view is relevant to a text when it shows at least ``min_pixels`` pixels
+of the text's targets (:meth:`SceneFeatures.visible`, s^_i), "computed by rendering the target's
+Gaussians" (``visibility="rendered"``: the reconstruction rendered from the view's camera, each
+Gaussian carrying its object's indicator) or counted on the view's ground-truth instance map
+(``visibility="instance"``). Texts whose targets no view shows are left out. A step takes
+``batch_size`` texts (an epoch-wise seeded permutation of the stream positions, so a resumed
+run is exact) and scores all views of each text's scene; the loss is the mean over the texts of L_bce
 (:func:`liftgs.models.gensplat.gafs.frame_scorer_loss`, the mean over that scene's views). Logged
 besides: ``top1`` (share of texts whose best-scored view is relevant) and ``auc`` (mean ROC AUC
 over the texts that have relevant and irrelevant views; 0.5 when none has both).
@@ -90,7 +92,11 @@ class GenSplatFramesConfig(RunConfig):
     text_encoder: str = "minilm"
     """frozen text encoder name or path (its width is the scorer's text width)"""
     min_pixels: int = 16
-    """a view is relevant when its instance map shows at least this many target pixels"""
+    """a view is relevant when it shows at least this many target pixels"""
+    visibility: Literal["instance", "rendered"] = "rendered"
+    """how a view's target pixels are counted: "rendered": from rendering the target's Gaussians
+    from the view's camera, as the GenSplat summary says; "instance": on the view's ground-truth
+    instance map"""
     max_per_view: int = 256
     """visible Gaussians kept per view in the scene-feature cache (seeded subsample)"""
     image_size: int = 64
@@ -244,12 +250,14 @@ def embed_texts(text_encoder, texts: list[str], chunk: int = 256) -> Tensor:
 
 
 def build_training_set(scenes: list[SceneFeatures], pending: list[tuple[int, str, tuple[int, ...], str]],
-                       text_encoder, min_pixels: int, mode: str, seed: int) -> FrameTrainingSet:
+                       text_encoder, min_pixels: int, mode: str, seed: int,
+                       visibility: str = "rendered") -> FrameTrainingSet:
     """Samples of ``pending`` (scene index, text, targets, source) whose targets at least one view
-    shows, with the distinct texts embedded once."""
+    shows (:meth:`SceneFeatures.visible` with ``source=visibility``), with the distinct texts
+    embedded once."""
     samples, labels, texts, index = [], [], [], {}
     for scene, text, targets, source in pending:
-        visible = np.asarray(scenes[scene].visible(list(targets), min_pixels), dtype=bool)
+        visible = np.asarray(scenes[scene].visible(list(targets), min_pixels, source=visibility), dtype=bool)
         if not visible.any():
             continue
         if text not in index:
@@ -393,10 +401,11 @@ def run_gensplat_frames(config: GenSplatFramesConfig, info: DistInfo | None = No
         scenes = scenes if scenes is not None else cache.load_all(pairs)
     else:
         scenes = cache.load_all(pairs, progress=progress)
-    data = build_training_set(scenes, pending, text_encoder, config.min_pixels, config.mode, config.seed)
+    data = build_training_set(scenes, pending, text_encoder, config.min_pixels, config.mode, config.seed,
+                              config.visibility)
     if len(data) == 0:
         raise DataError(f"none of the {len(pending)} texts has a target that a view shows with at least "
-                        f"--min-pixels {config.min_pixels} pixels", config.data)
+                        f"--min-pixels {config.min_pixels} pixels (--visibility {config.visibility})", config.data)
 
     seed_everything(config.seed)  # identical initial weights on every rank
     model = FrameScorerTraining(scorer_config, seed=config.seed).to(info.device)

@@ -5,9 +5,10 @@ GAFS (Key Designs 3) both read the same things about a scene, and none of them c
 they train: the stage-II model is fixed, so its per-Gaussian latents L, pooled tokens L^ and
 instance queries O_ins are computed once per scene and cached. Next to them the cache keeps
 what the views contribute: every frame's image at ``image_size`` x ``image_size``, its camera,
-how many pixels of every annotated object it shows (its instance map), and the indices of the
-Gaussians it sees (:func:`liftgs.models.gensplat.gafs.visible_gaussians`, at most
-``max_per_view``, a seeded draw).
+how many pixels of every annotated object it shows -- counted on its ground-truth instance map
+(``visible_pixels``) and on the reconstruction rendered from its camera
+(``rendered_pixels``, :func:`rendered_object_pixels`) -- and the indices of the Gaussians it sees
+(:func:`liftgs.models.gensplat.gafs.visible_gaussians`, at most ``max_per_view``, a seeded draw).
 
 Ground truth over the Gaussians: a Gaussian takes the object id of the nearest point of the
 scene's labelled point cloud when that point is within ``label_radius`` metres (else -1). The
@@ -37,8 +38,10 @@ from liftgs.io.errors import DataError
 from liftgs.models.gensplat import GenSplat, PooledTokens
 
 FORMAT = "liftgs-gensplat-scene-features"
-VERSION = 1
+VERSION = 2
 RECON_FILE = "gaussians.ply"
+VISIBILITY_SOURCES = ("instance", "rendered")  # SceneFeatures.visible(source=...)
+RENDERED_SHARE = 0.5  # a rendered pixel shows an object when the object's composited share exceeds this
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,7 @@ class SceneFeatures:
     height: int
     object_ids: Tensor  # [O] int64 annotated objects
     visible_pixels: Tensor  # [F, O] int64 pixels of each object in each frame's instance map
+    rendered_pixels: Tensor  # [F, O] int64 pixels where each object's Gaussians render (rendered_object_pixels)
     view_index: Tensor  # [F, M] int64 visible Gaussians per view, padded with -1
 
     @property
@@ -90,13 +94,19 @@ class SceneFeatures:
         """[3] the scene centre the decoders and the scorer use (pooled tokens' centre)."""
         return self.pooled.scene_centre()
 
-    def visible(self, target_ids: Sequence[int], min_pixels: int = 16) -> np.ndarray:
-        """Bool [F]: the frames whose instance map shows at least ``min_pixels`` pixels of the
-        targets (summed over them) -- GAFS's per-view labels s^_i."""
-        cols = [int(i) for i, o in enumerate(self.object_ids.tolist()) if o in set(int(t) for t in target_ids)]
+    def visible(self, target_ids: Sequence[int], min_pixels: int = 16, source: str = "instance") -> np.ndarray:
+        """Bool [F]: the frames that show at least ``min_pixels`` pixels of the targets (summed
+        over them) -- GAFS's per-view labels s^_i. ``source``: "instance" counts the frames'
+        ground-truth instance maps (``visible_pixels``), "rendered" the pixels where the
+        targets' Gaussians render (``rendered_pixels``)."""
+        if source not in VISIBILITY_SOURCES:
+            raise ValueError(f"visible: source must be one of {list(VISIBILITY_SOURCES)}, got {source!r}")
+        counts = self.visible_pixels if source == "instance" else self.rendered_pixels
+        targets = {int(t) for t in target_ids}
+        cols = [int(i) for i, o in enumerate(self.object_ids.tolist()) if o in targets]
         if not cols:
             return np.zeros(self.num_views, dtype=bool)
-        return (self.visible_pixels[:, cols].sum(1) >= min_pixels).numpy()
+        return (counts[:, cols].sum(1) >= min_pixels).numpy()
 
     def view_sets(self, views: Sequence[int] | None = None) -> list[Tensor]:
         """The visible-Gaussian index lists of ``views`` (all by default)."""
@@ -131,7 +141,8 @@ class SceneFeatures:
                 "pooled.assignment": p.assignment, "pooled.valid": p.valid.to(torch.uint8),
                 "instance_queries": self.instance_queries, "gaussian_ids": self.gaussian_ids,
                 "images": self.images, "viewmats": self.viewmats, "intrinsics": self.intrinsics,
-                "object_ids": self.object_ids, "visible_pixels": self.visible_pixels, "view_index": self.view_index}
+                "object_ids": self.object_ids, "visible_pixels": self.visible_pixels,
+                "rendered_pixels": self.rendered_pixels, "view_index": self.view_index}
 
     @classmethod
     def from_tensors(cls, scene_id: str, t: dict[str, Tensor], width: int, height: int) -> SceneFeatures:
@@ -140,7 +151,8 @@ class SceneFeatures:
         return cls(scene_id=scene_id, latents=t["latents"], means=t["means"], pooled=pooled,
                    instance_queries=t["instance_queries"], gaussian_ids=t["gaussian_ids"], images=t["images"],
                    viewmats=t["viewmats"], intrinsics=t["intrinsics"], width=int(width), height=int(height),
-                   object_ids=t["object_ids"], visible_pixels=t["visible_pixels"], view_index=t["view_index"])
+                   object_ids=t["object_ids"], visible_pixels=t["visible_pixels"],
+                   rendered_pixels=t["rendered_pixels"], view_index=t["view_index"])
 
 
 def model_fingerprint(model: GenSplat) -> str:
@@ -168,13 +180,41 @@ def gaussian_labels(means: np.ndarray, points: np.ndarray, instance_ids: np.ndar
 
 
 @torch.no_grad()
+def rendered_object_pixels(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, gaussian_ids: Tensor,
+                           object_ids: Tensor, cameras: Sequence) -> Tensor:
+    """[F, O] int64: for every camera (a :class:`liftgs.types.Camera`, rendered at its own
+    size), the number of pixels where object ``object_ids[o]`` shows in the Gaussians rendered
+    by :mod:`liftgs.render`. Each Gaussian carries a one-hot indicator of its object id
+    (``gaussian_ids``, -1 = none: all zeros); composited front to back, a pixel's value for an
+    object is that object's alpha-weighted share of the pixel (occlusion-aware: Gaussians behind
+    an opaque surface add nothing), and the pixel counts for the object when the share exceeds
+    :data:`RENDERED_SHARE`. No gradient."""
+    from liftgs.render import composite, render_weights
+
+    F, O = len(cameras), int(object_ids.numel())
+    out = torch.zeros((F, O), dtype=torch.long)
+    ids = gaussian_ids.to(device=means.device, dtype=torch.long).reshape(-1, 1)
+    onehot = ((ids >= 0) & (ids == object_ids.to(device=means.device, dtype=torch.long).reshape(1, -1))
+              ).to(means.dtype)  # [N, O]
+    if not bool(onehot.any()):  # no object or no labelled Gaussian: nothing to render
+        return out
+    for f, cam in enumerate(cameras):
+        viewmat = torch.as_tensor(np.asarray(cam.viewmat), dtype=means.dtype, device=means.device)
+        K = torch.as_tensor(np.asarray(cam.K), dtype=means.dtype, device=means.device)
+        weights = render_weights(means, quats, scales, opacities, viewmat, K, cam.width, cam.height)
+        share, _ = composite(weights, onehot)
+        out[f] = (share > RENDERED_SHARE).sum(0).cpu()
+    return out
+
+
+@torch.no_grad()
 def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, config: SceneCacheConfig,
                            labels: bool = True) -> SceneFeatures:
     """The :class:`SceneFeatures` of one scene directory and its reconstruction.
 
     ``labels=True`` (training, evaluation) requires instance ids on the points and an instance
     map on every frame; ``labels=False`` (inference on a user's scan) uses them when present
-    and otherwise leaves the Gaussians unlabelled (-1) and the visible pixels zero."""
+    and otherwise leaves the Gaussians unlabelled (-1) and the visible and rendered pixels zero."""
     import torch.nn.functional as F
 
     from liftgs.io.scene_dir import read_scene
@@ -225,6 +265,9 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
         counts.append([0 if inst is None else int((inst == o).sum()) for o in object_ids])
         view_sets.append(visible_gaussians(means, cam.viewmat, cam.K, cam.width, cam.height,
                                            config.max_per_view, gen))
+    rendered = rendered_object_pixels(g.means.cpu(), g.quats.cpu(), g.scales.cpu(), g.opacities.cpu(),
+                                      torch.from_numpy(ids), torch.from_numpy(object_ids),
+                                      [f.camera for f in scene.frames])
     M = max(1, max(int(v.numel()) for v in view_sets))
     view_index = torch.full((len(view_sets), M), -1, dtype=torch.long)
     for r, v in enumerate(view_sets):
@@ -235,6 +278,7 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
                          viewmats=torch.stack(viewmats), intrinsics=torch.stack(Ks), width=int(W), height=int(H),
                          object_ids=torch.from_numpy(object_ids),
                          visible_pixels=torch.tensor(counts, dtype=torch.long).reshape(len(scene.frames), -1),
+                         rendered_pixels=rendered,
                          view_index=view_index)
 
 
@@ -328,5 +372,5 @@ class SceneFeatureCache:
         return [self.get(p, sid) for p, sid in tqdm(scenes, desc="scene features", disable=not progress)]
 
 
-__all__ = ["SceneCacheConfig", "SceneFeatureCache", "SceneFeatures", "compute_scene_features", "gaussian_labels",
-           "model_fingerprint"]
+__all__ = ["VISIBILITY_SOURCES", "SceneCacheConfig", "SceneFeatureCache", "SceneFeatures", "compute_scene_features",
+           "gaussian_labels", "model_fingerprint", "rendered_object_pixels"]
