@@ -251,3 +251,42 @@ def test_init_from_instance_decoder():
     other = ReferringDecoder(ReferringConfig.from_gensplat(small_config(hidden_dim=64), seg_dim=16))
     with pytest.raises(ValueError, match="init_from_instance_decoder: .* is .* in the instance decoder"):
         other.init_from_instance_decoder(model.decoder)
+
+
+def test_view_prior_adds_a_centred_share_to_every_layer(scene):
+    latents, means, pooled, queries = scene
+    plain = decoder(seed=3)
+    torch.manual_seed(3)
+    primed = build_referring_decoder(small_config(), seg_dim=SEG_DIM, view_prior=True).eval()
+    missing = primed.load_state_dict(plain.state_dict(), strict=False)
+    assert missing.missing_keys == ["prior_scale"] and not missing.unexpected_keys
+    segs = torch.randn(2, SEG_DIM)
+    prior = torch.zeros(latents.shape[0])
+    prior[180:270] = 1.0  # the frames looked at box 1 only
+    prior[:90] = 0.5
+    base, out = plain(latents, means, pooled, queries, segs), primed(latents, means, pooled, queries, segs, prior)
+    shift = primed.prior_scale.detach() * (prior - prior.mean())
+    for (a, ea), (b, eb) in zip(base.layers(), out.layers()):
+        assert torch.allclose(b, a + shift, atol=1e-5) and torch.allclose(ea, eb)
+    # a flat prior (frames that see everything alike) changes nothing
+    flat = primed(latents, means, pooled, queries, segs, torch.full((latents.shape[0],), 0.7))
+    assert torch.allclose(flat.mask_logits, base.mask_logits, atol=1e-5)
+    # beta learns: the loss reaches it
+    targets = torch.zeros(2, latents.shape[0])
+    targets[:, 180:270] = 1.0
+    loss, _ = deep_referring_loss(primed(latents, means, pooled, queries, segs, prior), targets,
+                                  torch.tensor([True, True]))
+    loss.backward()
+    assert primed.prior_scale.grad is not None and float(primed.prior_scale.grad) < 0  # more prior, lower loss
+
+
+def test_view_prior_is_required_or_refused(scene):
+    latents, means, pooled, queries = scene
+    segs = torch.randn(1, SEG_DIM)
+    primed = build_referring_decoder(small_config(), seg_dim=SEG_DIM, view_prior=True)
+    with pytest.raises(ValueError, match="pass view_prior"):
+        primed(latents, means, pooled, queries, segs)
+    with pytest.raises(ValueError, match="view_prior must be finite"):
+        primed(latents, means, pooled, queries, segs, torch.zeros(3))
+    with pytest.raises(ValueError, match="built without one"):
+        decoder()(latents, means, pooled, queries, segs, torch.zeros(latents.shape[0]))

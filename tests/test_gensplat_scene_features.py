@@ -15,7 +15,7 @@ import torch
 from liftgs.io.errors import DataError
 from liftgs.recipes import gensplat_scenes as gsc
 from liftgs.recipes.gensplat_scenes import (SceneCacheConfig, SceneFeatureCache, gaussian_labels, model_fingerprint,
-                                            rendered_object_pixels)
+                                            render_view_stats, rendered_object_pixels)
 from liftgs.testing.rooms import EMBEDDING_DIM
 
 SMALL = SceneCacheConfig(image_size=32, max_per_view=64)
@@ -270,6 +270,38 @@ def test_rendered_pixels_hide_occluded_and_off_camera_objects():
     # no labelled Gaussian, or no objects: zeros of the right shape
     assert rendered_object_pixels(*_splats([veil]), objects, cams).tolist() == [[0] * 5] * 2
     assert rendered_object_pixels(*_splats([wall]), torch.zeros(0, dtype=torch.long), cams).shape == (2, 0)
+
+
+def test_seen_gaussians_are_the_rendered_ones():
+    wall = ([0.0, 0, 2], [1.0, 1.0, 0.01], 0.99, 4)
+    hidden = ([0.0, 0, 4], [0.15, 0.15, 0.15], 0.99, 9)  # behind the wall: in the frame, not seen
+    behind = ([0.0, 0, -2], [1.0, 1.0, 1.0], 0.99, 2)  # behind the camera
+    side = ([0.6, 0, 1.5], [0.1, 0.1, 0.1], 0.99, 7)
+    faint = ([-0.6, 0, 1.5], [0.01, 0.01, 0.01], 0.05, -1)  # a speck: less than half a pixel of weight
+    objects = torch.tensor([2, 4, 7, 9])
+    rendered, seen = render_view_stats(*_splats([wall, hidden, behind, side, faint]), objects, [_camera(), _camera(48, 40)])
+    assert seen.dtype == torch.bool and seen.shape == (2, 5)
+    assert seen.tolist() == [[True, False, False, True, False]] * 2
+    assert torch.equal(rendered, rendered_object_pixels(*_splats([wall, hidden, behind, side, faint]), objects,
+                                                        [_camera(), _camera(48, 40)]))
+    # without the wall the hidden one is seen; an unlabelled scene still gets its seen sets
+    _, alone = render_view_stats(*_splats([hidden, behind]), objects, [_camera()])
+    assert alone.tolist() == [[True, False]]
+    counts, unlabelled = render_view_stats(*_splats([([0.0, 0, 2], [1.0, 1.0, 0.01], 0.99, -1)]), objects,
+                                           [_camera()])
+    assert counts.tolist() == [[0, 0, 0, 0]] and unlabelled.tolist() == [[True]]
+
+
+def test_view_sets_and_prior_follow_the_seen_gaussians(feats):
+    assert feats.seen.shape == (feats.num_views, feats.means.shape[0]) and feats.seen.dtype == torch.bool
+    for v, idx in enumerate(feats.view_sets()):
+        assert feats.seen[v, idx].all()
+        assert idx.numel() == min(int(feats.seen[v].sum()), SMALL.max_per_view)
+    prior = feats.view_prior([0, 2])
+    assert prior.dtype == torch.float32 and prior.shape == (feats.means.shape[0],)
+    assert torch.equal(prior, (feats.seen[0].float() + feats.seen[2].float()) / 2)
+    assert torch.equal(feats.view_prior([1]), feats.seen[1].float())
+    assert feats.view_prior([]).abs().sum() == 0
 
 
 def test_rendered_visibility_agrees_with_the_instance_maps(feats):

@@ -113,6 +113,9 @@ class GenSplatLanguageConfig(RunConfig):
     """add each view's context (mean seen latent, camera pose) to its token"""
     init_decoder: bool = True
     """start the referring decoder's shared parts from the stage-II instance decoder's weights"""
+    view_prior: bool = True
+    """the referring decoder also reads where the selected frames looked (ReferringConfig.view_prior;
+    ours, not in the summary; --no-view-prior is the summary's decoder)"""
     image_size: int = 64
     max_per_view: int = 256
     label_radius: float = 0.08
@@ -277,6 +280,12 @@ class GenSplatLanguage(nn.Module):
         ctx = feats.view_context(idx.tolist()) if self.settings.view_context else None
         return images, ctx
 
+    def view_prior(self, feats: SceneFeatures, views: np.ndarray) -> Tensor | None:
+        """The referring decoder's view prior for the frames ``views`` (None when it has none)."""
+        if not self.referring.config.view_prior:
+            return None
+        return feats.view_prior(np.asarray(views, np.int64).tolist()).to(self.reasoner.device)
+
     def forward(self, samples: list[LanguageSample]) -> tuple[Tensor, dict[str, float]]:
         device = self.reasoner.device
         inputs = [self.view_inputs(s.feats, s.views) for s in samples]
@@ -289,7 +298,7 @@ class GenSplatLanguage(nn.Module):
                 continue
             f = s.feats
             pred = self.referring(f.latents.to(device), f.means.to(device), _pooled_to(f, device),
-                                  f.instance_queries.to(device), out.segs[b])
+                                  f.instance_queries.to(device), out.segs[b], self.view_prior(f, s.views))
             target = gaussian_targets(f, s.targets).to(device)
             loss, parts = deep_referring_loss(pred, target, torch.ones(1, dtype=torch.bool, device=device))
             mask_losses.append(loss)
@@ -466,7 +475,8 @@ def run_gensplat_language(config: GenSplatLanguageConfig, info: DistInfo | None 
         image_size=config.image_size, max_views=max(config.num_views, 1),
         context_dim=(C + 9) if config.view_context else 0), seed=config.seed)
     with fork_rng(config.seed):
-        referring = ReferringDecoder(ReferringConfig.from_gensplat(stage2.config, seg_dim=reasoner.seg_dim))
+        referring = ReferringDecoder(ReferringConfig.from_gensplat(stage2.config, seg_dim=reasoner.seg_dim,
+                                                                   view_prior=config.view_prior))
     if config.init_decoder:
         referring.init_from_instance_decoder(stage2.decoder)
     settings = LanguageSettings(num_views=config.num_views, min_pixels=config.min_pixels,

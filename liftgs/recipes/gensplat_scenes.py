@@ -7,8 +7,11 @@ instance queries O_ins are computed once per scene and cached. Next to them the 
 what the views contribute: every frame's image at ``image_size`` x ``image_size``, its camera,
 how many pixels of every annotated object it shows -- counted on its ground-truth instance map
 (``visible_pixels``) and on the reconstruction rendered from its camera
-(``rendered_pixels``, :func:`rendered_object_pixels`) -- and the indices of the Gaussians it sees
-(:func:`liftgs.models.gensplat.gafs.visible_gaussians`, at most ``max_per_view``, a seeded draw).
+(``rendered_pixels``, :func:`render_view_stats`) -- and which Gaussians it sees (``seen``): those
+whose rendering weights over the view's pixels add up to at least :data:`SEEN_WEIGHT` (half a
+pixel), so a Gaussian hidden behind an opaque surface or outside the frame is not seen. GAFS
+reads, per view, a seeded draw of at most ``max_per_view`` of them (``view_index``); stage III
+reads ``seen`` itself through :meth:`SceneFeatures.view_prior`.
 
 Ground truth over the Gaussians: a Gaussian takes the object id of the nearest point of the
 scene's labelled point cloud when that point is within ``label_radius`` metres (else -1). The
@@ -38,10 +41,11 @@ from liftgs.io.errors import DataError
 from liftgs.models.gensplat import GenSplat, PooledTokens
 
 FORMAT = "liftgs-gensplat-scene-features"
-VERSION = 2
+VERSION = 3
 RECON_FILE = "gaussians.ply"
 VISIBILITY_SOURCES = ("instance", "rendered")  # SceneFeatures.visible(source=...)
 RENDERED_SHARE = 0.5  # a rendered pixel shows an object when the object's composited share exceeds this
+SEEN_WEIGHT = 0.5  # a view sees a Gaussian whose rendering weights over its pixels sum to at least this
 
 
 @dataclass(frozen=True)
@@ -49,7 +53,7 @@ class SceneCacheConfig:
     """How scene features are computed (recorded in every cache file)."""
 
     image_size: int = 64  # views stored at image_size x image_size (uint8)
-    max_per_view: int = 256  # visible Gaussians kept per view (seeded subsample)
+    max_per_view: int = 256  # seen Gaussians kept per view in view_index (seeded subsample)
     label_radius: float = 0.08  # metres: a Gaussian further from every labelled point is unlabelled (-1)
     seed: int = 0  # seed of the visible-Gaussian subsample
 
@@ -84,7 +88,8 @@ class SceneFeatures:
     object_ids: Tensor  # [O] int64 annotated objects
     visible_pixels: Tensor  # [F, O] int64 pixels of each object in each frame's instance map
     rendered_pixels: Tensor  # [F, O] int64 pixels where each object's Gaussians render (rendered_object_pixels)
-    view_index: Tensor  # [F, M] int64 visible Gaussians per view, padded with -1
+    view_index: Tensor  # [F, M] int64 a seeded draw of the Gaussians each view sees, padded with -1
+    seen: Tensor  # [F, N] bool: the Gaussians each view sees (rendering weight >= SEEN_WEIGHT)
 
     @property
     def num_views(self) -> int:
@@ -107,6 +112,14 @@ class SceneFeatures:
         if not cols:
             return np.zeros(self.num_views, dtype=bool)
         return (counts[:, cols].sum(1) >= min_pixels).numpy()
+
+    def view_prior(self, views: Sequence[int]) -> Tensor:
+        """[N] float32: the share of ``views`` that see each Gaussian (:attr:`seen`) -- where the
+        selected frames looked. Zeros for no views."""
+        rows = [int(v) for v in views]
+        if not rows:
+            return torch.zeros(self.seen.shape[1], dtype=torch.float32)
+        return self.seen[rows].float().mean(0)
 
     def view_sets(self, views: Sequence[int] | None = None) -> list[Tensor]:
         """The visible-Gaussian index lists of ``views`` (all by default)."""
@@ -142,7 +155,8 @@ class SceneFeatures:
                 "instance_queries": self.instance_queries, "gaussian_ids": self.gaussian_ids,
                 "images": self.images, "viewmats": self.viewmats, "intrinsics": self.intrinsics,
                 "object_ids": self.object_ids, "visible_pixels": self.visible_pixels,
-                "rendered_pixels": self.rendered_pixels, "view_index": self.view_index}
+                "rendered_pixels": self.rendered_pixels, "view_index": self.view_index,
+                "seen": self.seen.to(torch.uint8)}
 
     @classmethod
     def from_tensors(cls, scene_id: str, t: dict[str, Tensor], width: int, height: int) -> SceneFeatures:
@@ -152,7 +166,7 @@ class SceneFeatures:
                    instance_queries=t["instance_queries"], gaussian_ids=t["gaussian_ids"], images=t["images"],
                    viewmats=t["viewmats"], intrinsics=t["intrinsics"], width=int(width), height=int(height),
                    object_ids=t["object_ids"], visible_pixels=t["visible_pixels"],
-                   rendered_pixels=t["rendered_pixels"], view_index=t["view_index"])
+                   rendered_pixels=t["rendered_pixels"], view_index=t["view_index"], seen=t["seen"].bool())
 
 
 def model_fingerprint(model: GenSplat) -> str:
@@ -180,31 +194,54 @@ def gaussian_labels(means: np.ndarray, points: np.ndarray, instance_ids: np.ndar
 
 
 @torch.no_grad()
-def rendered_object_pixels(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, gaussian_ids: Tensor,
-                           object_ids: Tensor, cameras: Sequence) -> Tensor:
-    """[F, O] int64: for every camera (a :class:`liftgs.types.Camera`, rendered at its own
-    size), the number of pixels where object ``object_ids[o]`` shows in the Gaussians rendered
-    by :mod:`liftgs.render`. Each Gaussian carries a one-hot indicator of its object id
-    (``gaussian_ids``, -1 = none: all zeros); composited front to back, a pixel's value for an
-    object is that object's alpha-weighted share of the pixel (occlusion-aware: Gaussians behind
-    an opaque surface add nothing), and the pixel counts for the object when the share exceeds
-    :data:`RENDERED_SHARE`. No gradient."""
+def render_view_stats(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, gaussian_ids: Tensor,
+                      object_ids: Tensor, cameras: Sequence, min_weight: float = SEEN_WEIGHT
+                      ) -> tuple[Tensor, Tensor]:
+    """What each camera (a :class:`liftgs.types.Camera`, rendered at its own size) shows of the
+    Gaussians rendered by :mod:`liftgs.render`, one render per camera:
+
+    * ``rendered`` [F, O] int64: the number of pixels where object ``object_ids[o]`` shows. Each
+      Gaussian carries a one-hot indicator of its object id (``gaussian_ids``, -1 = none: all
+      zeros); composited front to back, a pixel's value for an object is that object's
+      alpha-weighted share of the pixel (occlusion-aware: Gaussians behind an opaque surface add
+      nothing), and the pixel counts for the object when the share exceeds :data:`RENDERED_SHARE`.
+    * ``seen`` [F, N] bool: the Gaussians whose compositing weights (alpha times transmittance)
+      over the camera's pixels sum to at least ``min_weight``.
+
+    No gradient."""
     from liftgs.render import composite, render_weights
 
-    F, O = len(cameras), int(object_ids.numel())
-    out = torch.zeros((F, O), dtype=torch.long)
+    F, O, N = len(cameras), int(object_ids.numel()), int(means.shape[0])
+    rendered = torch.zeros((F, O), dtype=torch.long)
+    seen = torch.zeros((F, N), dtype=torch.bool)
     ids = gaussian_ids.to(device=means.device, dtype=torch.long).reshape(-1, 1)
     onehot = ((ids >= 0) & (ids == object_ids.to(device=means.device, dtype=torch.long).reshape(1, -1))
               ).to(means.dtype)  # [N, O]
-    if not bool(onehot.any()):  # no object or no labelled Gaussian: nothing to render
-        return out
+    labelled = bool(onehot.any())
     for f, cam in enumerate(cameras):
         viewmat = torch.as_tensor(np.asarray(cam.viewmat), dtype=means.dtype, device=means.device)
         K = torch.as_tensor(np.asarray(cam.K), dtype=means.dtype, device=means.device)
         weights = render_weights(means, quats, scales, opacities, viewmat, K, cam.width, cam.height)
-        share, _ = composite(weights, onehot)
-        out[f] = (share > RENDERED_SHARE).sum(0).cpu()
-    return out
+        if labelled:
+            share, _ = composite(weights, onehot)
+            rendered[f] = (share > RENDERED_SHARE).sum(0).cpu()
+        _, cols, values = weights.to_coo()
+        total = torch.zeros(N, dtype=torch.float64).index_add_(0, cols.cpu(), values.detach().cpu().double())
+        seen[f] = total >= min_weight
+    return rendered, seen
+
+
+def rendered_object_pixels(means: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, gaussian_ids: Tensor,
+                           object_ids: Tensor, cameras: Sequence) -> Tensor:
+    """[F, O] int64: the ``rendered`` counts of :func:`render_view_stats`."""
+    return render_view_stats(means, quats, scales, opacities, gaussian_ids, object_ids, cameras)[0]
+
+
+def _draw(index: Tensor, k: int, generator: torch.Generator) -> Tensor:
+    """At most ``k`` of ``index`` (ascending), drawn uniformly without replacement."""
+    if index.numel() <= k:
+        return index
+    return index[torch.randperm(index.numel(), generator=generator)[:k]].sort().values
 
 
 @torch.no_grad()
@@ -218,7 +255,6 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
     import torch.nn.functional as F
 
     from liftgs.io.scene_dir import read_scene
-    from liftgs.models.gensplat.gafs import visible_gaussians
     from liftgs.recipes.gensplat_data import load_gaussians
 
     scene = read_scene(scene_path)
@@ -251,7 +287,7 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
         ids = np.full(means.shape[0], -1, np.int64)
     object_ids = np.array(sorted(int(k) for k in scene.objects), np.int64)
     S = config.image_size
-    images, viewmats, Ks, counts, view_sets = [], [], [], [], []
+    images, viewmats, Ks, counts = [], [], [], []
     gen = torch.Generator().manual_seed(config.seed)
     W, H = scene.frames[0].camera.width, scene.frames[0].camera.height
     for f in scene.frames:
@@ -263,11 +299,10 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
         Ks.append(torch.from_numpy(np.asarray(cam.K, np.float64)))
         inst = None if f.instance_ids is None else np.asarray(f.instance_ids)
         counts.append([0 if inst is None else int((inst == o).sum()) for o in object_ids])
-        view_sets.append(visible_gaussians(means, cam.viewmat, cam.K, cam.width, cam.height,
-                                           config.max_per_view, gen))
-    rendered = rendered_object_pixels(g.means.cpu(), g.quats.cpu(), g.scales.cpu(), g.opacities.cpu(),
-                                      torch.from_numpy(ids), torch.from_numpy(object_ids),
-                                      [f.camera for f in scene.frames])
+    rendered, seen = render_view_stats(g.means.cpu(), g.quats.cpu(), g.scales.cpu(), g.opacities.cpu(),
+                                       torch.from_numpy(ids), torch.from_numpy(object_ids),
+                                       [f.camera for f in scene.frames])
+    view_sets = [_draw(torch.nonzero(row).flatten(), config.max_per_view, gen) for row in seen]
     M = max(1, max(int(v.numel()) for v in view_sets))
     view_index = torch.full((len(view_sets), M), -1, dtype=torch.long)
     for r, v in enumerate(view_sets):
@@ -279,7 +314,7 @@ def compute_scene_features(model: GenSplat, scene_path: Path, recon_ply: Path, c
                          object_ids=torch.from_numpy(object_ids),
                          visible_pixels=torch.tensor(counts, dtype=torch.long).reshape(len(scene.frames), -1),
                          rendered_pixels=rendered,
-                         view_index=view_index)
+                         view_index=view_index, seen=seen)
 
 
 class SceneFeatureCache:
@@ -373,4 +408,4 @@ class SceneFeatureCache:
 
 
 __all__ = ["VISIBILITY_SOURCES", "SceneCacheConfig", "SceneFeatureCache", "SceneFeatures", "compute_scene_features",
-           "gaussian_labels", "model_fingerprint", "rendered_object_pixels"]
+           "gaussian_labels", "model_fingerprint", "render_view_stats", "rendered_object_pixels"]
