@@ -124,6 +124,11 @@ def test_loss_falls_and_the_model_folder_loads(rooms, tmp_path):
     scorer = FrameScorer.from_pretrained(tmp_path / "run" / "model")
     assert scorer.config.latent_dim == 32 and scorer.config.text_dim == EMBEDDING_DIM
     assert (rooms / "cache" / "room0.safetensors").is_file()
+    # the geometry scorer carries the stage-II semantic head for its evidence term
+    from liftgs.recipes.gensplat_frames import load_stage_two
+
+    assert scorer.config.evidence
+    torch.testing.assert_close(scorer.semantic_weight, load_stage_two(rooms / "gs2")[0].semantic_proj.weight.float())
 
 
 def test_exact_resume(rooms, tmp_path):

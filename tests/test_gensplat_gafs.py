@@ -268,3 +268,36 @@ def test_one_line_errors():
         scorer(text, images, latents=bad, positions=pos, gaussian_mask=mask)
     with pytest.raises(ValueError, match="view_embeddings"):
         scorer(text, view_embeddings=torch.randn(5, 4), latents=lat, positions=pos, gaussian_mask=mask)
+
+
+def test_geometric_evidence_by_hand(tmp_path):
+    scorer = FrameScorer(small(evidence=True))
+    assert scorer.semantic_weight.shape == (T, C) and scorer.evidence_scale.item() == pytest.approx(10.0)
+    g = torch.Generator().manual_seed(5)
+    weight = torch.randn(T, C, generator=g)
+    scorer.set_semantic_head(weight)
+    text, images, lat, pos, mask = inputs(V=3)
+    all_latents = torch.randn(9, C, generator=g)
+    seen = torch.zeros(3, 9, dtype=torch.bool)
+    seen[0, [1, 4]] = True
+    seen[1, :] = True  # view 2 sees nothing
+    e = scorer.view_evidence(text, all_latents, seen)
+    cos = [float(torch.nn.functional.cosine_similarity(weight @ all_latents[j], text, dim=0)) for j in range(9)]
+    assert e.tolist() == pytest.approx([max(cos[1], cos[4]), max(cos), -1.0], abs=1e-5)
+    out = scorer(text, images, latents=lat, positions=pos, gaussian_mask=mask, evidence=e)
+    torch.testing.assert_close(out.logits, scorer.scale * out.cosine + scorer.bias + scorer.evidence_scale * e)
+    with pytest.raises(ValueError, match="pass evidence"):
+        scorer(text, images, latents=lat, positions=pos, gaussian_mask=mask)
+    with pytest.raises(ValueError, match="seen must be a bool"):
+        scorer.view_evidence(text, all_latents, seen[:, :4])
+    # gamma learns; the frozen map is saved with the scorer and comes back
+    out.logits.sum().backward()
+    assert scorer.evidence_scale.grad is not None and scorer.semantic_weight.grad is None
+    again = FrameScorer.from_pretrained(scorer.save_pretrained(tmp_path / "s"))
+    torch.testing.assert_close(again.semantic_weight, weight)
+    torch.testing.assert_close(again.view_evidence(text, all_latents, seen), e)
+    # only for the geometry scorer; a scorer without it refuses the helpers
+    with pytest.raises(ValueError, match="needs mode 'geometry'"):
+        small(mode="views", evidence=True)
+    with pytest.raises(ValueError, match="no geometric evidence"):
+        FrameScorer(small()).set_semantic_head(weight)

@@ -97,6 +97,9 @@ class GenSplatFramesConfig(RunConfig):
     """how a view's target pixels are counted: "rendered": from rendering the target's Gaussians
     from the view's camera, as the GenSplat summary says; "instance": on the view's ground-truth
     instance map"""
+    evidence: bool = True
+    """mode geometry: add the geometric evidence term, gamma * max cos(semantic head(l_j), text) over each
+    view's Gaussians (FrameScorerConfig.evidence; ours, not in the summary)"""
     max_per_view: int = 256
     """visible Gaussians kept per view in the scene-feature cache (seeded subsample)"""
     image_size: int = 64
@@ -129,7 +132,8 @@ class GenSplatFramesConfig(RunConfig):
         return FrameScorerConfig(text_dim=int(text_dim), latent_dim=int(latent_dim), dim=self.dim,
                                  embed_dim=self.embed_dim, num_heads=self.num_heads, num_layers=self.num_layers,
                                  ffn_dim=self.ffn_dim, mode=self.mode, view_dim=0, image_size=self.image_size,
-                                 cnn_channels=tuple(self.cnn_channels), init_scale=self.init_scale)
+                                 cnn_channels=tuple(self.cnn_channels), init_scale=self.init_scale,
+                                 evidence=bool(self.evidence and self.mode == "geometry"))
 
     def cache_config(self) -> SceneCacheConfig:
         return SceneCacheConfig(image_size=self.image_size, max_per_view=self.max_per_view)
@@ -166,6 +170,8 @@ class ScorerInputs:
     latents: Tensor | None = None  # [F, M, C] (mode "geometry")
     positions: Tensor | None = None  # [F, M, 3] scene-centred
     gaussian_mask: Tensor | None = None  # [F, M] bool
+    all_latents: Tensor | None = None  # [N, C] every Gaussian's latent (mode "geometry": the evidence term)
+    seen: Tensor | None = None  # [F, N] bool the Gaussians each view sees
 
 
 def scorer_inputs(feats: SceneFeatures, text_embedding: Tensor, mode: str = "geometry") -> ScorerInputs:
@@ -177,13 +183,21 @@ def scorer_inputs(feats: SceneFeatures, text_embedding: Tensor, mode: str = "geo
         return ScorerInputs(text=text_embedding, images=images)
     lat, pos, mask = pad_view_sets(feats.view_sets(), feats.latents.float(), feats.means.float(),
                                    feats.centre().float())
-    return ScorerInputs(text=text_embedding, images=images, latents=lat, positions=pos, gaussian_mask=mask)
+    return ScorerInputs(text=text_embedding, images=images, latents=lat, positions=pos, gaussian_mask=mask,
+                        all_latents=feats.latents.float(), seen=feats.seen)
 
 
 def score_views(scorer: FrameScorer, inputs: ScorerInputs) -> Tensor:
     """Logits [F] of every view (the base :meth:`FrameScorer.forward`, also on a training subclass)."""
+    evidence = None
+    if scorer.config.evidence:
+        if inputs.all_latents is None or inputs.seen is None:
+            raise ValueError("this scorer adds geometric evidence: its inputs need all_latents and seen "
+                             "(scorer_inputs in mode 'geometry')")
+        evidence = scorer.view_evidence(inputs.text, inputs.all_latents, inputs.seen)
     return FrameScorer.forward(scorer, inputs.text, inputs.images, latents=inputs.latents,
-                               positions=inputs.positions, gaussian_mask=inputs.gaussian_mask).logits
+                               positions=inputs.positions, gaussian_mask=inputs.gaussian_mask,
+                               evidence=evidence).logits
 
 
 @dataclass
@@ -409,6 +423,8 @@ def run_gensplat_frames(config: GenSplatFramesConfig, info: DistInfo | None = No
 
     seed_everything(config.seed)  # identical initial weights on every rank
     model = FrameScorerTraining(scorer_config, seed=config.seed).to(info.device)
+    if scorer_config.evidence:
+        model.set_semantic_head(stage_two.semantic_proj.weight)
     seed_everything(config.seed, info.rank)
     run_config = {"recipe": FRAMES, FRAMES: to_dict(config), "model": to_dict(scorer_config),
                   "gensplat_model": str(model_dir), "gensplat_fingerprint": cache.fingerprint,

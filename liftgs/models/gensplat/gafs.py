@@ -25,6 +25,15 @@ s_i are computed as the cosine similarity between v^_i and q^, supervised by BCE
   frozen text encoder), then ``logits = scale * cos + bias`` with a learned scale (CLIP-style,
   stored as its log, capped at 100) and a learned bias. The summary names a cosine under a BCE;
   the scale and bias make that cosine usable as a BCE logit and do not change the ranking.
+* **geometric evidence** (``evidence=True``, mode ``"geometry"``; ours, not in the summary):
+  ``logits += gamma * e_i`` with a learned gamma (init :data:`EVIDENCE_INIT`) and
+  e_i = max over the Gaussians view i sees of cos(f_j, q), f_j = the stage-II semantic head's
+  CLIP-aligned embedding of latent l_j (``semantic_weight``, a frozen copy of
+  :meth:`GenSplat.semantic_head`'s map set by :meth:`FrameScorer.set_semantic_head`, saved with
+  the scorer). The summary's L_i "include CLIP-aligned embeddings"; a single fusion query trained
+  on a few dozen rooms did not learn to read them (its held-out view recall matched the 2D-only
+  scorer's), while this explicit match between the text and what the view sees carries over to
+  new rooms. ``view_evidence`` computes e_i from all N latents and the views' seen masks.
 
 :meth:`FrameScorer.save_pretrained` / :meth:`FrameScorer.from_pretrained`: a folder with
 ``frames.json`` (format ``liftgs-frame-scorer``, the config) and ``model.safetensors`` (no pickle).
@@ -57,6 +66,7 @@ from liftgs.runtime import fork_rng
 
 MODES = ("geometry", "views")
 MAX_LOG_SCALE = math.log(100.0)  # the learned scale is capped at 100 (CLIP's cap)
+EVIDENCE_INIT = 10.0  # initial gamma of the geometric evidence term (the cosine scale's initial value)
 NEAR_PLANE = 0.01  # camera z at or below this is not "in front" (the renderer's near plane)
 FORMAT = "liftgs-frame-scorer"  # frames.json field "format"
 CONFIG_NAME = "frames.json"
@@ -79,6 +89,7 @@ class FrameScorerConfig:
     image_size: int = 64  # CNN input: views resized to image_size x image_size
     cnn_channels: tuple[int, ...] = (32, 64, 128)  # one stride-2 conv per entry (compact.ImageEncoder)
     init_scale: float = 10.0  # initial value of the learned cosine scale
+    evidence: bool = False  # mode "geometry": add gamma * max_j cos(semantic_head(l_j), q) over each view's Gaussians
 
     def __post_init__(self) -> None:
         for name in ("text_dim", "latent_dim", "dim", "embed_dim", "num_heads", "num_layers", "ffn_dim",
@@ -96,6 +107,8 @@ class FrameScorerConfig:
                                             for c in self.cnn_channels):
             raise ValueError(f"FrameScorerConfig.cnn_channels must be non-empty integers >= 1, "
                              f"got {self.cnn_channels!r}")
+        if self.evidence and self.mode != "geometry":
+            raise ValueError("FrameScorerConfig.evidence needs mode 'geometry' (the 2D-only scorer reads no Gaussians)")
         if not (math.isfinite(self.init_scale) and 0.0 < self.init_scale <= 100.0):
             raise ValueError(f"FrameScorerConfig.init_scale must be in (0, 100], got {self.init_scale}")
 
@@ -163,6 +176,12 @@ class FrameScorer(nn.Module):
             self.text_proj = nn.Linear(c.text_dim, c.embed_dim)
         self.log_scale = nn.Parameter(torch.tensor(math.log(c.init_scale)))
         self.bias = nn.Parameter(torch.zeros(()))
+        if c.evidence:
+            self.register_buffer("semantic_weight", torch.zeros(c.text_dim, c.latent_dim))
+            self.evidence_scale = nn.Parameter(torch.tensor(EVIDENCE_INIT))
+        else:
+            self.semantic_weight = None
+            self.evidence_scale = None
 
     @property
     def device(self) -> torch.device:
@@ -195,6 +214,32 @@ class FrameScorer(nn.Module):
         q = _check_tensor("text", text, (self.config.text_dim,))
         return self.text_proj(q.to(self.device, torch.float32))
 
+    @torch.no_grad()
+    def set_semantic_head(self, weight: Tensor) -> None:
+        """Copy the stage-II semantic head's map [text_dim, latent_dim]
+        (``GenSplat.semantic_proj.weight``) into this scorer (frozen, saved with it)."""
+        if self.semantic_weight is None:
+            raise ValueError("this scorer has no geometric evidence term (FrameScorerConfig.evidence=False)")
+        w = _check_tensor("semantic head weight", weight, tuple(self.semantic_weight.shape))
+        self.semantic_weight.copy_(w.detach().to(self.semantic_weight.device, torch.float32))
+
+    @torch.no_grad()
+    def view_evidence(self, text: Tensor, latents: Tensor, seen: Tensor) -> Tensor:
+        """e_i [V]: for each view, the largest cosine between the text embedding ``text`` [T] and
+        the CLIP-aligned embeddings of the Gaussians it sees (``seen`` bool [V, N] over the
+        scene's ``latents`` [N, C]); -1 for a view that sees none. No gradient (a frozen map)."""
+        if self.semantic_weight is None:
+            raise ValueError("this scorer has no geometric evidence term (FrameScorerConfig.evidence=False)")
+        c = self.config
+        q = _check_tensor("text", text, (c.text_dim,)).to(self.device, torch.float32)
+        lat = _check_tensor("latents", latents, (None, c.latent_dim)).to(self.device, torch.float32)
+        if not isinstance(seen, Tensor) or seen.dtype != torch.bool or seen.ndim != 2 or seen.shape[1] != lat.shape[0]:
+            raise ValueError(f"seen must be a bool tensor [V, {lat.shape[0]}], got "
+                             f"{getattr(seen, 'dtype', type(seen).__name__)} {list(getattr(seen, 'shape', []))}")
+        cos = F.normalize(lat @ self.semantic_weight.T, dim=-1) @ F.normalize(q, dim=0)  # [N]
+        masked = torch.where(seen.to(self.device), cos[None], torch.full_like(cos[None], -1.0))
+        return masked.max(dim=1).values if masked.shape[1] else cos.new_full((seen.shape[0],), -1.0)
+
     @property
     def scale(self) -> Tensor:
         return self.log_scale.clamp(max=MAX_LOG_SCALE).exp()
@@ -202,13 +247,14 @@ class FrameScorer(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward(self, text: Tensor, images: Tensor | None = None, *, view_embeddings: Tensor | None = None,
                 latents: Tensor | None = None, positions: Tensor | None = None,
-                gaussian_mask: Tensor | None = None) -> FrameScores:
+                gaussian_mask: Tensor | None = None, evidence: Tensor | None = None) -> FrameScores:
         """Scores of V views for one text.
 
         ``text`` [T]; ``images`` [V, 3, H, W] in [0, 1] or ``view_embeddings`` [V, view_dim];
         mode ``"geometry"``: ``latents`` [V, M, C], scene-centred ``positions`` [V, M, 3] and
         ``gaussian_mask`` bool [V, M] (True = real; padded entries are never read), M >= 1;
-        mode ``"views"``: the Gaussian inputs may be given and are ignored."""
+        mode ``"views"``: the Gaussian inputs may be given and are ignored. ``evidence`` [V]
+        (:meth:`view_evidence`) is required when the config has ``evidence`` and ignored otherwise."""
         v = self.encode_views(images, view_embeddings)
         V = v.shape[0]
         if V == 0:
@@ -237,7 +283,13 @@ class FrameScorer(nn.Module):
         fused = v
         view_vec = self.out_proj(self.out_norm(fused))
         cosine = F.cosine_similarity(view_vec, self.encode_text(text)[None], dim=-1)
-        return FrameScores(logits=self.scale * cosine + self.bias, cosine=cosine, fused=fused)
+        logits = self.scale * cosine + self.bias
+        if self.evidence_scale is not None:
+            if evidence is None:
+                raise ValueError("this scorer adds geometric evidence: pass evidence [V] (FrameScorer.view_evidence)")
+            e = _check_tensor("evidence", evidence, (V,))
+            logits = logits + self.evidence_scale * e.to(self.device, torch.float32)
+        return FrameScores(logits=logits, cosine=cosine, fused=fused)
 
     # ------------------------------------------------------------------ folders
     def save_pretrained(self, path: str | Path) -> Path:
