@@ -290,6 +290,10 @@ def test_geometric_evidence_by_hand(tmp_path):
         scorer(text, images, latents=lat, positions=pos, gaussian_mask=mask)
     with pytest.raises(ValueError, match="seen must be a bool"):
         scorer.view_evidence(text, all_latents, seen[:, :4])
+    from liftgs.models.gensplat.gafs import semantic_cosine
+
+    assert semantic_cosine(all_latents, weight, text).tolist() == pytest.approx(cos, abs=1e-5)
+    assert semantic_cosine(torch.zeros(2, C), weight, text).tolist() == [0.0, 0.0]
     # gamma learns; the frozen map is saved with the scorer and comes back
     out.logits.sum().backward()
     assert scorer.evidence_scale.grad is not None and scorer.semantic_weight.grad is None

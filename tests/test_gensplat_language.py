@@ -49,6 +49,7 @@ def rooms(tmp_path_factory):
 
 def config(rooms: Path, out: Path, **kw) -> GenSplatLanguageConfig:
     base = dict(data=rooms / "data", recon=rooms / "recon", gensplat=rooms / "gs2", cache=rooms / "cache",
+                text_encoder=f"hash-{EMBEDDING_DIM}",
                 qa=rooms / "qa.json", qa_fraction=0.3, out=out, steps=4, batch_size=2, num_views=2, ckpt_every=2,
                 log_every=1, tensorboard=False, progress=False, image_size=32, max_per_view=64, min_pixels=16)
     base.update(kw)
@@ -275,7 +276,7 @@ def _one_line_error(capsys, argv: list[str]) -> str:
 
 def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, capsys):
     base = ["gensplat-language", "--data", str(rooms / "data"), "--recon", str(rooms / "recon"), "--steps", "1",
-            "--no-progress", "--no-tensorboard"]
+            "--no-progress", "--no-tensorboard", "--text-encoder", f"hash-{EMBEDDING_DIM}"]
     err = _one_line_error(capsys, [*base, "--out", str(tmp_path / "a")])
     assert "--gensplat" in err
     err = _one_line_error(capsys, [*base, "--gensplat", "liftgs-tiny-finetuned", "--out", str(tmp_path / "b")])
@@ -288,5 +289,8 @@ def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, capsys):
     err = _one_line_error(capsys, [*base, "--gensplat", str(rooms / "gs2"), "--qa", str(tmp_path / "none.json"),
                                    "--out", str(tmp_path / "d")])
     assert str(tmp_path / "none.json") in err and "question file not found" in err
-    for out in "abcd":
+    err = _one_line_error(capsys, [*base, "--gensplat", str(rooms / "gs2"), "--text-encoder", "hash-8",
+                                   "--out", str(tmp_path / "e")])
+    assert "gives 8-d vectors" in err and f"semantic head is {EMBEDDING_DIM}-d" in err
+    for out in "abcde":
         assert not (tmp_path / out / "model").exists()

@@ -253,31 +253,35 @@ def test_init_from_instance_decoder():
         other.init_from_instance_decoder(model.decoder)
 
 
-def test_view_prior_adds_a_centred_share_to_every_layer(scene):
+def test_view_prior_adds_centred_channels_to_every_layer(scene):
     latents, means, pooled, queries = scene
     plain = decoder(seed=3)
     torch.manual_seed(3)
     primed = build_referring_decoder(small_config(), seg_dim=SEG_DIM, view_prior=True).eval()
     missing = primed.load_state_dict(plain.state_dict(), strict=False)
     assert missing.missing_keys == ["prior_scale"] and not missing.unexpected_keys
+    assert primed.prior_scale.tolist() == [2.0, 10.0]
     segs = torch.randn(2, SEG_DIM)
-    prior = torch.zeros(latents.shape[0])
-    prior[180:270] = 1.0  # the frames looked at box 1 only
-    prior[:90] = 0.5
+    N = latents.shape[0]
+    prior = torch.zeros(N, 2)
+    prior[180:270, 0] = 1.0  # the frames looked at box 1 only
+    prior[:90, 0] = 0.5
+    prior[:, 1] = prior[:, 0] * torch.linspace(-1, 1, N)
     base, out = plain(latents, means, pooled, queries, segs), primed(latents, means, pooled, queries, segs, prior)
-    shift = primed.prior_scale.detach() * (prior - prior.mean())
+    beta = primed.prior_scale.detach()
+    shift = (prior[:, 0] - prior[:, 0].mean()) * beta[0] + (prior[:, 1] - prior[:, 1].mean()) * beta[1]
     for (a, ea), (b, eb) in zip(base.layers(), out.layers()):
-        assert torch.allclose(b, a + shift, atol=1e-5) and torch.allclose(ea, eb)
-    # a flat prior (frames that see everything alike) changes nothing
-    flat = primed(latents, means, pooled, queries, segs, torch.full((latents.shape[0],), 0.7))
+        assert torch.allclose(b, a + shift, atol=1e-4) and torch.allclose(ea, eb)
+    # flat channels (frames that see everything alike) change nothing
+    flat = primed(latents, means, pooled, queries, segs, torch.tensor([0.7, 0.2]).expand(N, 2))
     assert torch.allclose(flat.mask_logits, base.mask_logits, atol=1e-5)
-    # beta learns: the loss reaches it
-    targets = torch.zeros(2, latents.shape[0])
+    # beta learns: the loss reaches both channels' weights
+    targets = torch.zeros(2, N)
     targets[:, 180:270] = 1.0
     loss, _ = deep_referring_loss(primed(latents, means, pooled, queries, segs, prior), targets,
                                   torch.tensor([True, True]))
     loss.backward()
-    assert primed.prior_scale.grad is not None and float(primed.prior_scale.grad) < 0  # more prior, lower loss
+    assert primed.prior_scale.grad is not None and float(primed.prior_scale.grad[0]) < 0  # more prior, lower loss
 
 
 def test_view_prior_is_required_or_refused(scene):
@@ -287,6 +291,6 @@ def test_view_prior_is_required_or_refused(scene):
     with pytest.raises(ValueError, match="pass view_prior"):
         primed(latents, means, pooled, queries, segs)
     with pytest.raises(ValueError, match="view_prior must be finite"):
-        primed(latents, means, pooled, queries, segs, torch.zeros(3))
+        primed(latents, means, pooled, queries, segs, torch.zeros(latents.shape[0]))
     with pytest.raises(ValueError, match="built without one"):
-        decoder()(latents, means, pooled, queries, segs, torch.zeros(latents.shape[0]))
+        decoder()(latents, means, pooled, queries, segs, torch.zeros(latents.shape[0], 2))

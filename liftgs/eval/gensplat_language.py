@@ -81,7 +81,8 @@ def refer_logits(model, feats, texts: Sequence[str], views: Sequence[np.ndarray]
     masks = []
     for b in range(len(texts)):
         pred = model.referring(feats.latents.to(device), feats.means.to(device), pooled,
-                               feats.instance_queries.to(device), out.segs[b], model.view_prior(feats, views[b]))
+                               feats.instance_queries.to(device), out.segs[b],
+                               model.view_prior(feats, views[b], texts[b]))
         masks.append(pred.mask_logits[0].float().cpu().numpy())
     return masks
 

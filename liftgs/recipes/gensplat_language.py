@@ -114,8 +114,11 @@ class GenSplatLanguageConfig(RunConfig):
     init_decoder: bool = True
     """start the referring decoder's shared parts from the stage-II instance decoder's weights"""
     view_prior: bool = True
-    """the referring decoder also reads where the selected frames looked (ReferringConfig.view_prior;
+    """the referring decoder also reads what the selected frames saw: per Gaussian the share of them
+    seeing it, and that share times its semantic match with the text (ReferringConfig.view_prior;
     ours, not in the summary; --no-view-prior is the summary's decoder)"""
+    text_encoder: str = "minilm"
+    """frozen text encoder of the view prior's text match (the stage-II semantic head's text space)"""
     image_size: int = 64
     max_per_view: int = 256
     label_radius: float = 0.08
@@ -158,6 +161,7 @@ class LanguageItem:
     answer: str
     targets: tuple[int, ...]
     kind: str
+    phrase: str = ""  # the expression (or question) itself, without the prompt
 
 
 @dataclass
@@ -168,6 +172,7 @@ class LanguageSample:
     answer: str
     targets: tuple[int, ...]
     kind: str
+    phrase: str = ""
 
 
 def training_views(rng: np.random.Generator, visible: np.ndarray, k: int) -> np.ndarray:
@@ -219,10 +224,10 @@ class LanguageDataset:
         self.features = list(features)
         self.seed, self.num_views, self.min_pixels = int(seed), int(num_views), int(min_pixels)
         index = {f.scene_id: i for i, f in enumerate(self.features)}
-        self.refer = [LanguageItem(si, refer_prompt(text), REFER_REPLY, targets, "refer")
+        self.refer = [LanguageItem(si, refer_prompt(text), REFER_REPLY, targets, "refer", text.strip())
                       for si, text, targets in read_expressions(self.scene_dirs)]
         self.qa = [LanguageItem(index[q.scene_id], qa_prompt(q.question), q.answers[0],
-                                tuple(int(o) for o in (q.object_ids or [])), "qa")
+                                tuple(int(o) for o in (q.object_ids or [])), "qa", q.question.strip())
                    for q in (qa_items or []) if q.scene_id in index and q.answers]
         if not self.refer:
             raise DataError("no referring expressions with targets in the training scenes",
@@ -238,7 +243,7 @@ class LanguageDataset:
         visible = (feats.visible(item.targets, self.min_pixels) if item.targets
                    else np.zeros(feats.num_views, dtype=bool))
         views = training_views(rng, visible, self.num_views)
-        return LanguageSample(feats, views, item.text, item.answer, item.targets, item.kind)
+        return LanguageSample(feats, views, item.text, item.answer, item.targets, item.kind, item.phrase)
 
 
 # ------------------------------------------------------------------------------------ model
@@ -253,6 +258,7 @@ class LanguageSettings:
     max_per_view: int = 256
     label_radius: float = 0.08
     stage2_fingerprint: str = ""
+    prior_text_encoder: str = ""  # text encoder of the view prior's text match ("" = no prior)
 
 
 def gaussian_targets(feats: SceneFeatures, targets: Sequence[int]) -> Tensor:
@@ -273,6 +279,8 @@ class GenSplatLanguage(nn.Module):
         self.settings = settings
         self.mask_weight = float(mask_weight)
         self.__dict__["stage2"] = stage2  # not a submodule: frozen, not trained, not in checkpoints
+        self.__dict__["text_encoder"] = None  # the view prior's frozen text encoder, loaded on first use
+        self._phrase_vectors: dict[str, Tensor] = {}
 
     def view_inputs(self, feats: SceneFeatures, views: np.ndarray) -> tuple[Tensor, Tensor | None]:
         idx = torch.as_tensor(np.asarray(views, np.int64))
@@ -280,11 +288,31 @@ class GenSplatLanguage(nn.Module):
         ctx = feats.view_context(idx.tolist()) if self.settings.view_context else None
         return images, ctx
 
-    def view_prior(self, feats: SceneFeatures, views: np.ndarray) -> Tensor | None:
-        """The referring decoder's view prior for the frames ``views`` (None when it has none)."""
+    def phrase_vector(self, phrase: str) -> Tensor:
+        """The frozen text encoder's embedding [T] of ``phrase`` (remembered per phrase)."""
+        vec = self._phrase_vectors.get(phrase)
+        if vec is None:
+            if self.text_encoder is None:
+                from liftgs.text import load_text_encoder
+
+                self.__dict__["text_encoder"] = load_text_encoder(self.settings.prior_text_encoder)
+            vec = self.text_encoder.encode([phrase]).pooled[0].detach().float().cpu()
+            self._phrase_vectors[phrase] = vec
+        return vec
+
+    def view_prior(self, feats: SceneFeatures, views: np.ndarray, phrase: str) -> Tensor | None:
+        """The referring decoder's view prior [N, 2] for the frames ``views`` and the expression
+        ``phrase`` (:data:`~liftgs.models.gensplat.referring.PRIOR_CHANNELS`: the share of the
+        frames seeing each Gaussian, and that share times the cosine between the phrase and the
+        Gaussian's CLIP-aligned embedding), or None when the decoder has no prior."""
+        from liftgs.models.gensplat.gafs import semantic_cosine
+
         if not self.referring.config.view_prior:
             return None
-        return feats.view_prior(np.asarray(views, np.int64).tolist()).to(self.reasoner.device)
+        share = feats.view_prior(np.asarray(views, np.int64).tolist())
+        cos = semantic_cosine(feats.latents.float(), self.stage2.semantic_proj.weight.detach().float().cpu(),
+                              self.phrase_vector(phrase))
+        return torch.stack([share, share * cos], dim=1).to(self.reasoner.device)
 
     def forward(self, samples: list[LanguageSample]) -> tuple[Tensor, dict[str, float]]:
         device = self.reasoner.device
@@ -298,7 +326,8 @@ class GenSplatLanguage(nn.Module):
                 continue
             f = s.feats
             pred = self.referring(f.latents.to(device), f.means.to(device), _pooled_to(f, device),
-                                  f.instance_queries.to(device), out.segs[b], self.view_prior(f, s.views))
+                                  f.instance_queries.to(device), out.segs[b],
+                                  self.view_prior(f, s.views, s.phrase))
             target = gaussian_targets(f, s.targets).to(device)
             loss, parts = deep_referring_loss(pred, target, torch.ones(1, dtype=torch.bool, device=device))
             mask_losses.append(loss)
@@ -452,6 +481,15 @@ def run_gensplat_language(config: GenSplatLanguageConfig, info: DistInfo | None 
         raise DataError("question file not found", Path(config.qa))
     info = info or init_distributed(config.device)
     stage2 = load_stage_two(Path(config.gensplat))
+    prior_encoder = None
+    if config.view_prior:
+        from liftgs.text import load_text_encoder
+
+        prior_encoder = load_text_encoder(config.text_encoder)
+        if int(prior_encoder.dim) != int(stage2.text_dim):
+            raise ValueError(f"--text-encoder {config.text_encoder!r} gives {prior_encoder.dim}-d vectors but the "
+                             f"stage-II semantic head is {stage2.text_dim}-d; use the text encoder stage II was "
+                             "trained with (or --no-view-prior)")
     dirs = scene_paths(Path(config.data), config.split)
     if not dirs:
         raise DataError(f"no scenes (split {config.split!r})", Path(config.data))
@@ -482,8 +520,11 @@ def run_gensplat_language(config: GenSplatLanguageConfig, info: DistInfo | None 
     settings = LanguageSettings(num_views=config.num_views, min_pixels=config.min_pixels,
                                 view_context=config.view_context, image_size=config.image_size,
                                 max_per_view=config.max_per_view, label_radius=config.label_radius,
-                                stage2_fingerprint=cache.fingerprint)
+                                stage2_fingerprint=cache.fingerprint,
+                                prior_text_encoder=config.text_encoder if config.view_prior else "")
     model = GenSplatLanguage(reasoner, referring, stage2, settings, config.mask_weight).to(info.device)
+    if config.view_prior:
+        model.__dict__["text_encoder"] = prior_encoder
     seed_everything(config.seed, info.rank)
     run_config = {"recipe": LANGUAGE, LANGUAGE: to_dict(config), "settings": to_dict(settings),
                   "stage2_model": str(resolve_model_dir(config.gensplat)), "num_scenes": len(dirs), "scene_ids": ids,

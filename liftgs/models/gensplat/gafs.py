@@ -236,7 +236,7 @@ class FrameScorer(nn.Module):
         if not isinstance(seen, Tensor) or seen.dtype != torch.bool or seen.ndim != 2 or seen.shape[1] != lat.shape[0]:
             raise ValueError(f"seen must be a bool tensor [V, {lat.shape[0]}], got "
                              f"{getattr(seen, 'dtype', type(seen).__name__)} {list(getattr(seen, 'shape', []))}")
-        cos = F.normalize(lat @ self.semantic_weight.T, dim=-1) @ F.normalize(q, dim=0)  # [N]
+        cos = semantic_cosine(lat, self.semantic_weight, q)
         masked = torch.where(seen.to(self.device), cos[None], torch.full_like(cos[None], -1.0))
         return masked.max(dim=1).values if masked.shape[1] else cos.new_full((seen.shape[0],), -1.0)
 
@@ -342,6 +342,16 @@ class FrameScorer(nn.Module):
         except (ValueError, RuntimeError, OSError, SafetensorError) as err:
             raise ValueError(f"{weights_file}: weights do not match {config_file} ({_one_line(err)})") from err
         return scorer.to(map_location)
+
+
+def semantic_cosine(latents: Tensor, weight: Tensor, text: Tensor) -> Tensor:
+    """[N]: cos(W l_j, q) between the CLIP-aligned embeddings W l_j of ``latents`` [N, C] under the
+    semantic head ``weight`` W [T, C] and the text embedding ``text`` q [T], without forming the
+    [N, T] embeddings: (l_j . W^T q^) / sqrt(l_j^T (W^T W) l_j). A zero embedding gives 0."""
+    W = weight.to(latents.dtype)
+    along = latents @ (W.T @ F.normalize(text.to(latents.dtype), dim=0))
+    norms = ((latents @ (W.T @ W)) * latents).sum(-1).clamp_min(0.0).sqrt()
+    return along / norms.clamp_min(1e-12)
 
 
 def _check_tensor(name: str, x: Any, shape: tuple[int | None, ...]) -> Tensor:

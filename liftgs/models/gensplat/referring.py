@@ -28,12 +28,15 @@ instances within the referring decoder." Loss & Training: L_align = L_text + lam
 View prior (``view_prior=True``; ours, not in the summary). The MLLM of the paper reads the
 selected frames and can place the target in them; the compact CPU reasoner
 (:mod:`liftgs.models.gensplat.compact`) cannot learn that from a few hundred expressions. So the
-decoder may also take where the selected frames looked: p_j, the share of the frames that see
-Gaussian j (:meth:`liftgs.recipes.gensplat_scenes.SceneFeatures.view_prior`), added to every
-layer's mask logits as beta * (p_j - mean_j p_j) with a learned beta (init
-:data:`VIEW_PRIOR_INIT`). Frames that show the target raise the target's logits; frames spread
-over the room raise nothing in particular (p - mean p is flat). Off by default, so the decoder
-is the summary's exactly unless asked.
+decoder may also take what the selected frames saw, per Gaussian j, in :data:`PRIOR_CHANNELS`
+channels p_j [N, 2]: the share s_j of the frames that see it
+(:meth:`liftgs.recipes.gensplat_scenes.SceneFeatures.view_prior`), and s_j times c_j, the cosine
+between the text and its CLIP-aligned embedding (the stage-II semantic head,
+:func:`liftgs.models.gensplat.gafs.semantic_cosine`): "seen by the frames and matching the
+text". They are added to every layer's mask logits as (p_j - mean_j p_j) . beta with a learned
+beta (init :data:`VIEW_PRIOR_INIT`); a channel that is flat over the Gaussians changes nothing.
+Frames that show the target raise its logits, frames that miss it cannot. Off by default, so
+the decoder is the summary's exactly unless asked.
 
 Several targets are supported both ways: several ``<SEG>`` states (one mask each) or one
 ``<SEG>`` whose mask covers several objects (its target mask is the union); the decoder and
@@ -56,7 +59,8 @@ from liftgs.modules.position import FourierPosition
 MASK_WEIGHT = 5.0  # BCE weight (the instance criterion's, Mask2Former's)
 DICE_WEIGHT = 5.0  # dice weight (idem)
 EXISTS_WEIGHT = 2.0  # exists BCE weight (the instance criterion's class weight)
-VIEW_PRIOR_INIT = 2.0  # initial beta of the view prior (logits per unit of view share)
+PRIOR_CHANNELS = ("seen share", "seen share x text cosine")  # the view prior's channels
+VIEW_PRIOR_INIT = (2.0, 10.0)  # initial beta per channel (logits per unit)
 
 
 @dataclass
@@ -76,7 +80,7 @@ class ReferringConfig:
     num_heads: int = 4
     ffn_dim: int = 256
     dropout: float = 0.0
-    view_prior: bool = False  # add beta * (p - mean p), p = share of the selected frames seeing each Gaussian
+    view_prior: bool = False  # add (p - mean p) . beta, p [N, 2] = what the selected frames saw (PRIOR_CHANNELS)
 
     def __post_init__(self) -> None:
         for name in ("latent_dim", "instance_dim", "seg_dim", "hidden_dim", "num_layers", "num_heads", "ffn_dim"):
@@ -146,7 +150,7 @@ class ReferringDecoder(nn.Module):
         self.mask_latent = nn.Linear(C, D)  # per-Gaussian mask features: latent ...
         self.mask_position = FourierPosition(D)  # ... plus position
         self.exists = nn.Linear(D, 1)
-        self.prior_scale = nn.Parameter(torch.tensor(VIEW_PRIOR_INIT)) if c.view_prior else None
+        self.prior_scale = nn.Parameter(torch.tensor(VIEW_PRIOR_INIT)) if c.view_prior else None  # beta [2]
 
     def check(self, latents: Tensor, means: Tensor, pooled: PooledTokens, instance_queries: Tensor,
               segs: Tensor) -> None:
@@ -210,15 +214,16 @@ class ReferringDecoder(nn.Module):
         """latents [N, C] and centres [N, 3] of the Gaussians, their pooled tokens L^, the
         instance decoder's O_ins [Q, instance_dim] and the k projected ``<SEG>`` states
         [k, seg_dim] of one sample (k >= 0). Gradients flow into O_ins and t^_seg (detach
-        O_ins to keep stage II fixed). ``view_prior`` [N] in [0, 1]: required when the config
-        has ``view_prior``, refused otherwise."""
+        O_ins to keep stage II fixed). ``view_prior`` [N, 2] (:data:`PRIOR_CHANNELS`): required
+        when the config has ``view_prior``, refused otherwise."""
         self.check(latents, means, pooled, instance_queries, segs)
         if self.config.view_prior:
             if view_prior is None:
-                raise ValueError("ReferringDecoder: this decoder has a view prior; pass view_prior [N] "
-                                 "(SceneFeatures.view_prior of the selected frames)")
-            if tuple(view_prior.shape) != (latents.shape[0],) or not torch.isfinite(view_prior).all():
-                raise ValueError(f"ReferringDecoder: view_prior must be finite [{latents.shape[0]}], "
+                raise ValueError("ReferringDecoder: this decoder has a view prior; pass view_prior "
+                                 f"[N, {len(PRIOR_CHANNELS)}] (GenSplatLanguage.view_prior of the selected frames)")
+            want = (latents.shape[0], len(PRIOR_CHANNELS))
+            if tuple(view_prior.shape) != want or not torch.isfinite(view_prior).all():
+                raise ValueError(f"ReferringDecoder: view_prior must be finite {list(want)}, "
                                  f"got {list(view_prior.shape)}")
         elif view_prior is not None:
             raise ValueError("ReferringDecoder: view_prior given but the decoder was built without one "
@@ -251,7 +256,7 @@ class ReferringDecoder(nn.Module):
         logits = embeddings @ feats.T  # [n * k, N]
         if self.prior_scale is not None:
             p = view_prior.to(device=device, dtype=dtype)
-            logits = logits + self.prior_scale * (p - p.mean())
+            logits = logits + ((p - p.mean(0)) @ self.prior_scale)[None]
         masks = logits.chunk(len(self.layers))  # n x [k, N]
         exists = self.exists(torch.cat(hidden))[:, 0].chunk(len(self.layers))  # n x [k]
         preds = list(zip(masks, exists))
