@@ -254,3 +254,25 @@ def test_vqa_ranks_answers_without_the_seg_reply(setup, tmp_path, monkeypatch):
     assert 0.0 <= res["vqa"]["gensplat"]["overall"]["EM@1"] <= 100.0
     with pytest.raises(Exception, match="no question of split 'test'"):
         gl.run_language_eval(_config(setup, tmp_path / "out2", tasks=("vqa",), qa=qa, qa_split="test"))
+
+
+def test_ablation_steps_are_paired_per_expression():
+    import math
+
+    from liftgs.eval.gensplat_language import MethodScores, ablation_steps, referring_tables
+
+    methods = {"uniform": MethodScores(iou=[0.1, 0.2, 0.3], recall=[0.2, 0.2, float("nan")]),
+               "gafs-views": MethodScores(iou=[0.2, 0.2, 0.4], recall=[0.4, 0.2, float("nan")]),
+               "gafs-geometry": MethodScores(iou=[0.2, 0.5, 0.4], recall=[0.6, 0.4, float("nan")]),
+               "text-to-instance": MethodScores(iou=[0.0, 0.1, 0.1])}
+    steps = ablation_steps(methods)
+    assert list(steps) == ["gafs-views - uniform", "gafs-geometry - gafs-views"]
+    assert steps["gafs-views - uniform"]["miou"]["mean"] == pytest.approx(0.2 / 3)
+    assert steps["gafs-views - uniform"]["recall"]["n"] == 2  # the NaN recall is left out
+    assert steps["gafs-geometry - gafs-views"]["recall"]["mean"] == pytest.approx(0.2)
+    se = steps["gafs-geometry - gafs-views"]["miou"]["se"]
+    assert se == pytest.approx(0.1, abs=1e-9) and math.isfinite(se)  # diffs 0, 0.3, 0: std 0.173 / sqrt(3)
+    main, ablation = referring_tables(methods)
+    assert [r[0] for r in ablation.rows] == ["gafs-views − uniform", "gafs-geometry − gafs-views"]
+    assert main.rows[-1][5] == "-" and main.rows[-1][6] != "-"  # no views, no recall difference
+    assert len(referring_tables({"uniform": methods["uniform"]})) == 1
