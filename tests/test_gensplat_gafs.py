@@ -285,7 +285,10 @@ def test_geometric_evidence_by_hand(tmp_path):
     cos = [float(torch.nn.functional.cosine_similarity(weight @ all_latents[j], text, dim=0)) for j in range(9)]
     assert e.tolist() == pytest.approx([max(cos[1], cos[4]), max(cos), -1.0], abs=1e-5)
     out = scorer(text, images, latents=lat, positions=pos, gaussian_mask=mask, evidence=e)
-    torch.testing.assert_close(out.logits, scorer.scale * out.cosine + scorer.bias + scorer.evidence_scale * e)
+    z = (e - e.mean()) / (e.std(unbiased=False) + 1e-6)
+    torch.testing.assert_close(out.logits, scorer.scale * out.cosine + scorer.bias + scorer.evidence_scale * z)
+    one = scorer(text, images[:1], latents=lat[:1], positions=pos[:1], gaussian_mask=mask[:1], evidence=e[:1])
+    torch.testing.assert_close(one.logits, scorer.scale * one.cosine + scorer.bias)  # one view: nothing to rank
     with pytest.raises(ValueError, match="pass evidence"):
         scorer(text, images, latents=lat, positions=pos, gaussian_mask=mask)
     with pytest.raises(ValueError, match="seen must be a bool"):

@@ -26,7 +26,9 @@ s_i are computed as the cosine similarity between v^_i and q^, supervised by BCE
   stored as its log, capped at 100) and a learned bias. The summary names a cosine under a BCE;
   the scale and bias make that cosine usable as a BCE logit and do not change the ranking.
 * **geometric evidence** (``evidence=True``, mode ``"geometry"``; ours, not in the summary):
-  ``logits += gamma * e_i`` with a learned gamma (init :data:`EVIDENCE_INIT`) and
+  ``logits += gamma * z_i`` with a learned gamma (init :data:`EVIDENCE_INIT`), z the evidence
+  standardised over the scene's views (:func:`standardise`: zero mean, unit spread, so its weight
+  against the learned cosine does not depend on how far apart one text's cosines happen to lie),
   e_i = max over the Gaussians view i sees of cos(f_j, q), f_j = the stage-II semantic head's
   CLIP-aligned embedding of latent l_j (``semantic_weight``, a frozen copy of
   :meth:`GenSplat.semantic_head`'s map set by :meth:`FrameScorer.set_semantic_head`, saved with
@@ -66,7 +68,7 @@ from liftgs.runtime import fork_rng
 
 MODES = ("geometry", "views")
 MAX_LOG_SCALE = math.log(100.0)  # the learned scale is capped at 100 (CLIP's cap)
-EVIDENCE_INIT = 10.0  # initial gamma of the geometric evidence term (the cosine scale's initial value)
+EVIDENCE_INIT = 10.0  # initial gamma of the standardised geometric evidence term (logits per standard deviation)
 NEAR_PLANE = 0.01  # camera z at or below this is not "in front" (the renderer's near plane)
 FORMAT = "liftgs-frame-scorer"  # frames.json field "format"
 CONFIG_NAME = "frames.json"
@@ -287,8 +289,8 @@ class FrameScorer(nn.Module):
         if self.evidence_scale is not None:
             if evidence is None:
                 raise ValueError("this scorer adds geometric evidence: pass evidence [V] (FrameScorer.view_evidence)")
-            e = _check_tensor("evidence", evidence, (V,))
-            logits = logits + self.evidence_scale * e.to(self.device, torch.float32)
+            e = _check_tensor("evidence", evidence, (V,)).to(self.device, torch.float32)
+            logits = logits + self.evidence_scale * standardise(e)
         return FrameScores(logits=logits, cosine=cosine, fused=fused)
 
     # ------------------------------------------------------------------ folders
@@ -342,6 +344,13 @@ class FrameScorer(nn.Module):
         except (ValueError, RuntimeError, OSError, SafetensorError) as err:
             raise ValueError(f"{weights_file}: weights do not match {config_file} ({_one_line(err)})") from err
         return scorer.to(map_location)
+
+
+def standardise(x: Tensor, eps: float = 1e-6) -> Tensor:
+    """(x - mean) / (std + eps) over the last axis (population std); zeros for one entry."""
+    if x.shape[-1] < 2:
+        return torch.zeros_like(x)
+    return (x - x.mean(-1, keepdim=True)) / (x.std(-1, unbiased=False, keepdim=True) + eps)
 
 
 def semantic_cosine(latents: Tensor, weight: Tensor, text: Tensor) -> Tensor:
