@@ -48,3 +48,19 @@ def quick_rooms(tmp_path_factory):
     from liftgs.testing import write_quick_rooms
 
     return write_quick_rooms(tmp_path_factory.mktemp("quick"))
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """``cli_error(argv)`` runs ``liftgs argv``, expects exit status 2 and one line on stderr, and
+    returns that line (a user's mistake is reported in one line, without a traceback)."""
+
+    def run(argv: list[str]) -> str:
+        from liftgs.cli import main as cli_main
+
+        assert cli_main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        return err
+
+    return run

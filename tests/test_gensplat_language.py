@@ -265,31 +265,22 @@ def test_bundle_round_trip_and_damaged_files(trained, tmp_path):
 
 
 # -------------------------------------------------------------------------------- errors
-def _one_line_error(capsys, argv: list[str]) -> str:
-    from liftgs.cli import main as cli_main
-
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
-def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, capsys):
+def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, cli_error):
     base = ["gensplat-language", "--data", str(rooms / "data"), "--recon", str(rooms / "recon"), "--steps", "1",
             "--no-progress", "--no-tensorboard", "--text-encoder", f"hash-{EMBEDDING_DIM}"]
-    err = _one_line_error(capsys, [*base, "--out", str(tmp_path / "a")])
+    err = cli_error([*base, "--out", str(tmp_path / "a")])
     assert "--gensplat" in err
-    err = _one_line_error(capsys, [*base, "--gensplat", "liftgs-tiny-finetuned", "--out", str(tmp_path / "b")])
+    err = cli_error([*base, "--gensplat", "liftgs-tiny-finetuned", "--out", str(tmp_path / "b")])
     assert "--gensplat needs a GenSplat model" in err and "got a LiftGS" in err
     qa = tmp_path / "qa.json"
     qa.write_text(json.dumps([q for q in QUESTIONS if q["question_id"] in ("q2", "q3")]))
-    err = _one_line_error(capsys, [*base, "--gensplat", str(rooms / "gs2"), "--qa", str(qa),
+    err = cli_error([*base, "--gensplat", str(rooms / "gs2"), "--qa", str(qa),
                                    "--out", str(tmp_path / "c")])
     assert str(qa) in err and "no training-split question" in err and "room0" in err
-    err = _one_line_error(capsys, [*base, "--gensplat", str(rooms / "gs2"), "--qa", str(tmp_path / "none.json"),
+    err = cli_error([*base, "--gensplat", str(rooms / "gs2"), "--qa", str(tmp_path / "none.json"),
                                    "--out", str(tmp_path / "d")])
     assert str(tmp_path / "none.json") in err and "question file not found" in err
-    err = _one_line_error(capsys, [*base, "--gensplat", str(rooms / "gs2"), "--text-encoder", "hash-8",
+    err = cli_error([*base, "--gensplat", str(rooms / "gs2"), "--text-encoder", "hash-8",
                                    "--out", str(tmp_path / "e")])
     assert "gives 8-d vectors" in err and f"semantic head is {EMBEDDING_DIM}-d" in err
     for out in "abcde":

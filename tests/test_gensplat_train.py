@@ -306,16 +306,7 @@ def test_cli_runs_both_stages_and_rereads_its_config(rooms, tmp_path):
     assert cfg["steps"] == 2 and cfg["init"] == str(s1) and cfg["image_size"] == 32
 
 
-def _one_line_error(capsys, argv: list[str]) -> str:
-    from liftgs.cli import main as cli_main
-
-    assert cli_main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    return err
-
-
-def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, capsys):
+def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, cli_error):
     recon = tmp_path / "recon"
     shutil.copytree(rooms / "recon", recon)
     shutil.rmtree(recon / "room1")
@@ -323,25 +314,25 @@ def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, capsys):
     shutil.copytree(rooms / "labels", labels)
     shutil.rmtree(labels / "room2")
     base = ["--data", str(rooms / "data"), "--text-encoder", "hash-32", "--steps", "1", "--no-progress"]
-    err = _one_line_error(capsys, ["gensplat-semantic", *base, "--recon", str(recon), "--labels",
+    err = cli_error(["gensplat-semantic", *base, "--recon", str(recon), "--labels",
                                    str(rooms / "labels"), "--out", str(tmp_path / "a")])
     assert str(recon / "room1" / "gaussians.ply") in err and "1 of 3 scenes have no reconstruction" in err
-    err = _one_line_error(capsys, ["gensplat-semantic", *base, "--recon", str(rooms / "recon"), "--labels",
+    err = cli_error(["gensplat-semantic", *base, "--recon", str(rooms / "recon"), "--labels",
                                    str(labels), "--out", str(tmp_path / "b")])
     assert str(labels / "room2") in err and "no cached pseudo-label" in err
-    err = _one_line_error(capsys, ["gensplat-semantic", *base[:2], "--text-encoder", "hash-16", *base[4:],
+    err = cli_error(["gensplat-semantic", *base[:2], "--text-encoder", "hash-16", *base[4:],
                                    "--recon", str(rooms / "recon"), "--labels", str(rooms / "labels"),
                                    "--out", str(tmp_path / "c")])
     assert "32-d" in err and "16-d" in err and str(rooms / "labels") in err
-    err = _one_line_error(capsys, ["gensplat-semantic", *base, "--recon", str(rooms / "recon"),
+    err = cli_error(["gensplat-semantic", *base, "--recon", str(rooms / "recon"),
                                    "--out", str(tmp_path / "d")])
     assert "--labels" in err
     bad = tmp_path / "bad_recon"
     shutil.copytree(rooms / "recon", bad)
     (bad / "room0" / "gaussians.ply").write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
-    err = _one_line_error(capsys, ["gensplat-instance", *base, "--recon", str(bad), "--out", str(tmp_path / "e")])
+    err = cli_error(["gensplat-instance", *base, "--recon", str(bad), "--out", str(tmp_path / "e")])
     assert str(bad / "room0" / "gaussians.ply") in err
-    err = _one_line_error(capsys, ["gensplat-instance", *base, "--recon", str(rooms / "recon"),
+    err = cli_error(["gensplat-instance", *base, "--recon", str(rooms / "recon"),
                                    "--init", str(tmp_path / "nothing"), "--out", str(tmp_path / "f")])
     assert str(tmp_path / "nothing") in err
 
