@@ -97,6 +97,11 @@ class GroundConfig:
     max_points: int = 500_000
     """clouds with more points are grounded on their voxel means at the model's voxel size (5 cm),
     every point taking its voxel's masks: memory then grows with the room, not the sensor; 0 = always"""
+    splats: bool = False
+    """also write gaussians.ply: the model's predicted Gaussians (one per point it ran on) as a
+    standard 3D Gaussian Splatting PLY, opened by 3DGS viewers, with extra properties mask_id
+    (rank of the Gaussian's mask, -1 none) and mask_score (that mask's score, 0 for none);
+    LIFT-GS only"""
     views: int = 4
     """PNG renders around the scene (0 = none)"""
     image_size: int = 384
@@ -117,6 +122,9 @@ class GroundConfig:
             raise ValueError(f"--target {self.target!r} does not occur in the phrase {self.phrase!r}")
         if self.model == "gensplat":
             check_gensplat_options(self.checkpoint, self.recon)
+            if self.splats:
+                raise ValueError("--splats writes LIFT-GS's predicted Gaussians; with --model gensplat the Gaussians "
+                                 "are the reconstruction's (--recon DIR/<scene_id>/gaussians.ply)")
 
 
 @dataclass
@@ -432,7 +440,26 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
     result, view = ground_cloud(model, text_encoder, points, colors, config, model_dir, timer, notes)
     result.out = config.out or Path("ground_out") / name
     write_outputs(result.out, config, points, colors, result, timer, view)
+    if config.splats:
+        with timer("splats"):
+            seen = view if view is not None else (points, colors, result.point_mask_ids)
+            write_predicted_splats(result.out / "gaussians.ply", model, *seen, result.scores)
     return result
+
+
+def write_predicted_splats(path: Path, model, points: np.ndarray, colors: np.ndarray, mask_ids: np.ndarray,
+                           scores: np.ndarray) -> Path:
+    """The model's Gaussians for the cloud it ran on (``points``, ``colors``), written as a 3DGS
+    PLY (:func:`liftgs.io.splat_ply.splat_from_gaussians`) with ``mask_id`` (per point: rank of
+    its mask, -1 none) and ``mask_score`` (that mask's score, 0 for none) after ``rot_3``."""
+    from liftgs.io.splat_ply import splat_from_gaussians, write_splat_ply
+    from liftgs.models.liftgs.inference import predict_gaussians
+
+    ids = np.asarray(mask_ids, dtype=np.int64)
+    table = np.concatenate([np.asarray(scores, dtype=np.float64), [0.0]])  # index -1: no mask
+    gaussians = predict_gaussians(model, points, colors)
+    extra = {"mask_id": ids.astype(np.float32), "mask_score": table[ids].astype(np.float32)}
+    return write_splat_ply(path, splat_from_gaussians(gaussians, extra))
 
 
 def check_text_width(model, text_encoder, encoder_name: str, model_dir: Path) -> None:

@@ -4,7 +4,8 @@ The scene format's ``points.ply`` holds, per vertex, ``x y z`` float32, ``red gr
 uchar (for viewers such as MeshLab/CloudCompare), ``red_float green_float blue_float``
 float32 (the exact colours in [0, 1], so writing and reading round-trip bit for bit) and,
 when known, ``instance_id`` int32 (-1 = none). Readers also accept PLYs from other tools:
-float or uchar colours, no colours (grey), extra properties and faces (ignored).
+float or uchar colours, a 3D Gaussian Splatting PLY's ``f_dc_*`` (colour of the SH DC term,
+0.5 + SH_C0 * f_dc), no colours (grey), extra properties and faces (ignored).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = ["PointCloud", "write_point_cloud", "read_point_cloud", "load_point_cl
 
 _FLOAT_COLOURS = ("red_float", "green_float", "blue_float")
 _BYTE_COLOURS = ("red", "green", "blue")
+_SH_DC = ("f_dc_0", "f_dc_1", "f_dc_2")  # 3DGS files: colour = 0.5 + SH_C0 * f_dc
 MAX_COORDINATE = 1e5
 """metres: a larger coordinate is no room scan (a unit or georeferencing mistake); refused
 before it overflows the voxel grid's integer indices"""
@@ -82,6 +84,13 @@ def _vertex_colours(v: np.ndarray, names: tuple[str, ...], path: Path) -> np.nda
             if np.issubdtype(cols.dtype, np.integer) or cols.size and float(cols.max()) > 1.0:
                 return (cols.astype(np.float64) / 255.0).astype(np.float32)
             return cols.astype(np.float32)
+    if all(n in names for n in _SH_DC):  # a 3D Gaussian Splatting PLY: colour of the SH DC term
+        from liftgs.io.splat_ply import dc_to_rgb
+
+        dc = np.stack([v[n] for n in _SH_DC], axis=1).astype(np.float64)
+        if not np.isfinite(dc).all():
+            raise DataError(f"field f_dc_*: {int((~np.isfinite(dc)).any(1).sum())} vertices hold NaN/inf", path)
+        return dc_to_rgb(dc)
     warnings.warn(f"{path}: no vertex colours; using grey", stacklevel=3)
     return np.full((len(v), 3), 0.5, dtype=np.float32)
 

@@ -30,7 +30,8 @@ from liftgs.files import atomic_write
 from liftgs.io.errors import DataError
 from liftgs.io.ply import read_vertex_element
 
-__all__ = ["SplatCloud", "write_splat_ply", "read_splat_ply", "SH_C0", "splat_fields"]
+__all__ = ["SplatCloud", "write_splat_ply", "read_splat_ply", "SH_C0", "splat_fields", "splat_from_gaussians",
+           "rgb_to_dc", "dc_to_rgb"]
 
 SH_C0 = 0.28209479177387814
 """Y_0^0: colour = 0.5 + SH_C0 * f_dc (the reference's RGB2SH / SH2RGB)."""
@@ -40,6 +41,16 @@ _DC = ("f_dc_0", "f_dc_1", "f_dc_2")
 _SCALES = ("scale_0", "scale_1", "scale_2")
 _ROTS = ("rot_0", "rot_1", "rot_2", "rot_3")
 _F_REST = re.compile(r"^f_rest_(\d+)$")
+
+
+def rgb_to_dc(rgb) -> np.ndarray:
+    """Degree-0 SH coefficients of RGB colours in [0, 1]: (rgb - 0.5) / SH_C0 (the reference's RGB2SH)."""
+    return ((np.asarray(rgb, dtype=np.float64) - 0.5) / SH_C0).astype(np.float32)
+
+
+def dc_to_rgb(dc) -> np.ndarray:
+    """RGB in [0, 1] of degree-0 SH coefficients: clip(0.5 + SH_C0 * dc) (the reference's SH2RGB)."""
+    return np.clip(0.5 + SH_C0 * np.asarray(dc, dtype=np.float64), 0.0, 1.0).astype(np.float32)
 
 
 def splat_fields(sh_degree: int) -> list[str]:
@@ -137,6 +148,26 @@ class SplatCloud:
         return cls(means=arr(means), sh=arr(sh), opacity_logits=arr(opacity_logits),
                    log_scales=arr(log_scales), quats=arr(quats),
                    extra={k: arr(v) for k, v in (extra or {}).items()})
+
+
+OPACITY_EPS = 1e-6  # opacities are clipped to [eps, 1 - eps] before the logit
+
+
+def splat_from_gaussians(gaussians, extra: dict | None = None) -> SplatCloud:
+    """A model's predicted :class:`liftgs.types.Gaussians` (activated: scales in metres,
+    opacities in (0, 1), RGB colours in [0, 1], wxyz quaternions) in the 3DGS parameterisation:
+    log scales, opacity logits, degree-0 SH from the colours (:func:`rgb_to_dc`), the quaternion
+    as it is. ``extra``: per-Gaussian float properties written after ``rot_3``."""
+    def arr(x) -> np.ndarray:
+        return (x.detach().cpu().double().numpy() if hasattr(x, "detach") else np.asarray(x, dtype=np.float64))
+
+    scales = arr(gaussians.scales)
+    if scales.size and not (scales > 0).all():
+        raise ValueError("splat_from_gaussians: scales must be > 0 (activated, metres)")
+    opacity = np.clip(arr(gaussians.opacities).reshape(-1), OPACITY_EPS, 1.0 - OPACITY_EPS)
+    return SplatCloud(means=arr(gaussians.means), sh=rgb_to_dc(arr(gaussians.colors))[:, None, :],
+                      opacity_logits=np.log(opacity) - np.log1p(-opacity), log_scales=np.log(scales),
+                      quats=arr(gaussians.quats), extra=dict(extra or {}))
 
 
 def write_splat_ply(path: str | Path, cloud: SplatCloud) -> Path:
