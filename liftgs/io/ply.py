@@ -18,6 +18,7 @@ import numpy as np
 
 from liftgs.files import atomic_write
 from liftgs.io.errors import DataError, data_error
+from liftgs.io.sh import dc_to_rgb
 
 __all__ = ["PointCloud", "write_point_cloud", "read_point_cloud", "load_point_cloud", "check_coordinates",
            "MAX_COORDINATE"]
@@ -85,8 +86,6 @@ def _vertex_colours(v: np.ndarray, names: tuple[str, ...], path: Path) -> np.nda
                 return (cols.astype(np.float64) / 255.0).astype(np.float32)
             return cols.astype(np.float32)
     if all(n in names for n in _SH_DC):  # a 3D Gaussian Splatting PLY: colour of the SH DC term
-        from liftgs.io.splat_ply import dc_to_rgb
-
         dc = np.stack([v[n] for n in _SH_DC], axis=1).astype(np.float64)
         if not np.isfinite(dc).all():
             raise DataError(f"field f_dc_*: {int((~np.isfinite(dc)).any(1).sum())} vertices hold NaN/inf", path)

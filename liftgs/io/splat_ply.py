@@ -29,28 +29,17 @@ import numpy as np
 from liftgs.files import atomic_write
 from liftgs.io.errors import DataError
 from liftgs.io.ply import read_vertex_element
+from liftgs.io.sh import SH_C0, dc_to_rgb, rgb_to_dc
 
 __all__ = ["SplatCloud", "write_splat_ply", "read_splat_ply", "SH_C0", "splat_fields", "splat_from_gaussians",
            "rgb_to_dc", "dc_to_rgb"]
 
-SH_C0 = 0.28209479177387814
-"""Y_0^0: colour = 0.5 + SH_C0 * f_dc (the reference's RGB2SH / SH2RGB)."""
 
 _NORMALS = ("nx", "ny", "nz")
 _DC = ("f_dc_0", "f_dc_1", "f_dc_2")
 _SCALES = ("scale_0", "scale_1", "scale_2")
 _ROTS = ("rot_0", "rot_1", "rot_2", "rot_3")
 _F_REST = re.compile(r"^f_rest_(\d+)$")
-
-
-def rgb_to_dc(rgb) -> np.ndarray:
-    """Degree-0 SH coefficients of RGB colours in [0, 1]: (rgb - 0.5) / SH_C0 (the reference's RGB2SH)."""
-    return ((np.asarray(rgb, dtype=np.float64) - 0.5) / SH_C0).astype(np.float32)
-
-
-def dc_to_rgb(dc) -> np.ndarray:
-    """RGB in [0, 1] of degree-0 SH coefficients: clip(0.5 + SH_C0 * dc) (the reference's SH2RGB)."""
-    return np.clip(0.5 + SH_C0 * np.asarray(dc, dtype=np.float64), 0.0, 1.0).astype(np.float32)
 
 
 def splat_fields(sh_degree: int) -> list[str]:
