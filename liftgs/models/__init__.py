@@ -51,14 +51,16 @@ def model_family(model_dir: str | Path) -> str:
     return family
 
 
-def load_model(path: str | Path, map_location: str = "cpu") -> nn.Module:
+def load_model(path: str | Path, map_location: str = "cpu", *, revision: str | None = None,
+               cache_dir: str | Path | None = None, local_files_only: bool = True) -> nn.Module:
     """Load a model from a model folder, a checkpoint (``step_*``) or a run folder (its final
-    ``model/``, else its latest checkpoint), whatever its family. The family's loader checks the
-    weights against the checksum in ``config.json``: damaged weights are a one-line error
-    naming the file."""
+    ``model/``, else its latest checkpoint), a shipped model's name or a Hugging Face repo id in
+    the local cache (:func:`liftgs.train.checkpoint.resolve_model_dir`), whatever its family. The
+    family's loader checks the weights against the checksum in ``config.json``: damaged weights
+    are a one-line error naming the file."""
     from liftgs.train.checkpoint import resolve_model_dir
 
-    model_dir = resolve_model_dir(path)
+    model_dir = resolve_model_dir(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     return family_module(model_family(model_dir)).load_pretrained(model_dir, map_location=map_location)
 
 

@@ -386,16 +386,22 @@ def resolve_checkpoint(path: str | Path, verify: bool = False, warn: Warn | None
         "checkpoints under checkpoints/step_XXXXXXXX/")
 
 
-def resolve_model_dir(path: str | Path) -> Path:
+def resolve_model_dir(path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                      local_files_only: bool = True) -> Path:
     """The model folder (config.json + safetensors) behind a model, checkpoint or run path:
-    a run's final ``model/`` when it has one, else its latest checkpoint's. The name of a
-    shipped model (``liftgs-tiny-finetuned``, see :mod:`liftgs.weights`) stands for its folder
-    when no file of that name exists."""
+    a run's final ``model/`` when it has one, else its latest checkpoint's. When no file of that
+    name exists, the name of a shipped model (``liftgs-tiny-finetuned``, see :mod:`liftgs.weights`)
+    stands for its folder, and a Hugging Face repo id (``owner/name``) for its snapshot in the
+    local Hugging Face cache (:func:`liftgs.hub.hub_model_dir`: ``revision``, ``cache_dir``;
+    nothing is downloaded unless ``local_files_only=False``)."""
+    from liftgs.hub import hub_model_dir, is_repo_id
     from liftgs.weights import is_shipped_name, shipped_model_dir
 
     path = Path(path)
     if not path.exists() and is_shipped_name(path):
         path = shipped_model_dir(str(path))
+    elif not path.exists() and is_repo_id(path):
+        path = hub_model_dir(str(path), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     if not path.exists():
         raise CheckpointError(f"{path}: model weights not found")
     if path.is_dir() and any(path.glob("*.safetensors")) and (path / "config.json").is_file():

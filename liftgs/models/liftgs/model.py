@@ -283,9 +283,17 @@ class LiftGS(nn.Module):
         return save_model_folder(self, self.config, FAMILY, path)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu") -> "LiftGS":
+    def from_pretrained(cls, path: str | Path, map_location: str | torch.device = "cpu", *,
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = True) -> "LiftGS":
         """Load a directory written by :meth:`save_pretrained`, checking the weights' sha256
-        (folders written before the checksum existed load unverified, with a warning)."""
+        (folders written before the checksum existed load unverified, with a warning). ``path``
+        may also be a Hugging Face repo id (``owner/name``) whose snapshot is in the local Hugging
+        Face cache (``cache_dir``, ``revision``; downloaded only with ``local_files_only=False``)."""
+        from liftgs.hub import hub_model_dir, is_repo_id
+
+        if not Path(path).exists() and is_repo_id(path):
+            path = hub_model_dir(str(path), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         return load_model_folder(path, FAMILY, ModelConfig(), build_liftgs, label="LIFT-GS",
                                  writer="LiftGS.save_pretrained", map_location=map_location)
 
