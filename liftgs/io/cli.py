@@ -38,6 +38,7 @@ class ConvertScanNetArgs:
     scanrefer: tuple[Path, ...] = ()  # ScanRefer_filtered_*.json files
     referit3d: tuple[Path, ...] = ()  # sr3d*.csv / nr3d*.csv files
     locate3d: tuple[Path, ...] = ()  # Locate 3D (L3DD) *_scannet.json files; ScanNet records are attached
+    multi3drefer: tuple[Path, ...] = ()  # Multi3DRefer multi3drefer_*.json files (zero / one / several targets)
     train_list: Path | None = None  # scannetv2_train.txt -> splits.json "train"
     val_list: Path | None = None  # scannetv2_val.txt -> splits.json "val"
     image_format: Literal["jpg", "png"] = "jpg"
@@ -98,7 +99,7 @@ def _scan_dirs(paths: tuple[Path, ...]) -> list[Path]:
 
 
 def _load_expressions(args: ConvertScanNetArgs) -> dict[str, list]:
-    from liftgs.io.referring import read_locate3d, read_referit3d, read_scanrefer
+    from liftgs.io.referring import read_locate3d, read_multi3drefer, read_referit3d, read_scanrefer
 
     merged: dict[str, list] = {}
     for path in args.scanrefer:
@@ -106,6 +107,9 @@ def _load_expressions(args: ConvertScanNetArgs) -> dict[str, list]:
             merged.setdefault(sid, []).extend(exprs)
     for path in args.referit3d:
         for sid, exprs in read_referit3d(path).items():
+            merged.setdefault(sid, []).extend(exprs)
+    for path in args.multi3drefer:
+        for sid, exprs in read_multi3drefer(path).items():
             merged.setdefault(sid, []).extend(exprs)
     for path in args.locate3d:
         scannet = read_locate3d(path, scene_dataset="ScanNet")

@@ -1,4 +1,10 @@
-"""Referring-expression annotations: ScanRefer JSON and ReferIt3D (Sr3d / Nr3d) CSV.
+"""Referring-expression annotations: ScanRefer JSON, Multi3DRefer JSON and ReferIt3D (Sr3d / Nr3d) CSV.
+
+Multi3DRefer (``multi3drefer_{train,val}.json``) has ScanRefer's keys plus ``object_ids``, the
+list of every target (empty: the description matches nothing in the scene), and ``eval_type``,
+its query type: zero, single or multiple targets, with or without a distractor of the same
+class (``zt_wo_d``, ``zt_w_d``, ``st_wo_d``, ``st_w_d``, ``mt``); the ScanRefer reader refuses
+such a file rather than keep only one target.
 
 Locate 3D (L3DD) JSON shares ScanRefer's keys but adds grounded phrases, so it has its own
 reader (:mod:`liftgs.io.locate3d`); each reader refuses the other's files rather than
@@ -23,15 +29,19 @@ from liftgs.io.errors import DataError, data_error
 from liftgs.io.locate3d import read_locate3d
 from liftgs.types import Expression, Scene
 
-__all__ = ["read_scanrefer", "read_referit3d", "read_locate3d", "find_mention", "attach_expressions"]
+__all__ = ["read_scanrefer", "read_multi3drefer", "read_referit3d", "read_locate3d", "find_mention",
+           "attach_expressions", "MULTI3DREFER_TYPES"]
 
 SCANREFER_KEYS = ("scene_id", "object_id", "object_name", "ann_id", "description")
 SR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id", "reference_type", "anchor_ids")
 NR3D_KEYS = ("scan_id", "target_id", "utterance", "stimulus_id")
 # Fields of Locate 3D / ScanEnts3D records (phrase groundings, dataset, boxes) ScanRefer has not.
 LOCATE3D_ONLY_KEYS = ("entities", "scene_dataset", "primary_key", "frames_used", "gt_boxes")
-OTHER_READERS = ("Locate 3D JSON goes to read_locate3d (--locate3d), Sr3d / Nr3d CSV to read_referit3d "
-                 "(--referit3d)")
+MULTI3DREFER_KEYS = ("scene_id", "object_ids", "ann_id", "description", "eval_type")
+MULTI3DREFER_ONLY_KEYS = ("object_ids", "eval_type")
+MULTI3DREFER_TYPES = {"zt_wo_d": 0, "zt_w_d": 0, "st_wo_d": 1, "st_w_d": 1, "mt": 2}  # type -> 0 / 1 / 2+ targets
+OTHER_READERS = ("Locate 3D JSON goes to read_locate3d (--locate3d), Multi3DRefer JSON to read_multi3drefer "
+                 "(--multi3drefer), Sr3d / Nr3d CSV to read_referit3d (--referit3d)")
 
 
 def find_mention(text: str, name: str) -> tuple[int, int] | None:
@@ -72,6 +82,11 @@ def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
             raise DataError(f"annotation {i} has Locate 3D field {extra[0]!r}, which the ScanRefer reader "
                             "would drop: read this file with read_locate3d (liftgs convert scannet --locate3d)",
                             path)
+        extra = [k for k in MULTI3DREFER_ONLY_KEYS if k in row]
+        if extra:
+            raise DataError(f"annotation {i} has Multi3DRefer field {extra[0]!r}, which the ScanRefer reader "
+                            "would drop: read this file with read_multi3drefer (liftgs convert scannet "
+                            "--multi3drefer)", path)
         text = str(row["description"]).strip()
         name = str(row["object_name"])
         try:
@@ -84,6 +99,50 @@ def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
         out[str(row["scene_id"])].append(Expression(
             text=text, target_ids=[target], spans=_spans(text, name), source="scanrefer",
             ann_id=f"{row['object_id']}_{row['ann_id']}", meta=meta))
+    return dict(out)
+
+
+def read_multi3drefer(path: str | Path) -> dict[str, list[Expression]]:
+    """Multi3DRefer ``multi3drefer_*.json`` -> {scene_id: [Expression(source="multi3drefer")]}:
+    ``target_ids`` every id of ``object_ids`` (possibly none), ``meta["eval_type"]`` the query
+    type, checked against the number of targets; the span is the first mention of
+    ``object_name`` when the row has one."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("Multi3DRefer file is missing", path)
+    try:
+        rows = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise data_error(path, "cannot parse Multi3DRefer JSON (truncated or corrupt?)", exc) from exc
+    if not isinstance(rows, list):
+        raise DataError(f"Multi3DRefer JSON must be a list of annotations, got a {type(rows).__name__}", path)
+    out: dict[str, list[Expression]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        missing = [k for k in MULTI3DREFER_KEYS if not isinstance(row, dict) or k not in row]
+        if missing:
+            raise DataError(f"annotation {i} lacks {missing} (not a Multi3DRefer file? {OTHER_READERS})", path)
+        ids = row["object_ids"]
+        if not isinstance(ids, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in ids):
+            raise DataError(f"annotation {i}: field 'object_ids' must be a list of integers, got {ids!r}", path)
+        kind = row["eval_type"]
+        if kind not in MULTI3DREFER_TYPES:
+            raise DataError(f"annotation {i}: field 'eval_type' is {kind!r}, expected one of "
+                            f"{sorted(MULTI3DREFER_TYPES)}", path)
+        want = MULTI3DREFER_TYPES[kind]
+        if min(len(ids), 2) != want:
+            raise DataError(f"annotation {i}: field 'eval_type' {kind!r} needs {('no', 'one', 'several')[want]} "
+                            f"target(s) but 'object_ids' holds {len(ids)}", path)
+        text = str(row["description"]).strip()
+        name = str(row.get("object_name", ""))
+        meta = {"eval_type": kind}
+        if name:
+            meta["object_name"] = name.replace("_", " ")
+        if "token" in row:
+            meta["tokens"] = list(row["token"])
+        ann = f"{row['object_id']}_{row['ann_id']}" if "object_id" in row else str(row["ann_id"])
+        out[str(row["scene_id"])].append(Expression(
+            text=text, target_ids=list(dict.fromkeys(ids)), spans=_spans(text, name) if name and ids else [],
+            source="multi3drefer", ann_id=ann, meta=meta))
     return dict(out)
 
 
