@@ -22,6 +22,16 @@ def parse_cli(config_cls: type[T], argv: list[str], prog: str, description: str 
     return tyro.cli(config_cls, args=argv, prog=prog, description=description, default=default)
 
 
+def name_positional(argv: list[str], *flags: str) -> list[str]:
+    """``argv`` with its leading positional words named by ``flags``: ``SCENE PHRASE ...``
+    becomes ``--scene SCENE --phrase PHRASE ...`` when there is a word (not starting with ``-``)
+    for every flag; otherwise ``argv`` as it is."""
+    n = len(flags)
+    if len(argv) >= n and not any(a.startswith("-") for a in argv[:n]):
+        return [x for flag, word in zip(flags, argv) for x in (flag, word)] + list(argv[n:])
+    return list(argv)
+
+
 def to_dict(obj: Any) -> Any:
     """JSON-ready dict of a (nested) dataclass: Paths become strings, tuples lists."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):

@@ -40,7 +40,7 @@ from typing import Literal
 
 import numpy as np
 
-from liftgs.config import parse_cli
+from liftgs.config import name_positional, parse_cli
 
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
@@ -684,9 +684,7 @@ def ground_gensplat(config: GroundConfig, model=None, text_encoder=None) -> Grou
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-"):
-        argv = ["--scene", argv[0], "--phrase", argv[1], *argv[2:]]  # positional form
+    argv = name_positional(list(sys.argv[1:] if argv is None else argv), "--scene", "--phrase")
     config = parse_cli(GroundConfig, argv, prog="liftgs ground", description=__doc__.split("\n\n")[0])
     result = run_ground(config)  # a bad input raises: `liftgs` prints it on one line
     print(f"{config.phrase!r}: {len(result.scores)} mask(s)")

@@ -6,15 +6,13 @@ from __future__ import annotations
 import importlib.util
 import sys
 
-from liftgs.config import parse_cli
+from liftgs.config import name_positional, parse_cli
 
 
 def main(argv: list[str] | None = None) -> int:
     from liftgs.viewer.app import ViewConfig, launch_viewer, load_inputs
 
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and not argv[0].startswith("-"):
-        argv = ["--scene", argv[0], *argv[1:]]  # positional form
+    argv = name_positional(list(sys.argv[1:] if argv is None else argv), "--scene")
     config = parse_cli(ViewConfig, argv, prog="liftgs view", description=__doc__.split("\n\n")[0])
     if importlib.util.find_spec("viser") is None:
         print("liftgs view: needs the viser package: pip install 'liftgs[view]' (or pip install viser)",

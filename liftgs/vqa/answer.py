@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from liftgs.config import parse_cli
+from liftgs.config import name_positional, parse_cli
 
 
 @dataclass
@@ -101,9 +101,7 @@ def run_answer(config: AnswerConfig, model=None, text_encoder=None) -> AnswerOut
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if len(argv) >= 2 and not argv[0].startswith("-") and not argv[1].startswith("-"):
-        argv = ["--scene", argv[0], "--question", argv[1], *argv[2:]]  # positional form
+    argv = name_positional(list(sys.argv[1:] if argv is None else argv), "--scene", "--question")
     config = parse_cli(AnswerConfig, argv, prog="liftgs answer", description=__doc__.split("\n\n")[0])
     result = run_answer(config)  # a bad input raises: `liftgs` prints it on one line
     print(f"{config.question!r} ({result.scene_id}):")
