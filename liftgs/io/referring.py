@@ -60,18 +60,24 @@ def _spans(text: str, name: str) -> list[tuple[int, int]]:
     return [span] if span is not None else []
 
 
-def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
-    """ScanRefer ``ScanRefer_filtered_*.json`` -> {scene_id: [Expression(source="scanrefer")]}."""
-    path = Path(path)
+def _annotation_list(path: Path, what: str, hint: str = "") -> list:
+    """The JSON list of annotations in ``path`` (``what`` names the dataset in errors, ``hint``
+    follows the not-a-list error); a missing file, bad JSON or a non-list is a DataError."""
     if not path.is_file():
-        raise DataError("ScanRefer file is missing", path)
+        raise DataError(f"{what} file is missing", path)
     try:
         rows = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise data_error(path, "cannot parse ScanRefer JSON (truncated or corrupt?)", exc) from exc
+        raise data_error(path, f"cannot parse {what} JSON (truncated or corrupt?)", exc) from exc
     if not isinstance(rows, list):
-        raise DataError(f"ScanRefer JSON must be a list of annotations, got a {type(rows).__name__} "
-                        f"(not a ScanRefer file? {OTHER_READERS})", path)
+        raise DataError(f"{what} JSON must be a list of annotations, got a {type(rows).__name__}{hint}", path)
+    return rows
+
+
+def read_scanrefer(path: str | Path) -> dict[str, list[Expression]]:
+    """ScanRefer ``ScanRefer_filtered_*.json`` -> {scene_id: [Expression(source="scanrefer")]}."""
+    path = Path(path)
+    rows = _annotation_list(path, "ScanRefer", f" (not a ScanRefer file? {OTHER_READERS})")
     out: dict[str, list[Expression]] = defaultdict(list)
     for i, row in enumerate(rows):
         missing = [k for k in SCANREFER_KEYS if not isinstance(row, dict) or k not in row]
@@ -108,14 +114,7 @@ def read_multi3drefer(path: str | Path) -> dict[str, list[Expression]]:
     type, checked against the number of targets; the span is the first mention of
     ``object_name`` when the row has one."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError("Multi3DRefer file is missing", path)
-    try:
-        rows = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise data_error(path, "cannot parse Multi3DRefer JSON (truncated or corrupt?)", exc) from exc
-    if not isinstance(rows, list):
-        raise DataError(f"Multi3DRefer JSON must be a list of annotations, got a {type(rows).__name__}", path)
+    rows = _annotation_list(path, "Multi3DRefer")
     out: dict[str, list[Expression]] = defaultdict(list)
     for i, row in enumerate(rows):
         missing = [k for k in MULTI3DREFER_KEYS if not isinstance(row, dict) or k not in row]
