@@ -161,39 +161,42 @@ def _pm(stat: dict[str, float], scale: float = 100.0) -> str:
 ABLATION = ("uniform", "gafs-views", "gafs-geometry")  # the frame-selection ablation, in its order
 
 
-def referring_tables(methods: dict[str, MethodScores], reference: str = "uniform") -> list[Table]:
+def referring_tables(methods: dict[str, MethodScores], reference: str = "uniform",
+                     steps: dict[str, dict[str, Any]] | None = None) -> list[Table]:
     """The main table (each method, its paired mIoU and recall differences to ``reference``) and,
     when two or more of :data:`ABLATION` were run, each step of the ablation paired per
-    expression (gafs-views − uniform, gafs-geometry − gafs-views)."""
+    expression (gafs-views − uniform, gafs-geometry − gafs-views; ``steps`` as
+    :func:`ablation_steps` returns them, computed when not given)."""
     t = Table("Referring segmentation and frame selection (mean ± SE over expressions)",
               ["method", "view recall", "mIoU", "Acc@0.25", "Acc@0.5", f"recall − {reference}",
                f"mIoU − {reference}", "n"])
     for name, m in methods.items():
-        s = m.summary()["scanrefer"].get("overall", {})
+        summary = m.summary()
+        s = summary["scanrefer"].get("overall", {})
         other = reference in methods and name != reference
         d_iou = paired(m.iou, methods[reference].iou) if other else None
         d_rec = paired(m.recall, methods[reference].recall) if other and m.recall else None
-        t.rows.append([name, _pm(m.summary()["recall"]), _pm(m.summary()["miou"]), s.get("acc@0.25"),
+        t.rows.append([name, _pm(summary["recall"]), _pm(summary["miou"]), s.get("acc@0.25"),
                        s.get("acc@0.5"), "-" if d_rec is None else _pm(d_rec), "-" if d_iou is None else _pm(d_iou),
                        len(m.iou)])
     tables = [t]
-    steps = [name for name in ABLATION if name in methods]
-    if len(steps) >= 2:
+    steps = ablation_steps(methods) if steps is None else steps
+    if steps:
         a = Table("Frame-selection ablation, step by step (paired per expression, mean ± SE)",
                   ["step", "view recall", "mIoU", "n"])
-        for lo, hi in zip(steps, steps[1:]):
-            a.rows.append([f"{hi} − {lo}", _pm(paired(methods[hi].recall, methods[lo].recall)),
-                           _pm(paired(methods[hi].iou, methods[lo].iou)), len(methods[hi].iou)])
+        for key, step in steps.items():
+            a.rows.append([key.replace(" - ", " − "), _pm(step["recall"]), _pm(step["miou"]), step["miou"]["n"]])
         tables.append(a)
     return tables
 
 
-def ablation_steps(methods: dict[str, MethodScores]) -> dict[str, dict[str, dict[str, float]]]:
-    """results.json's record of :func:`referring_tables`' ablation steps."""
-    steps = [name for name in ABLATION if name in methods]
+def ablation_steps(methods: dict[str, MethodScores]) -> dict[str, dict[str, Any]]:
+    """results.json's record of the ablation steps: per consecutive pair of :data:`ABLATION`
+    methods that were run, the paired recall and mIoU differences."""
+    run = [name for name in ABLATION if name in methods]
     return {f"{hi} - {lo}": {"recall": paired(methods[hi].recall, methods[lo].recall),
                              "miou": paired(methods[hi].iou, methods[lo].iou)}
-            for lo, hi in zip(steps, steps[1:])}
+            for lo, hi in zip(run, run[1:])}
 
 
 # --------------------------------------------------------------------------------- config
@@ -347,8 +350,8 @@ def run_language_eval(cfg: LanguageEvalConfig) -> dict[str, Any]:
         ref = "uniform" if "uniform" in methods else next(iter(methods))
         results["referring_paired"] = {name: paired(m.iou, methods[ref].iou) for name, m in methods.items()
                                        if name != ref}
-        results["ablation_steps"] = ablation_steps(methods)
-        tables += referring_tables(methods, ref)
+        results["ablation_steps"] = steps = ablation_steps(methods)
+        tables += referring_tables(methods, ref, steps)
     if "vqa" in cfg.tasks:
         tables_vqa, vqa = _vqa(cfg, model, cache, scenes, scorers["gafs-geometry"] or
                                _load_scorer(cfg.frames_geometry, "geometry"), embed, k)
