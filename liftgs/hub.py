@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["HubModelNotFound", "is_repo_id", "hub_model_dir"]
+__all__ = ["HubModelNotFound", "is_repo_id", "hub_model_dir", "local_or_hub"]
 
 
 class HubModelNotFound(FileNotFoundError):
@@ -49,3 +49,13 @@ def hub_model_dir(repo_id: str, *, revision: str | None = None, cache_dir: str |
     except (HFValidationError, OSError) as err:
         raise HubModelNotFound(f"{repo_id}: {' '.join(str(err).split())[:300]}") from None
     return Path(folder)
+
+
+def local_or_hub(path: str | Path, *, revision: str | None = None, cache_dir: str | Path | None = None,
+                 local_files_only: bool = True) -> Path:
+    """``path`` itself when it exists or is not shaped like a repo id, else the repo's snapshot
+    folder (:func:`hub_model_dir`): a local folder of that name wins over the Hub."""
+    path = Path(path)
+    if path.exists() or not is_repo_id(path):
+        return path
+    return hub_model_dir(str(path), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)

@@ -394,14 +394,14 @@ def resolve_model_dir(path: str | Path, *, revision: str | None = None, cache_di
     stands for its folder, and a Hugging Face repo id (``owner/name``) for its snapshot in the
     local Hugging Face cache (:func:`liftgs.hub.hub_model_dir`: ``revision``, ``cache_dir``;
     nothing is downloaded unless ``local_files_only=False``)."""
-    from liftgs.hub import hub_model_dir, is_repo_id
+    from liftgs.hub import local_or_hub
     from liftgs.weights import is_shipped_name, shipped_model_dir
 
     path = Path(path)
     if not path.exists() and is_shipped_name(path):
         path = shipped_model_dir(str(path))
-    elif not path.exists() and is_repo_id(path):
-        path = hub_model_dir(str(path), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+    else:
+        path = local_or_hub(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
     if not path.exists():
         raise CheckpointError(f"{path}: model weights not found")
     if path.is_dir() and any(path.glob("*.safetensors")) and (path / "config.json").is_file():

@@ -290,10 +290,9 @@ class LiftGS(nn.Module):
         (folders written before the checksum existed load unverified, with a warning). ``path``
         may also be a Hugging Face repo id (``owner/name``) whose snapshot is in the local Hugging
         Face cache (``cache_dir``, ``revision``; downloaded only with ``local_files_only=False``)."""
-        from liftgs.hub import hub_model_dir, is_repo_id
+        from liftgs.hub import local_or_hub
 
-        if not Path(path).exists() and is_repo_id(path):
-            path = hub_model_dir(str(path), revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
+        path = local_or_hub(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
         return load_model_folder(path, FAMILY, ModelConfig(), build_liftgs, label="LIFT-GS",
                                  writer="LiftGS.save_pretrained", map_location=map_location)
 
