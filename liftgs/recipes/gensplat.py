@@ -165,31 +165,23 @@ def model_config(preset: str, text_dim: int) -> GenSplatConfig:
 
 
 # --------------------------------------------------------------------------------- rendering
-def view_weights(g, view: SampledView):
-    """The renderer's weights of ``view``'s sampled pixels (no gradient: the reconstruction's
-    geometry is an input) and the Gaussians they see."""
-    from liftgs.render import render_weights
+def render_at_pixels(g, view: SampledView, rows) -> Tensor:
+    """Per-Gaussian attributes composited at ``view``'s sampled pixels -> [P, C], black
+    background (no gradient to the geometry: the reconstruction is an input).
+
+    ``rows(index)`` gives the attributes of Gaussians ``index`` [G] (None: all of them). On
+    CPU only the Gaussians the pixels see are read; on CUDA gsplat rasterises all of them over
+    the whole image (:func:`liftgs.render.composite_view`)."""
+    from liftgs.render import composite_view
 
     dev = g.means.device
-    w = render_weights(g.means, g.quats, g.scales, g.opacities, view.viewmat.to(dev), view.K.to(dev),
-                       view.width, view.height, pixels=view.pixels.to(dev))
-    return w, w.used_gaussians()
+    return composite_view(g.means, g.quats, g.scales, g.opacities, rows, view.viewmat.to(dev),
+                          view.K.to(dev), view.width, view.height, pixels=view.pixels.to(dev))[0]
 
 
-def composite_rows(weights, used: Tensor, rows: Tensor) -> Tensor:
-    """Attributes ``rows`` [G, C] of the Gaussians ``used`` (those the weights' pixels see)
-    composited at the weights' pixels -> [P, C] (black background)."""
-    from liftgs.render import composite
-
-    if used.numel() == 0:  # nothing in view: every pixel is background
-        return rows.new_zeros(weights.num_pixels, rows.shape[1]) + rows.sum() * 0.0
-    return composite(weights, rows, gaussians=used)[0]
-
-
-def composite_at(weights, used: Tensor, values: Tensor) -> Tensor:
-    """Per-Gaussian ``values`` [N, C] composited at the weights' pixels -> [P, C], reading only
-    the rows of the Gaussians the pixels see."""
-    return composite_rows(weights, used, values.index_select(0, used))
+def gather_rows(values: Tensor):
+    """``rows`` for :func:`render_at_pixels` from per-Gaussian ``values`` [N, C]."""
+    return lambda index: values if index is None else values.index_select(0, index)
 
 
 class SemanticStage(GenSplat):
@@ -203,7 +195,7 @@ class SemanticStage(GenSplat):
         for s in samples:
             g = s.gaussians.to(device=dev)
             latents = self.encode(g)
-            out.append([self.semantic_head(composite_at(*view_weights(g, v), latents)) for v in s.views])
+            out.append([self.semantic_head(render_at_pixels(g, v, gather_rows(latents))) for v in s.views])
         return out
 
 
@@ -309,15 +301,17 @@ def render_instance_layers(output: InstanceOutput, sample: GenSplatSample) -> li
     """Every decoder layer's sigmoid(mask logits) rendered at the sample's sampled pixels, per
     matching group: ``[group][layer] = (probs [Q, P_group], class_logits [Q, K+1])``.
 
-    One composite per view for all layers (the Gaussians the view's pixels see only)."""
+    One composite per view for all layers (on CPU, of the Gaussians the view's pixels see only)."""
     layers = output.layers()
     Q = output.mask_logits.shape[0]
     g = sample.gaussians.to(device=output.mask_logits.device)
     per_view = []
     for v in sample.views:
-        w, used = view_weights(g, v)
-        rows = torch.sigmoid(torch.cat([m.index_select(1, used) for m, _ in layers])).T  # [G, L * Q]
-        per_view.append(composite_rows(w, used, rows).T.reshape(len(layers), Q, -1))  # [L, Q, P]
+        def rows(index: Tensor | None) -> Tensor:  # [G, L * Q]
+            return torch.sigmoid(torch.cat([m if index is None else m.index_select(1, index)
+                                            for m, _ in layers])).T
+
+        per_view.append(render_at_pixels(g, v, rows).T.reshape(len(layers), Q, -1))  # [L, Q, P]
     out = []
     for grp in sample.groups:
         probs = torch.cat([per_view[i] for i in grp.views], dim=2)  # [L, Q, P_group]

@@ -3,13 +3,15 @@
 Compositing is linear in the per-Gaussian attributes, so a view's pixel x Gaussian weights
 are computed once and several quantities are composited from them in one product. Colours
 are composited over the full image (photometric loss); features (eq. 7) and the mask
-probabilities sigmoid(M) of every decoder layer (deep supervision) only at the sampled
-pixels, from those pixels' own weights.
+probabilities sigmoid(M) of every decoder layer (deep supervision) at the supervised
+pixels. On CPU those come from the pixels' own weights; on CUDA gsplat rasterises every
+channel over the whole image (docs/gpu.md), and the same loss code reads the pixels.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -18,6 +20,9 @@ from liftgs.losses.feature import LowRankFeatures
 from liftgs.models.liftgs.factors import stacked_factors
 from liftgs.modules.gaussian_head import LowRankGaussians
 from liftgs.types import Gaussians, Grounding
+
+if TYPE_CHECKING:
+    from liftgs.render.backends.gsplat import Rasterize
 
 
 @dataclass
@@ -36,9 +41,15 @@ def grounding_layers(grounding: Grounding) -> list[Grounding]:
 
 def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: Tensor,
                 width: int, height: int, pixels: Tensor, want_rgb: bool = True,
-                want_features: bool = True) -> RenderedView:
-    """Render RGB (full image), features and per-layer mask probabilities (sampled pixels)."""
-    from liftgs.render import composite, render_weights
+                want_features: bool = True, rasterize: Rasterize | str | None = "auto") -> RenderedView:
+    """Render RGB (full image), features and per-layer mask probabilities (sampled pixels).
+
+    ``rasterize``: "auto" renders with gsplat on CUDA when it is installed (every channel over
+    the whole image, one call, then the sampled pixels) and through the renderer's weights
+    otherwise; a function with ``gsplat.rasterization``'s signature forces that path (the CPU
+    tests pass :func:`liftgs.render.reference_rasterization`), None forces the weights path.
+    """
+    from liftgs.render import resolve_rasterizer
 
     g = gaussians
     layers = grounding_layers(grounding)
@@ -47,6 +58,27 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
                 and g.feature_weight is not None)
     if want_features and g.features is None and not low_rank:
         raise ValueError("the feature loss is on but the model predicts no Gaussian features")
+    rasterize = resolve_rasterizer(rasterize, g.means.device)
+    if rasterize is not None:
+        rgb, values, alpha = _rasterize_all(rasterize, g, layers, viewmat, K, width, height, pixels,
+                                            want_rgb, want_features, low_rank)
+    else:
+        rgb, values, alpha = _render_weights_path(g, layers, viewmat, K, width, height, pixels,
+                                                  want_rgb, want_features, low_rank)
+    probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]  # values: [Np, C]
+    feats = values[:, len(layers) * m:] if want_features else None
+    if low_rank:  # composite(basis) @ W.T + alpha * b == composite(basis @ W.T + b): linear
+        feats = LowRankFeatures(feats, alpha, g.feature_weight, g.feature_bias)
+    return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
+
+
+def _render_weights_path(g: Gaussians, layers: list[Grounding], viewmat: Tensor, K: Tensor,
+                         width: int, height: int, pixels: Tensor, want_rgb: bool,
+                         want_features: bool, low_rank: bool):
+    """CPU (and CUDA without gsplat): one rasterisation's weights, RGB over the image, the
+    supervised channels at the sampled pixels from those pixels' rows."""
+    from liftgs.render import composite, render_weights
+
     rgb = full = None
     if want_rgb:  # colours over the full image (3 channels)
         full = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height)
@@ -59,11 +91,32 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     else:
         sub = render_weights(g.means, g.quats, g.scales, g.opacities, viewmat, K, width, height, pixels=pixels)
     values, alpha = _composite_supervised(sub, layers, g, want_features, low_rank)  # [Np, C]
-    probs = [values[:, i * m:(i + 1) * m].T for i in range(len(layers))]
-    feats = values[:, len(layers) * m:] if want_features else None
-    if low_rank:  # composite(basis) @ W.T + alpha * b == composite(basis @ W.T + b): linear
-        feats = LowRankFeatures(feats, alpha, g.feature_weight, g.feature_bias)
-    return RenderedView(rgb=rgb, mask_probs=probs, features=feats, alpha=alpha)
+    return rgb, values, alpha
+
+
+def _rasterize_all(rasterize: Rasterize, g: Gaussians, layers: list[Grounding], viewmat: Tensor,
+                   K: Tensor, width: int, height: int, pixels: Tensor, want_rgb: bool,
+                   want_features: bool, low_rank: bool):
+    """gsplat (or a substitute with its signature): RGB, every layer's mask probabilities and
+    the features of every Gaussian in one N-channel rasterisation of the whole image (gsplat
+    chunks the channels), then the supervised channels at the sampled pixels."""
+    from liftgs.render.backends.gsplat import rasterize_view
+
+    factors = stacked_factors(layers)
+    if factors is None:
+        attrs = [torch.sigmoid(layer.logits_at()).T for layer in layers]  # L x [N, m]
+    else:
+        attrs = [torch.sigmoid(factors.point_logits())]  # [N, L * m]
+    if want_features:
+        attrs.append(g.feature_basis if low_rank else g.features)
+    if want_rgb:
+        attrs.insert(0, g.colors)
+    values, alpha = rasterize_view(rasterize, g.means, g.quats, g.scales, g.opacities,
+                                   torch.cat(attrs, dim=1), viewmat, K, width, height)
+    rgb = values[:, :3].reshape(height, width, 3) if want_rgb else None
+    pixels = pixels.to(device=values.device, dtype=torch.long).reshape(-1)
+    sampled = values.index_select(0, pixels)
+    return rgb, sampled[:, 3:] if want_rgb else sampled, alpha.index_select(0, pixels)
 
 
 def _composite_supervised(sub, layers: list[Grounding], g: Gaussians, want_features: bool,

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
-from liftgs.render.backends.gsplat import gsplat_available, render_gsplat
+from liftgs.render.backends import gsplat as gsplat_backend
+from liftgs.render.backends.gsplat import Rasterize, gsplat_available, rasterize_view, render_gsplat
 from liftgs.render.backends.numba.csr import csr_weights, numba_available
 from liftgs.render.backends.reference import dense_weights
 from liftgs.render.backends.torch import block_weights
@@ -115,3 +118,50 @@ def render(
     values, alpha = composite(W, attributes, background)
     image = values.reshape(int(height), int(width), -1)
     return image, alpha.reshape(int(height), int(width)), RenderInfo(W, W.projection, backend)
+
+
+def resolve_rasterizer(rasterize: Rasterize | str | None, device: torch.device) -> Rasterize | None:
+    """``"auto"`` -> gsplat's ``rasterization`` on CUDA when installed, else None (the weights
+    path); None -> the weights path; a function with gsplat's signature -> that function."""
+    if isinstance(rasterize, str):
+        if rasterize != "auto":
+            raise ValueError(f"rasterize must be 'auto', None or a function, got {rasterize!r}")
+        return gsplat_backend.training_rasterizer(device)
+    return rasterize
+
+
+def composite_view(
+    means: Tensor,  # [N, 3]
+    quats: Tensor,  # [N, 4]
+    scales: Tensor,  # [N, 3]
+    opacities: Tensor,  # [N]
+    rows: Callable[[Tensor | None], Tensor],  # Gaussian ids [G] (None = all N) -> attributes [G, C]
+    viewmat: Tensor,  # [4, 4]
+    K: Tensor,  # [3, 3]
+    width: int,
+    height: int,
+    pixels: Tensor | None = None,  # [P] flat pixel ids; None = the whole image
+    rasterize: Rasterize | str | None = "auto",
+) -> tuple[Tensor, Tensor]:
+    """Per-Gaussian attributes composited at one view's ``pixels``: (values [P, C], alpha [P]),
+    black background. What the training recipes render with, on every device.
+
+    Weights path (CPU; CUDA without gsplat): the sampled pixels' weights, then only the rows
+    of the Gaussians they see (``rows(used)``). Rasteriser path (``rasterize``: gsplat's
+    ``rasterization`` on CUDA by default, or a substitute with its signature): every
+    Gaussian's rows (``rows(None)``) over the whole image, then the pixels' values.
+    """
+    rasterize = resolve_rasterizer(rasterize, means.device)
+    if rasterize is not None:
+        values, alpha = rasterize_view(rasterize, means, quats, scales, opacities, rows(None),
+                                       viewmat, K, width, height)
+        if pixels is None:
+            return values, alpha
+        pixels = pixels.to(device=values.device, dtype=torch.long).reshape(-1)
+        return values.index_select(0, pixels), alpha.index_select(0, pixels)
+    W = render_weights(means, quats, scales, opacities, viewmat, K, width, height, pixels=pixels)
+    used = W.used_gaussians()
+    attrs = rows(used)
+    if used.numel() == 0:  # nothing in view: every pixel is background (gradient-connected zeros)
+        return attrs.new_zeros(W.num_pixels, attrs.shape[1]) + attrs.sum() * 0.0, W.alpha.to(attrs.dtype)
+    return composite(W, attrs, gaussians=used)
