@@ -276,7 +276,7 @@ def export_weights(models: dict[str, Path], dest: Path) -> None:
     """Copy each model folder to ``dest/<name>`` with the config.json of the run that trained
     it (``run_config.json``: recipe, settings, data statistics, which ``liftgs ground`` reads),
     written beside and renamed into place."""
-    from liftgs.ground import RUN_CONFIG_COPY, run_configs
+    from liftgs.models.provenance import RUN_CONFIG_COPY, run_configs
 
     dest.mkdir(parents=True, exist_ok=True)
     for name, src in models.items():

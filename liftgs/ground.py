@@ -41,6 +41,7 @@ from typing import Literal
 import numpy as np
 
 from liftgs.config import name_positional, parse_cli
+from liftgs.models.provenance import check_text_width, run_configs
 
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
@@ -75,9 +76,10 @@ class GroundConfig:
     """gensplat: scene-feature cache folder (default: computed in memory, nothing kept)"""
     out: Path | None = None
     """output folder (default: ground_out/<scene name>)"""
-    text_encoder: str = "minilm"
-    """text encoder name or path; must match the model's query width (gensplat with --frames:
-    the frames run's encoder unless another one is given)"""
+    text_encoder: str | None = None
+    """text encoder name, folder or HF-cache repo id; default: the one the model records (its
+    pre-training labels' encoder), MiniLM when it records none (gensplat with --frames: the
+    frames run's encoder)"""
     mode: Literal["auto", "zero-shot", "phrase", "expression"] = "auto"
     """phrase = pooled vector as one query, as in pre-training; zero-shot = phrase, with the
     masks ranked by the Gaussian feature field's relevance (for pre-trained-only models);
@@ -186,9 +188,6 @@ def check_mask_options(top_k: int, threshold: float, component_radius: float) ->
         raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {component_radius}")
 
 
-RUN_CONFIG_COPY = "run_config.json"  # a model folder's copy of the config.json of the run that trained it
-
-
 def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
     """``auto``: expression mode for models fine-tuned on referring expressions, zero-shot for a
     pre-training run's model, else phrase."""
@@ -200,21 +199,6 @@ def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
         if data.get("recipe") == "pretrain":
             return "zero-shot"
     return "phrase"
-
-
-def run_configs(model_dir: Path):
-    """The readable config.json of the run that holds ``model_dir`` (``run/model`` or
-    ``run/checkpoints/step_N/model``), or the copy a model folder carries (``run_config.json``,
-    e.g. the shipped models)."""
-    for run_config in (model_dir / RUN_CONFIG_COPY, model_dir.parent / "config.json",
-                       model_dir.parent.parent.parent / "config.json"):
-        if run_config.is_file():
-            try:
-                data = json.loads(run_config.read_text())
-            except (OSError, json.JSONDecodeError):
-                continue
-            if isinstance(data, dict):
-                yield data
 
 
 def training_ranges(model_dir: Path) -> tuple[dict, str]:
@@ -432,10 +416,10 @@ def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOut
         with timer("load model"):
             model = load_model(model_dir, map_location=config.device).eval()
     if text_encoder is None:
-        from liftgs.text import load_text_encoder
+        from liftgs.models.provenance import text_encoder_for
 
         with timer("load text encoder"):
-            text_encoder = load_text_encoder(config.text_encoder, device=config.device)
+            text_encoder = text_encoder_for(model_dir, config.text_encoder, device=config.device, model=model)
     notes = [str(w.message).splitlines()[0] for w in caught]
     result, view = ground_cloud(model, text_encoder, points, colors, config, model_dir, timer, notes)
     result.out = config.out or Path("ground_out") / name
@@ -462,13 +446,6 @@ def write_predicted_splats(path: Path, model, points: np.ndarray, colors: np.nda
     return write_splat_ply(path, splat_from_gaussians(gaussians, extra))
 
 
-def check_text_width(model, text_encoder, encoder_name: str, model_dir: Path) -> None:
-    """Refuse a text encoder whose vectors are not as wide as the model's queries."""
-    if text_encoder.dim != model.text_dim:
-        raise ValueError(f"the text encoder {encoder_name!r} gives {text_encoder.dim}-d vectors but "
-                         f"the model {model_dir} takes {model.text_dim}-d queries")
-
-
 def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, config: GroundConfig,
                  model_dir: Path, timer: Timer | None = None, notes: list[str] | None = None,
                  warn=None) -> tuple[GroundOutput, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
@@ -488,7 +465,7 @@ def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, co
     timer = timer or Timer()
     notes = list(notes or [])
     warn = warn or _print_warnings
-    check_text_width(model, text_encoder, config.text_encoder, model_dir)
+    check_text_width(model, text_encoder, model_dir)
     seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer)
     far = distribution_warnings(cloud_stats(seen, seen_colors), *training_ranges(model_dir))
     notes += [f"{w}; --max-points 0 grounds its voxel means" if w.startswith("density") else w for w in far]
@@ -577,14 +554,14 @@ class GenSplatScene:
 
 
 def load_gensplat_scene(scene: Path, checkpoint: Path, recon: Path, text: str, frames: Path | None = None,
-                        cache: Path | None = None, text_encoder: str = "minilm", num_views: int | None = None,
+                        cache: Path | None = None, text_encoder: str | None = None, num_views: int | None = None,
                         device: str = "cpu", timer: Timer | None = None, model=None,
                         encoder=None) -> GenSplatScene:
     """Check the inputs, load the stage-III bundle (and the GAFS scorer of ``frames``), compute
     the scene's features (in memory, or through the cache folder ``cache``) and pick
     ``num_views`` frames (default: the bundle's) for ``text``: GAFS with a scorer, else evenly
-    spaced. The GAFS text encoder is the frames run's recorded one while ``text_encoder`` is
-    left at "minilm" (``encoder`` overrides both). The scorer runs on the CPU. A loaded bundle
+    spaced. The GAFS text encoder is ``text_encoder``, else the frames run's recorded one, else
+    MiniLM (``encoder`` overrides all three). The scorer runs on the CPU. A loaded bundle
     ``model`` skips loading one from ``checkpoint``."""
     import torch
 
@@ -610,12 +587,12 @@ def load_gensplat_scene(scene: Path, checkpoint: Path, recon: Path, text: str, f
         if encoder is None:
             from liftgs.text import load_text_encoder
 
-            name = recorded if recorded and text_encoder == "minilm" else text_encoder
+            name = text_encoder or recorded or "minilm"
             with timer("load text encoder"):
                 encoder = load_text_encoder(name)
         if encoder.dim != scorer.config.text_dim:
             raise ValueError(f"{frames}: the GAFS scorer takes {scorer.config.text_dim}-d text vectors but the text "
-                             f"encoder {getattr(encoder, 'name', text_encoder)!r} gives {encoder.dim}-d ones")
+                             f"encoder {getattr(encoder, 'name', text_encoder or recorded)!r} gives {encoder.dim}-d ones")
     st = model.settings
     with timer("scene features"):
         features = SceneFeatureCache(model.stage2, Path(recon), None if cache is None else Path(cache),

@@ -34,7 +34,7 @@ class EvalConfig:
     split: str = "val"  # a split of splits.json, or "all" (every scene of the root)
     tasks: str = "instseg,grounding"  # comma-separated subset of: instseg, grounding
     out: Path = Path("eval_out")
-    text_encoder: str = "minilm"  # preset name or folder for liftgs.text.load_text_encoder
+    text_encoder: str | None = None  # name, folder or repo id; default: the one the model records
     vocabulary: Literal["all", "scene"] = "all"  # query every class name, or only the scene's categories
     # auto | data | scannet20 | scannet200 | a JSON file;
     # auto = data (the split's categories) for a checkpoint, scannet20 for files
@@ -144,12 +144,15 @@ def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalRes
 
 def _load_model_grounder(cfg: EvalConfig) -> ModelGrounder:
     from liftgs.models import load_model
-    from liftgs.text import load_text_encoder
+    from liftgs.models.provenance import check_text_width, text_encoder_for
+    from liftgs.train.checkpoint import resolve_model_dir
 
     t0 = time.perf_counter()
-    model = load_model(cfg.checkpoint, map_location=cfg.device).eval()
-    encoder = load_text_encoder(cfg.text_encoder, device=cfg.device)
-    print(f"loaded {cfg.checkpoint} and text encoder {cfg.text_encoder!r} in {time.perf_counter() - t0:.1f} s")
+    model_dir = resolve_model_dir(cfg.checkpoint)
+    model = load_model(model_dir, map_location=cfg.device).eval()
+    encoder = text_encoder_for(model_dir, cfg.text_encoder, device=cfg.device, model=model)
+    check_text_width(model, encoder, model_dir)
+    print(f"loaded {cfg.checkpoint} and text encoder {encoder.name!r} in {time.perf_counter() - t0:.1f} s")
     return ModelGrounder(model, encoder, top_k=cfg.top_k)
 
 

@@ -49,8 +49,9 @@ class FinetuneConfig(RunConfig):
     """train on this fraction of the training scenes (nested subsets across fractions)"""
     fraction_seed: int = 0
     split: str | None = "train"
-    text_encoder: str = "minilm"
-    """text encoder name or path (must match the model's query width)"""
+    text_encoder: str | None = None
+    """text encoder name, folder or HF-cache repo id; default: the one the --init model records
+    (the pseudo-labels' encoder), MiniLM for a model from scratch"""
     min_instance_points: int = 20
     """instances with fewer points are neither targets nor queried categories"""
     negative_categories: int = 4
@@ -156,7 +157,16 @@ def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, quer
     return step_fn
 
 
-def load_initial_model(config: FinetuneConfig, text_dim: int):
+def finetune_text_encoder(config: FinetuneConfig, device="cpu"):
+    """The text encoder fine-tuning encodes its phrases with: ``--text-encoder``, else the one
+    the ``--init`` model records, else MiniLM (:mod:`liftgs.models.provenance`)."""
+    from liftgs.models.provenance import text_encoder_for
+
+    model_dir = resolve_model_dir(config.init) if config.init is not None else None
+    return text_encoder_for(model_dir, config.text_encoder, device=device)
+
+
+def load_initial_model(config: FinetuneConfig, text_dim: int, encoder_name: str | None = None):
     """Pre-trained (``--init``) or freshly built model, checked against the text width."""
     from liftgs.models.liftgs import LiftGS
 
@@ -165,8 +175,8 @@ def load_initial_model(config: FinetuneConfig, text_dim: int):
     model = LiftGS.from_pretrained(resolve_model_dir(config.init))
     if model.text_dim != text_dim:
         raise ValueError(f"{config.init}: the pre-trained model takes {model.text_dim}-d queries but "
-                         f"the text encoder {config.text_encoder!r} gives {text_dim}-d vectors; "
-                         "fine-tune with the encoder used in pre-training")
+                         f"the text encoder {encoder_name or config.text_encoder!r} gives {text_dim}-d "
+                         "vectors; fine-tune with the encoder used in pre-training")
     return model
 
 
@@ -180,9 +190,8 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
         raise ValueError("finetune needs --data DIR (scene directories with 3D labels)")
     info = info or init_distributed(config.device)
     if text_encoder is None:
-        from liftgs.text import load_text_encoder
-
-        text_encoder = load_text_encoder(config.text_encoder)
+        text_encoder = finetune_text_encoder(config)
+    encoder_name = getattr(text_encoder, "name", config.text_encoder)
     dataset = FinetuneDataset(scene_paths(config.data, config.split), text_encoder, seed=config.seed,
                               task=config.task, data_fraction=config.data_fraction,
                               fraction_seed=config.fraction_seed,
@@ -190,12 +199,12 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
                               negative_categories=config.negative_categories,
                               loss_points=config.loss_points, progress=config.progress and info.is_main)
     seed_everything(config.seed)  # identical initial weights on every rank
-    model = load_initial_model(config, dataset.dim).to(info.device)
+    model = load_initial_model(config, dataset.dim, encoder_name).to(info.device)
     seed_everything(config.seed, info.rank)
+    model.config.text_encoder, model.config.recipe = encoder_name, "finetune"
     run_config = {"recipe": "finetune", "finetune": to_dict(config), "model": to_dict(model.config),
                   "num_scenes": len(dataset.scenes), "num_items": len(dataset),
-                  "text_encoder": getattr(text_encoder, "name", config.text_encoder),
-                  "world_size": info.world_size}
+                  "text_encoder": encoder_name, "world_size": info.world_size}
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
     step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), info.device,

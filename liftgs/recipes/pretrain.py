@@ -52,11 +52,15 @@ class PretrainConfig(RunConfig):
     max_segments: int = 8
     """pseudo queries per sample (appendix A.1: up to 8)"""
     random_segment_count: bool = True
-    """draw the number of pseudo queries uniformly from 1..max_segments (else always the most)"""
+    """draw the number of pseudo queries uniformly from 1..max_segments (CPU recipe: zero-shot
+    grounding asks one phrase at a time); off = min(max_segments, available), appendix A.1's
+    "up to 8" and the ``paper`` preset"""
     min_segment_area: int = 1024
     """segments smaller than this many pixels at 512x512 are dropped (scaled to image_size)"""
     num_pixels: int = 4096
-    """pixels sampled per view for the mask and feature losses"""
+    """pixels sampled per view for the mask and feature losses; 0 = every pixel of the render
+    (the ``paper`` preset: masks and features supervise the whole image, which gsplat renders
+    on CUDA in one pass; on a CPU, sampling is what keeps a step affordable)"""
     views_per_scene: int = 2
     """views rendered per scene sample, each with its own pseudo queries, from one encoder pass
     (the paper uses 1; more views amortise the point encoder, the costliest part on a CPU)"""
@@ -78,9 +82,11 @@ class PretrainConfig(RunConfig):
     def __post_init__(self) -> None:
         if self.losses not in LOSS_SETS:
             raise ValueError(f"losses must be one of {sorted(LOSS_SETS)}, got {self.losses!r}")
-        for name in ("image_size", "max_segments", "num_pixels", "views_per_scene"):
+        for name in ("image_size", "max_segments", "views_per_scene"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_pixels < 0:
+            raise ValueError(f"num_pixels must be >= 0 (0 = every pixel), got {self.num_pixels}")
         if self.feature_negatives < 0:
             raise ValueError(f"feature_negatives must be >= 0, got {self.feature_negatives}")
         if self.rgb_weight < 0 or self.feature_weight < 0:
@@ -92,9 +98,9 @@ PRESETS: dict[str, PretrainConfig] = {
     "tiny": PretrainConfig(),
     # appendix A: 76k steps, batch 32 over 32 GPUs, renders at 512x512
     "paper": PretrainConfig(preset="paper", steps=76000, batch_size=1, image_size=512,
-                            num_pixels=16384, ckpt_every=2000, log_every=50, optim=paper_optim(),
-                            views_per_scene=1, rank_weight=0.0, feature_weight=0.1,
-                            feature_negatives=0),
+                            num_pixels=0, random_segment_count=False, ckpt_every=2000, log_every=50,
+                            optim=paper_optim(), views_per_scene=1, rank_weight=0.0,
+                            feature_weight=0.1, feature_negatives=0),
 }
 
 
@@ -176,8 +182,11 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
     seed_everything(config.seed)  # identical initial weights on every rank
     model = build_model(config.preset, text_dim).to(info.device)
     seed_everything(config.seed, info.rank)
+    # the queries are vectors of the labels' encoder: fine-tuning, eval and ground load it
+    model.config.text_encoder, model.config.recipe = dataset.text_encoder(), "pretrain"
     run_config = {"recipe": "pretrain", "pretrain": to_dict(config), "model": to_dict(model.config),
-                  "num_scenes": len(dataset), "world_size": info.world_size}
+                  "text_encoder": model.config.text_encoder, "num_scenes": len(dataset),
+                  "world_size": info.world_size}
     if info.is_main:  # data_stats: what `liftgs ground` compares a new cloud with (not a setting)
         from liftgs.clouds import data_ranges
 

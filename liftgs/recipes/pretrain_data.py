@@ -157,6 +157,25 @@ class PretrainDataset:
         entry = self.scenes[0]
         return int(self.view(0, entry.frames[0]).embeddings.shape[1])
 
+    def text_encoder(self) -> str | None:
+        """The text encoder of the pseudo-label embeddings (from the first labelled frame of
+        every scene; :func:`liftgs.teachers.store.text_encoder_of`): what the trained model's
+        queries will be vectors of. None when the provenance does not say; labels of different
+        encoders under one root are a ``DataError`` naming two scenes."""
+        from liftgs.teachers.store import text_encoder_of
+
+        found: dict[str, str] = {}
+        for entry in self.scenes:
+            labels = self.store.get(entry.scene_id, entry.frames[0][1])
+            name = text_encoder_of(labels.provenance)
+            if name is not None:
+                found.setdefault(name, entry.scene_id)
+            if len(found) > 1:
+                (a, sa), (b, sb) = list(found.items())[:2]
+                raise DataError(f"pseudo-labels of scene {sa} were embedded by {a!r} and those of {sb} by "
+                                f"{b!r}; label every scene with one teacher", self.store.root)
+        return next(iter(found), None)
+
     def view(self, scene_index: int, frame: tuple[int, str]) -> ViewData:
         """A labelled frame at the working size (LRU-cached: training revisits views)."""
         key = (scene_index, frame[0])
@@ -231,8 +250,11 @@ class PretrainDataset:
         else:
             count = self.max_segments
         chosen = rng.permutation(valid)[:count] if valid.size else valid
-        npx = min(self.num_pixels, H * W)
-        pixels = torch.from_numpy(np.sort(rng.choice(H * W, size=npx, replace=False)))
+        if self.num_pixels == 0:  # the full render supervises
+            pixels = torch.arange(H * W)
+        else:
+            npx = min(self.num_pixels, H * W)
+            pixels = torch.from_numpy(np.sort(rng.choice(H * W, size=npx, replace=False)))
         seg_at = view.segments.reshape(-1)[pixels]  # [Np]
         chosen_t = torch.from_numpy(chosen.astype(np.int64))
         target_masks = (seg_at[None, :] == chosen_t[:, None]).float()  # [K, Np]

@@ -32,7 +32,7 @@ from liftgs.io.errors import DataError
 from liftgs.types import Frame, PseudoLabels
 
 __all__ = ["PseudoLabelStore", "write_labels", "read_labels", "frame_key", "FORMAT_NAME", "FORMAT_VERSION",
-           "SUFFIX"]
+           "SUFFIX", "text_encoder_of"]
 
 FORMAT_NAME = "liftgs-pseudolabels"
 FORMAT_VERSION = 1
@@ -180,6 +180,20 @@ class PseudoLabelStore:
         if provenance is not None and _canonical(labels.provenance) != _canonical(provenance):
             return "mismatch"
         return "ok"
+
+
+def text_encoder_of(provenance: dict[str, Any]) -> str | None:
+    """The text encoder whose space a pseudo-label's embeddings live in, from its provenance:
+    the encoder that embedded the captions (synthetic and caption teachers), or the CLIP
+    model whose image tower embedded the segments (SAM + CLIP; its text tower shares the
+    space). None when the provenance does not say."""
+    settings = provenance.get("settings") if isinstance(provenance, dict) else None
+    if not isinstance(settings, dict):
+        return None
+    for key in ("text_encoder", "clip"):
+        if isinstance(settings.get(key), str) and settings[key]:
+            return settings[key]
+    return None
 
 
 def _canonical(obj: Any) -> str:

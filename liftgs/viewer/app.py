@@ -49,8 +49,9 @@ class ViewConfig:
     """address to listen on (loopback: reach it from elsewhere through SSH port forwarding)"""
     port: int = 8080
     """port to listen on (the next free one if taken; 0 = any free port)"""
-    text_encoder: str = "minilm"
-    """text encoder name or path; must match the models' query width"""
+    text_encoder: str | None = None
+    """text encoder name, folder or HF-cache repo id; default: the one the first model records,
+    MiniLM when it records none; must match every model's query width"""
     mode: Literal["auto", "zero-shot", "phrase", "expression"] = "auto"
     """grounding mode, as in `liftgs ground` (auto picks by each model's run)"""
     top_k: int = 3
@@ -140,7 +141,8 @@ def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool =
     missing scene, an unusable label cache or checkpoint, or a text encoder of the wrong width
     raises a one-line error naming the file. Without ``--checkpoint``, `liftgs ground`'s
     default model is used when it loads; otherwise the page says why there is no model."""
-    from liftgs.ground import check_text_width, load_scene_points
+    from liftgs.ground import load_scene_points
+    from liftgs.models.provenance import check_text_width
     from liftgs.train.checkpoint import CheckpointError
 
     log(f"loading {config.scene}")
@@ -168,11 +170,13 @@ def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool =
     _label_models(inputs.models)
     if inputs.models and need_text_encoder:
         if text_encoder is None:
-            from liftgs.text import load_text_encoder
+            from liftgs.models.provenance import text_encoder_for
 
-            log(f"loading text encoder {config.text_encoder}")
+            first = inputs.models[0]
+            log(f"loading text encoder {config.text_encoder or f'(recorded by {first.model_dir})'}")
             try:
-                text_encoder = load_text_encoder(config.text_encoder, device=config.device)
+                text_encoder = text_encoder_for(first.model_dir, config.text_encoder, device=config.device,
+                                                model=first.model)
             except (ImportError, OSError, ValueError) as err:
                 if explicit:
                     raise ValueError(f"--text-encoder {config.text_encoder}: {str(err).splitlines()[0]}") from err
@@ -180,7 +184,7 @@ def load_inputs(config: ViewConfig, text_encoder=None, need_text_encoder: bool =
                 inputs.models = []
                 log(inputs.model_note)
         for choice in inputs.models:
-            check_text_width(choice.model, text_encoder, config.text_encoder, choice.model_dir)
+            check_text_width(choice.model, text_encoder, choice.model_dir)
     inputs.text_encoder = text_encoder
     return inputs
 

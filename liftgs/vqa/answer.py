@@ -43,8 +43,8 @@ class AnswerConfig:
     """frames the reasoner reads (default: the model's)"""
     cache: Path | None = None
     """scene-feature cache folder (default: computed in memory, nothing kept)"""
-    text_encoder: str = "minilm"
-    """text encoder of the GAFS scorer (default: the frames run's)"""
+    text_encoder: str | None = None
+    """text encoder of the GAFS scorer (default: the frames run's, else MiniLM)"""
     device: str = "cpu"
 
     def __post_init__(self) -> None:

@@ -22,8 +22,8 @@ def build_preset(preset: str, text_dim: int) -> LiftGS:
     """The LIFT-GS model of a preset with query width ``text_dim``."""
     if preset not in PRESETS:
         raise ValueError(f"unknown LIFT-GS preset {preset!r}; choose one of {list(PRESETS)}")
-    config = ModelConfig.paper(text_dim=text_dim) if preset == "paper" else ModelConfig.tiny(text_dim=text_dim)
-    return build_liftgs(config)
+    build = ModelConfig.paper if preset == "paper" else ModelConfig.tiny
+    return build_liftgs(build(text_dim=text_dim, preset=preset))
 
 
 def load_pretrained(path: str | Path, map_location: str = "cpu") -> LiftGS:

@@ -44,6 +44,12 @@ class ModelConfig:
     scale_max: float = 3.0  # largest Gaussian scale, in voxels
     opacity_init: float = 0.7  # initial opacity
     temperature_init: float = 0.07  # initial temperature of the token logits (Sec 3.2.1)
+    # how the model was made (written by the recipes, read by fine-tuning, eval, ground, view;
+    # None = not recorded): the frozen text encoder whose vectors the queries are (a name or
+    # folder for liftgs.text.load_text_encoder), the size preset and the last training recipe
+    text_encoder: str | None = None
+    preset: str | None = None
+    recipe: str | None = None
 
     def __post_init__(self) -> None:
         self.encoder_channels = tuple(int(c) for c in self.encoder_channels)
