@@ -53,8 +53,10 @@ def test_accuracy_thresholds_are_inclusive_and_split_unique_multiple():
     acc = grounding_accuracy(queries)
     assert acc["overall"]["acc@0.25"] == pytest.approx(3 / 4)
     assert acc["overall"]["acc@0.5"] == pytest.approx(2 / 4)
-    assert acc["unique"] == pytest.approx({"acc@0.25": 0.5, "acc@0.5": 0.5, "miou": 0.5, "n": 2})
+    assert acc["overall"]["acc@0.75"] == pytest.approx(1 / 4)  # only the exact box
+    assert acc["unique"] == pytest.approx({"acc@0.25": 0.5, "acc@0.5": 0.5, "acc@0.75": 0.5, "miou": 0.5, "n": 2})
     assert acc["multiple"]["acc@0.25"] == 1.0 and acc["multiple"]["acc@0.5"] == 0.5
+    assert acc["multiple"]["acc@0.75"] == 0.0
     assert acc["multiple"]["n"] == 2
 
 

@@ -86,7 +86,7 @@ def test_oracle_scores_perfectly(dataset):
     res = evaluate_scenes(scenes, OracleGrounder(), classes)
     assert res.instseg.summary() == {"ap": 1.0, "ap50": 1.0, "ap25": 1.0}
     # single-target expressions: 3 in "a", 2 + "all the chairs" (one chair) in "b"
-    assert res.accuracy["overall"] == {"acc@0.25": 1.0, "acc@0.5": 1.0, "miou": 1.0, "n": 6}
+    assert res.accuracy["overall"] == {"acc@0.25": 1.0, "acc@0.5": 1.0, "acc@0.75": 1.0, "miou": 1.0, "n": 6}
     assert res.accuracy["unique"]["n"] == 4 and res.accuracy["multiple"]["n"] == 2  # the two chairs of "a"
     assert res.f1["overall"]["f1@0.5"] == 1.0 and res.f1["overall"]["n"] == 9
     assert res.f1["zt_wo_d"]["n"] == 2 and res.f1["mt"]["n"] == 1 and res.f1["st_w_d"]["n"] == 2

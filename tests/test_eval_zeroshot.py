@@ -160,6 +160,7 @@ def test_grounding_accuracy_unique_split_by_hand():
     qs = [ReferQuery(box, box, True), ReferQuery(half, box, False), ReferQuery(quarter, box, False),
           ReferQuery(None, box, None)]
     res = grounding_accuracy(qs)
-    assert res["overall"] == pytest.approx({"acc@0.25": 3 / 4, "acc@0.5": 2 / 4, "miou": 1.75 / 4, "n": 4})
-    assert res["unique"] == pytest.approx({"acc@0.25": 1.0, "acc@0.5": 1.0, "miou": 1.0, "n": 1})
-    assert res["multiple"] == pytest.approx({"acc@0.25": 1.0, "acc@0.5": 0.5, "miou": 0.375, "n": 2})
+    assert res["overall"] == pytest.approx({"acc@0.25": 3 / 4, "acc@0.5": 2 / 4, "acc@0.75": 1 / 4,
+                                            "miou": 1.75 / 4, "n": 4})
+    assert res["unique"] == pytest.approx({"acc@0.25": 1.0, "acc@0.5": 1.0, "acc@0.75": 1.0, "miou": 1.0, "n": 1})
+    assert res["multiple"] == pytest.approx({"acc@0.25": 1.0, "acc@0.5": 0.5, "acc@0.75": 0.0, "miou": 0.375, "n": 2})

@@ -137,3 +137,25 @@ def test_sampled_point_loss_matches_the_full_logits_reference(dataset):
     assert g_fast.keys() == g_ref.keys()
     for name in g_ref:
         torch.testing.assert_close(g_fast[name], g_ref[name], rtol=1e-8, atol=1e-10, msg=name)
+
+
+def test_frozen_encoder_keeps_the_pretrained_features(dataset, tmp_path):
+    """--freeze-encoder: the UNet (weights and batch-norm statistics) stays bitwise the
+    pre-trained one while the decoder trains; it needs --init."""
+    from safetensors.torch import load_file
+
+    from liftgs.recipes.finetune import FinetuneConfig, run_finetune
+    from liftgs.recipes.pretrain import run_pretrain
+
+    run_pretrain(pretrain_config(dataset, tmp_path / "pre", steps=1, ckpt_every=1))
+    cfg = FinetuneConfig(data=dataset / "data", out=tmp_path / "ft", init=tmp_path / "pre", freeze_encoder=True,
+                         steps=2, batch_size=1, ckpt_every=2, tensorboard=False, progress=False)
+    run_finetune(cfg, text_encoder=RoomTextEncoder())
+    before = load_file(str(tmp_path / "pre" / "model" / "model.safetensors"))
+    after = load_file(str(tmp_path / "ft" / "model" / "model.safetensors"))
+    encoder = [k for k in after if k.startswith("encoder.")]
+    assert any("running_mean" in k for k in encoder)
+    assert all(torch.equal(after[k], before[k]) for k in encoder)
+    assert any(not torch.equal(after[k], before[k]) for k in after if k.startswith("decoder."))
+    with pytest.raises(ValueError, match="--freeze-encoder needs --init"):
+        FinetuneConfig(data=dataset / "data", freeze_encoder=True)

@@ -21,6 +21,7 @@ from liftgs.geometry import box_from_points, box_iou
 
 __all__ = [
     "THRESHOLDS",
+    "ACC_THRESHOLDS",
     "mask_box",
     "box_iou_matrix",
     "is_unique_target",
@@ -32,7 +33,8 @@ __all__ = [
     "multi3drefer_f1",
 ]
 
-THRESHOLDS = (0.25, 0.5)
+THRESHOLDS = (0.25, 0.5)  # ScanRefer / ReferIt3D Acc@IoU and Multi3DRefer F1@IoU
+ACC_THRESHOLDS = (0.25, 0.5, 0.75)  # grounding accuracy: + Acc@0.75 of LIFT-GS's ablations (Table 4)
 
 
 def mask_box(points: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
@@ -76,9 +78,10 @@ class ReferQuery:
         return 0.0 if self.pred_box is None else box_iou(self.pred_box, self.gt_box)
 
 
-def grounding_accuracy(queries: Sequence[ReferQuery], thresholds: Sequence[float] = THRESHOLDS
+def grounding_accuracy(queries: Sequence[ReferQuery], thresholds: Sequence[float] = ACC_THRESHOLDS
                        ) -> dict[str, dict[str, float]]:
-    """{"overall" | "unique" | "multiple": {"acc@0.25": ..., "acc@0.5": ..., "miou": ..., "n": ...}}.
+    """{"overall" | "unique" | "multiple": {"acc@0.25": ..., "acc@0.5": ..., "acc@0.75": ...,
+    "miou": ..., "n": ...}}.
 
     Accuracy counts IoU >= threshold; a subset without queries gets NaN accuracies and n = 0."""
     ious = np.array([q.iou() for q in queries], dtype=np.float64)

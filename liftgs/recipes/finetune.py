@@ -26,7 +26,7 @@ from liftgs.recipes.finetune_data import FinetuneDataset, FinetuneSample
 from liftgs.recipes.render_targets import grounding_layers
 from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, positive_map
-from liftgs.train.checkpoint import resolve_model_dir
+from liftgs.train.checkpoint import resolve_model_dir, unwrap_model
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
@@ -66,6 +66,9 @@ class FinetuneConfig(RunConfig):
     queries_per_scene: int = 16
     """query sets (expressions / the category set) of one scene per sample: the scene is
     encoded once and every set decoded from it, so the costly point encoder is amortised"""
+    freeze_encoder: bool = False
+    """keep the --init model's point encoder (sparse UNet) fixed, in inference mode, and train
+    the decoder and mask head on its features (appendix A.2's frozen-feature comparison)"""
 
     def __post_init__(self) -> None:
         if not 0.0 < self.data_fraction <= 1.0:
@@ -74,6 +77,8 @@ class FinetuneConfig(RunConfig):
             raise ValueError(f"queries_per_scene must be >= 1, got {self.queries_per_scene}")
         if self.rank_weight < 0:
             raise ValueError(f"rank_weight must be >= 0, got {self.rank_weight}")
+        if self.freeze_encoder and self.init is None:
+            raise ValueError("--freeze-encoder needs --init (the pre-trained encoder to keep fixed)")
         if self.min_instance_points < 1 or self.negative_categories < 0 or self.loss_points < 0:
             raise ValueError("min_instance_points must be >= 1; negative_categories and "
                              "loss_points >= 0")
@@ -141,10 +146,13 @@ def _layer_logits(grounding, idx: Tensor | None, basis: Tensor | None = None) ->
     return list(logits.chunk(len(layers))), basis
 
 
-def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, queries_per_scene: int = 1):
+def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, queries_per_scene: int = 1,
+                 freeze_encoder: bool = False):
     lazy = dataset.loss_points > 0  # logits only at the sampled points (see _layer_logits)
 
     def step_fn(model: nn.Module, positions: list[int], step: int):
+        if freeze_encoder:  # a fixed encoder runs in inference mode (batch-norm statistics as trained)
+            unwrap_model(model).encoder.eval()
         groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
         samples = [s for group in groups for s in group]
         batch, query_scene = collate_groups(groups, dataset.dim)
@@ -202,13 +210,15 @@ def run_finetune(config: FinetuneConfig, info: DistInfo | None = None, text_enco
     model = load_initial_model(config, dataset.dim, encoder_name).to(info.device)
     seed_everything(config.seed, info.rank)
     model.config.text_encoder, model.config.recipe = encoder_name, "finetune"
+    if config.freeze_encoder:
+        model.encoder.requires_grad_(False)
     run_config = {"recipe": "finetune", "finetune": to_dict(config), "model": to_dict(model.config),
                   "num_scenes": len(dataset.scenes), "num_items": len(dataset),
                   "text_encoder": encoder_name, "world_size": info.world_size}
     if info.is_main:
         save_json_atomic(Path(config.out) / "config.json", run_config)
     step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), info.device,
-                           config.queries_per_scene)
+                           config.queries_per_scene, config.freeze_encoder)
     return train_and_save(model, step_fn, config, run_config, info, on_step_end, "finetune")
 
 

@@ -4,7 +4,8 @@ No 3D labels: the model predicts Gaussians and 3D masks from the point cloud and
 queries (segment embeddings); masks, colours and features are rendered into the view and
 supervised by the segments (Hungarian-matched cross-entropy + dice + soft token CE, eq. 3-5), the
 image (L1 + SSIM, eq. 6) and the segment embeddings (contrastive, eq. 7). ``--losses``
-reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+feat``.
+reproduces the ablation of Table 4: ``ground`` / ``ground+rgb`` / ``ground+rgb+feat`` /
+``rgb+feat``.
 
     liftgs pretrain --data DIR --labels DIR --preset tiny --out runs/pre --steps 2000
     torchrun --nproc_per_node 2 -m liftgs.cli pretrain ...   # data-parallel
@@ -29,7 +30,10 @@ from liftgs.train.distributed import DistInfo, init_distributed, normaliser
 from liftgs.train.loop import RunConfig, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
-LOSS_SETS = {"ground": (False, False), "ground+rgb": (True, False), "ground+rgb+feat": (True, True)}
+# paper Table 4: (grounding, photometric, feature) per loss set; "rgb+feat" is its row without
+# the grounding loss (the decoder then gets no gradient, the encoder and Gaussian head do)
+LOSS_SETS = {"ground": (True, False, False), "ground+rgb": (True, True, False),
+             "ground+rgb+feat": (True, True, True), "rgb+feat": (False, True, True)}
 
 
 @dataclass
@@ -43,8 +47,9 @@ class PretrainConfig(RunConfig):
     out: Path = Path("runs/pretrain")
     """run directory: config.json, log.jsonl, tensorboard/, checkpoints/, model/ (final weights)"""
     preset: Literal["tiny", "paper"] = "tiny"
-    losses: Literal["ground", "ground+rgb", "ground+rgb+feat"] = "ground+rgb+feat"
-    """loss set (paper Table 4): grounding only, + photometric, + feature"""
+    losses: Literal["ground", "ground+rgb", "ground+rgb+feat", "rgb+feat"] = "ground+rgb+feat"
+    """loss set (paper Table 4): grounding only, + photometric, + feature, or photometric +
+    feature without grounding"""
     split: str | None = "train"
     """scenes of this split of splits.json (all scenes when the root has no splits.json)"""
     image_size: int = 128
@@ -106,7 +111,7 @@ PRESETS: dict[str, PretrainConfig] = {
 
 def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, criterion,
                   use_rgb: bool, use_feat: bool, rgb_weight: float = 1.0,
-                  feature_weight: float = 0.1) -> tuple[Tensor, dict[str, float]]:
+                  feature_weight: float = 0.1, use_ground: bool = True) -> tuple[Tensor, dict[str, float]]:
     """Total loss of a batch: grounding (+ RGB, + feature), averaged over scenes."""
     from liftgs.losses import feature_contrastive_loss, photometric_loss
 
@@ -118,14 +123,17 @@ def pretrain_loss(outputs, samples: list[PretrainSample], num_tokens: int, crite
         H, W = s.view.segments.shape
         dev = gauss.means.device
         view = render_view(gauss, grounding, s.view.viewmat.to(dev), s.view.K.to(dev), W, H,
-                           s.pixels.to(dev), want_rgb=use_rgb, want_features=use_feat)
-        layers = [(probs, g.token_logits) for probs, g in
-                  zip(view.mask_probs, [*grounding.aux, grounding])]
-        K = s.target_masks.shape[0]
-        tokens = one_hot_tokens(K, num_tokens).to(dev)
-        ground, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
-        scene_loss = ground
-        _accumulate(scalars, {"ground": float(ground.detach()), **loss_scalars(parts)}, B)
+                           s.pixels.to(dev), want_rgb=use_rgb, want_features=use_feat,
+                           want_masks=use_ground)
+        scene_loss = gauss.means.sum() * 0.0
+        if use_ground:
+            layers = [(probs, g.token_logits) for probs, g in
+                      zip(view.mask_probs, [*grounding.aux, grounding])]
+            K = s.target_masks.shape[0]
+            tokens = one_hot_tokens(K, num_tokens).to(dev)
+            ground, parts = criterion(layers, s.target_masks.to(dev), tokens, num_targets_normaliser=norm)
+            scene_loss = scene_loss + ground
+            _accumulate(scalars, {"ground": float(ground.detach()), **loss_scalars(parts)}, B)
         if use_rgb:
             rgb, rgb_parts = photometric_loss(view.rgb, s.view.rgb.to(dev))
             scene_loss = scene_loss + rgb_weight * rgb
@@ -148,7 +156,7 @@ def _accumulate(into: dict[str, float], values: dict[str, float], count: int) ->
 def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, device: torch.device,
                  query_dim: int):
     """The recipe's ``step_fn(model, positions, step)`` for :func:`liftgs.train.loop.run_training`."""
-    use_rgb, use_feat = LOSS_SETS[config.losses]
+    use_ground, use_rgb, use_feat = LOSS_SETS[config.losses]
 
     def step_fn(model: nn.Module, positions: list[int], step: int):
         groups = [dataset.sample_views(p, config.views_per_scene) for p in positions]
@@ -158,7 +166,7 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
                         query_scene=query_scene.to(device), lazy_masks=True)  # logits of seen Gaussians only
         return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
-                             use_feat, config.rgb_weight, config.feature_weight)
+                             use_feat, config.rgb_weight, config.feature_weight, use_ground)
 
     return step_fn
 
@@ -176,7 +184,7 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
                               max_segments=config.max_segments,
                               min_area_512=config.min_segment_area, num_pixels=config.num_pixels,
                               random_count=config.random_segment_count,
-                              negatives=config.feature_negatives if LOSS_SETS[config.losses][1] else 0,
+                              negatives=config.feature_negatives if LOSS_SETS[config.losses][2] else 0,
                               progress=info.is_main and config.progress)
     text_dim = dataset.embedding_dim
     seed_everything(config.seed)  # identical initial weights on every rank

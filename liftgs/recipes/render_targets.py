@@ -41,8 +41,12 @@ def grounding_layers(grounding: Grounding) -> list[Grounding]:
 
 def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: Tensor,
                 width: int, height: int, pixels: Tensor, want_rgb: bool = True,
-                want_features: bool = True, rasterize: Rasterize | str | None = "auto") -> RenderedView:
+                want_features: bool = True, rasterize: Rasterize | str | None = "auto",
+                want_masks: bool = True) -> RenderedView:
     """Render RGB (full image), features and per-layer mask probabilities (sampled pixels).
+
+    ``want_masks=False`` (a loss set without grounding) renders no masks: ``mask_probs`` is
+    empty.
 
     ``rasterize``: "auto" renders with gsplat on CUDA when it is installed (every channel over
     the whole image, one call, then the sampled pixels) and through the renderer's weights
@@ -52,12 +56,15 @@ def render_view(gaussians: Gaussians, grounding: Grounding, viewmat: Tensor, K: 
     from liftgs.render import resolve_rasterizer
 
     g = gaussians
-    layers = grounding_layers(grounding)
-    m = layers[-1].token_logits.shape[0]
+    layers = grounding_layers(grounding) if want_masks else []
+    m = grounding.token_logits.shape[0]
     low_rank = (want_features and isinstance(g, LowRankGaussians) and g.feature_basis is not None
                 and g.feature_weight is not None)
     if want_features and g.features is None and not low_rank:
         raise ValueError("the feature loss is on but the model predicts no Gaussian features")
+    if not (want_masks or want_features):
+        raise ValueError("render_view: nothing to render at the sampled pixels (want_masks and "
+                         "want_features are both off)")
     rasterize = resolve_rasterizer(rasterize, g.means.device)
     if rasterize is not None:
         rgb, values, alpha = _rasterize_all(rasterize, g, layers, viewmat, K, width, height, pixels,
@@ -102,7 +109,7 @@ def _rasterize_all(rasterize: Rasterize, g: Gaussians, layers: list[Grounding], 
     chunks the channels), then the supervised channels at the sampled pixels."""
     from liftgs.render.backends.gsplat import rasterize_view
 
-    factors = stacked_factors(layers)
+    factors = stacked_factors(layers) if layers else None
     if factors is None:
         attrs = [torch.sigmoid(layer.logits_at()).T for layer in layers]  # L x [N, m]
     else:
@@ -127,7 +134,7 @@ def _composite_supervised(sub, layers: list[Grounding], g: Gaussians, want_featu
     pixels see get logits, all layers from one product; otherwise every Gaussian's."""
     from liftgs.render import composite
 
-    factors = stacked_factors(layers)
+    factors = stacked_factors(layers) if layers else None
     if factors is None:
         attrs = [torch.sigmoid(layer.logits_at()).T for layer in layers]  # L x [N, m]
         if want_features:

@@ -8,7 +8,8 @@ See docs/renderer.md.
 """
 
 from liftgs.render.api import BACKENDS, composite_view, render, render_weights, resolve_rasterizer
-from liftgs.render.backends.gsplat import Rasterize, reference_rasterization, training_rasterizer
+from liftgs.render.backends.gsplat import Rasterize, training_rasterizer
+from liftgs.render.backends.gsplat_reference import reference_rasterization
 from liftgs.render.backends.reference import dense_weights, render_reference
 from liftgs.render.composite import RenderInfo, RenderWeights, composite
 from liftgs.render.projection import Projection, covariance_3d, project_gaussians, quat_to_rotmat
