@@ -165,16 +165,17 @@ def test_rows_longer_than_the_scratch_are_walked_again(monkeypatch):
         assert torch.equal(x, y)
 
 
-def test_auto_picks_numba_on_cpu_and_rejects_unsupported_dtypes():
+def test_auto_picks_numba_on_cpu_and_renders_half_inputs_in_float32():
     s = random_scene(20, 16, 12, seed=15)
     _, _, info = render(*(s[k] for k in GEOM), s["attributes"], s["viewmat"], s["K"], 16, 12)
     assert info.backend == "numba" and isinstance(info.weights.layout, CsrLayout)
     half = {k: v.half() if torch.is_tensor(v) else v for k, v in s.items()}
+    W = render_weights(*(half[k] for k in GEOM), half["viewmat"], half["K"], 16, 12, backend="numba")
+    assert isinstance(W.layout, CsrLayout) and W.values.dtype == torch.float32
+    ref = render_weights(*(half[k].float() for k in GEOM), half["viewmat"].float(), half["K"].float(), 16, 12)
+    torch.testing.assert_close(W.to_dense(), ref.to_dense())
     with pytest.raises(ValueError, match="float32/float64"):
-        render_weights(*(half[k] for k in GEOM), half["viewmat"], half["K"], 16, 12,
-                       backend="numba")
-    W = render_weights(*(half[k] for k in GEOM), half["viewmat"], half["K"], 16, 12)
-    assert W.layout is not None and not isinstance(W.layout, CsrLayout)  # auto -> torch
+        render_weights(*(s[k].to(torch.int64) for k in GEOM), s["viewmat"], s["K"], 16, 12, backend="numba")
 
 
 @pytest.mark.parametrize("tile", [4, 8, 16])

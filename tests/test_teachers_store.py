@@ -222,3 +222,37 @@ def test_run_restores_torch_threads(tmp_path):
     assert summary.labelled == 1 and torch.get_num_threads() == before
     with pytest.raises(ValueError, match="--captioner"):
         PseudolabelConfig(scenes=tmp_path, out=tmp_path, teacher="caption")
+
+
+def test_shards_label_disjoint_scenes_whose_union_is_the_whole_run(tmp_path, monkeypatch, cli_error):
+    """--shard i/N labels scenes k with k mod N == i; N shards over one --out give the files of
+    an unsharded run, label for label; torchrun's RANK / WORLD_SIZE pick the shard."""
+    from liftgs.cli import main as cli_main
+    from liftgs.teachers.cli import PseudolabelConfig, launcher_shard
+    from liftgs.testing import write_rooms
+
+    data = write_rooms(tmp_path / "rooms", count=5) / "data"
+    base = ["pseudolabel", "--scenes", str(data), "--text-encoder", "hash-16", "--no-progress"]
+    assert cli_main([*base, "--out", str(tmp_path / "all")]) == 0
+    for i in range(3):
+        assert cli_main([*base, "--out", str(tmp_path / "sharded"), "--shard", f"{i}/3"]) == 0
+        if i == 0:
+            assert sorted(p.name for p in (tmp_path / "sharded").iterdir()) == ["room0", "room3"]
+    assert cli_main([*base, "--out", str(tmp_path / "sharded"), "--shard", "1/3"]) == 0  # resumes: all cached
+    files = sorted(p.relative_to(tmp_path / "all") for p in (tmp_path / "all").rglob("*.safetensors"))
+    assert len(files) == 15
+    assert files == sorted(p.relative_to(tmp_path / "sharded") for p in (tmp_path / "sharded").rglob("*.safetensors"))
+    whole, sharded = PseudoLabelStore(tmp_path / "all"), PseudoLabelStore(tmp_path / "sharded")
+    for f in files:
+        a, b = whole.get(f.parent.name, f.stem), sharded.get(f.parent.name, f.stem)
+        assert np.array_equal(a.segments, b.segments) and np.array_equal(a.embeddings, b.embeddings)
+        assert a.captions == b.captions and a.provenance == b.provenance
+
+    cfg = PseudolabelConfig(scenes=data, out=tmp_path / "x")
+    assert launcher_shard(cfg, {}).shard is None
+    assert launcher_shard(cfg, {"WORLD_SIZE": "4", "RANK": "2", "LOCAL_RANK": "0"}).shard == "2/4"
+    explicit = PseudolabelConfig(scenes=data, out=tmp_path / "x", shard="1/2")
+    assert launcher_shard(explicit, {"WORLD_SIZE": "4", "RANK": "2"}).shard == "1/2"
+    for bad in ("3/3", "1", "a/b", "-1/2"):
+        assert "--shard must be i/N" in cli_error([*base, "--out", str(tmp_path / "y"), "--shard", bad])
+    assert not (tmp_path / "y").exists()

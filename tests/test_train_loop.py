@@ -122,3 +122,47 @@ def test_logger_writes_tensorboard_and_jsonl(tmp_path):
     # resuming at step 2 drops the later record (written by the killed run)
     TrainLogger(tmp_path, total_steps=3, start_step=2, tensorboard=False, show_progress=False).close()
     assert [r["step"] for r in read_jsonl(tmp_path)] == [1, 2]
+
+
+def test_collectives_run_on_the_process_device(monkeypatch):
+    """Under nccl the reductions hand CUDA tensors to the collective (nccl refuses CPU ones)
+    and return on the caller's device; under gloo they stay on the CPU."""
+    import liftgs.train.distributed as d
+
+    class Reached(Exception):
+        pass
+
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(d.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(d.dist, "get_backend", lambda: "nccl")
+    monkeypatch.setattr(d.torch.cuda, "current_device", lambda: 3)
+    assert d.collective_device() == torch.device("cuda", 3)
+    seen = []
+
+    def nccl_like(t, op=None):  # the device the collective would receive, then stop
+        seen.append(t.device)
+        raise Reached
+
+    monkeypatch.setattr(d.dist, "all_reduce", nccl_like)
+    monkeypatch.setattr(d, "collective_device", lambda: torch.device("meta"))  # stands in for cuda:3
+    for call in (lambda: d.normaliser(3), lambda: d.reduce_scalars({"loss": 1.0}),
+                 lambda: d.all_reduce_mean(torch.ones(2))):
+        with pytest.raises(Reached):
+            call()
+    assert seen == [torch.device("meta")] * 3
+
+    monkeypatch.undo()
+    monkeypatch.setattr(d.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(d.dist, "get_world_size", lambda: 2)
+    monkeypatch.setattr(d.dist, "get_backend", lambda: "gloo")
+    assert d.collective_device() == torch.device("cpu")
+
+    def gloo_like(t, op=None):  # two ranks holding the same values
+        assert t.device.type == "cpu"
+        t.mul_(2)
+
+    monkeypatch.setattr(d.dist, "all_reduce", gloo_like)
+    assert d.normaliser(3) == 3.0 and d.reduce_scalars({"a": 1.5, "b": 2.0}) == {"a": 1.5, "b": 2.0}
+    from liftgs.losses.criterion import distributed_count
+
+    assert distributed_count(0) == 1.0 and distributed_count(4) == 4.0

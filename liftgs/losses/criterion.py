@@ -17,7 +17,6 @@ by the number of targets, all-reduced across workers and clamped >= 1 (Mask2Form
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from liftgs.losses.mask_losses import dice_loss, focal_loss
@@ -33,13 +32,12 @@ def soft_token_ce(token_logits: Tensor, targets: Tensor) -> Tensor:
     return -torch.where(targets > 0, targets * logp, torch.zeros_like(logp)).sum(-1)
 
 
-def distributed_count(count: float, device: torch.device) -> float:
-    """Mean of ``count`` over workers when torch.distributed is running, clamped >= 1."""
-    if dist.is_available() and dist.is_initialized():
-        t = torch.tensor([float(count)], device=device)
-        dist.all_reduce(t)
-        count = float(t.item()) / dist.get_world_size()
-    return max(float(count), 1.0)
+def distributed_count(count: float, device: torch.device | None = None) -> float:
+    """Mean of ``count`` over workers when torch.distributed is running, clamped >= 1 (the
+    collective runs on the process's collective device; ``device`` is not needed)."""
+    from liftgs.train.distributed import normaliser
+
+    return normaliser(count)
 
 
 def proposal_ranking_ce(token_logits: Tensor, pred_idx: Tensor, target_tokens: Tensor) -> Tensor:

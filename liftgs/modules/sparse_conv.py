@@ -55,11 +55,16 @@ def scatter_rows(values: Tensor, pattern: tuple[Tensor, Tensor], num_rows: int) 
     [num_rows, C]). Several times faster than ``index_add_`` on CPU and row-parallel, so the
     summation order does not depend on the thread count."""
     crow, col = pattern
+    low = values.dtype in (torch.bfloat16, torch.float16)  # summed in float32 (and MKL's CSR
+    # product has no bfloat16 kernel), returned in the input's dtype
+    src = values.float() if low else values
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "sparse CSR support is in beta"
-        matrix = torch.sparse_csr_tensor(crow, col, values.new_ones(col.shape[0]),
+        matrix = torch.sparse_csr_tensor(crow, col, src.new_ones(col.shape[0]),
                                          size=(num_rows, values.shape[0]), check_invariants=False)
-    return matrix @ values
+    with torch.autocast(values.device.type, enabled=False):  # autocast would cast the product back
+        out = matrix @ src
+    return out.to(values.dtype) if low else out
 
 
 def build_rulebook(coords: Tensor, max_dense_cells: int = 1 << 26) -> Rulebook:
@@ -196,6 +201,10 @@ def submanifold_conv(features: Tensor, rulebook: Rulebook, weight: Tensor) -> Te
     Per kernel offset: gather, matmul; then one fixed-order scatter-sum (deterministic on CPU).
     A narrow input that needs no gradient (the stem's xyz + rgb) goes through
     :func:`im2col_conv` instead."""
+    if torch.is_autocast_enabled(features.device.type):  # mixed precision: the autocast dtype,
+        # as autocast would give a matmul (the rulebook products are a custom autograd node)
+        dtype = torch.get_autocast_dtype(features.device.type)
+        features, weight = features.to(dtype), weight.to(dtype)
     if (rulebook.neighbour is not None and not features.requires_grad
             and features.shape[1] <= IM2COL_MAX_CHANNELS):
         return im2col_conv(features, rulebook.neighbour, weight)

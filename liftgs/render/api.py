@@ -13,7 +13,7 @@ from liftgs.render.backends.numba.csr import csr_weights, numba_available
 from liftgs.render.backends.reference import dense_weights
 from liftgs.render.backends.torch import block_weights
 from liftgs.render.composite import RenderInfo, RenderWeights, composite
-from liftgs.render.projection import EPS_2D, project_gaussians
+from liftgs.render.projection import EPS_2D, float32, project_gaussians
 
 BACKENDS = ("auto", "numba", "torch", "reference", "gsplat")
 NUMBA_DTYPES = (torch.float32, torch.float64)
@@ -67,6 +67,14 @@ def render_weights(
     Gaussians draw sharper edges at low resolution (``liftgs recon`` fits with 0.1).
     """
     _check_inputs(means, quats, scales, opacities, viewmat, K, width, height)
+    means, quats, scales, opacities = float32(means, quats, scales, opacities)
+    with torch.autocast(means.device.type, enabled=False):  # float32 even under mixed precision
+        return _render_weights(means, quats, scales, opacities, viewmat, K, width, height, pixels,
+                               backend, eps2d)
+
+
+def _render_weights(means, quats, scales, opacities, viewmat, K, width, height, pixels, backend,
+                    eps2d) -> RenderWeights:
     backend = _cpu_backend(backend, means)
     width, height = int(width), int(height)
     if pixels is None:

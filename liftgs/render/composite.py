@@ -13,7 +13,7 @@ from torch import Tensor
 
 from liftgs.render.backends.numba.csr import CsrLayout, composite_csr
 from liftgs.render.backends.torch import BlockLayout
-from liftgs.render.projection import Projection
+from liftgs.render.projection import Projection, float32
 
 
 @dataclass
@@ -134,6 +134,13 @@ def composite(
     ``weights.used_gaussians()``), ``attributes`` holds only those rows; every Gaussian with a
     weight in this view must be among them.
     """
+    (attributes,) = float32(attributes)  # float32 even under mixed precision
+    with torch.autocast(attributes.device.type, enabled=False):
+        return _composite(weights, attributes, background, gaussians)
+
+
+def _composite(weights: RenderWeights, attributes: Tensor, background: Tensor | None,
+               gaussians: Tensor | None) -> tuple[Tensor, Tensor]:
     rows = weights.num_gaussians if gaussians is None else int(gaussians.numel())
     if attributes.ndim != 2 or attributes.shape[0] != rows:
         what = f"N={rows}" if gaussians is None else f"len(gaussians)={rows}"

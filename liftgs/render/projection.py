@@ -153,6 +153,17 @@ def project_gaussians(
     return Projection(means2d=means2d, conics=conics, depths=z, extents=ext, valid=valid)
 
 
+LOW_PRECISION = (torch.float16, torch.bfloat16)
+
+
+def float32(*tensors: Tensor | None) -> tuple[Tensor | None, ...]:
+    """The tensors with half / bfloat16 ones cast to float32 (others unchanged). The renderer
+    always runs in float32 or float64: under mixed precision (``torch.autocast``) a model's
+    outputs may arrive in bfloat16, and its callers render them inside
+    ``torch.autocast(..., enabled=False)``."""
+    return tuple(t.float() if t is not None and t.dtype in LOW_PRECISION else t for t in tensors)
+
+
 def pixel_centres(pixels: Tensor, width: int, dtype: torch.dtype) -> Tensor:
     """Centres [P, 2] (x + 0.5, y + 0.5) of flat pixel indices y * W + x."""
     return torch.stack([(pixels % width).to(dtype) + 0.5, (pixels // width).to(dtype) + 0.5], -1)
@@ -167,6 +178,6 @@ def gaussian_sigma(d: Tensor, conics: Tensor) -> Tensor:
 
 __all__ = [
     "Projection", "project_gaussians", "quat_to_rotmat", "covariance_3d", "opacity_extent",
-    "pixel_centres", "gaussian_sigma", "NEAR_PLANE", "EPS_2D", "ALPHA_MIN", "ALPHA_MAX",
+    "pixel_centres", "gaussian_sigma", "float32", "LOW_PRECISION", "NEAR_PLANE", "EPS_2D", "ALPHA_MIN", "ALPHA_MAX",
     "T_MIN", "EXTENT_CAP",
 ]

@@ -94,12 +94,22 @@ def barrier() -> None:
         dist.barrier()
 
 
+def collective_device() -> torch.device:
+    """Where this process's collectives run: its CUDA device under nccl (which refuses CPU
+    tensors), the CPU under gloo or without a process group."""
+    if dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
 def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks (returns a new tensor; identity for one process)."""
-    out = value.detach().clone()
-    if dist.is_initialized():
-        dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out
+    """Sum over ranks, computed on :func:`collective_device` and returned on ``value``'s device
+    (a new tensor; identity for one process)."""
+    if not dist.is_initialized():
+        return value.detach().clone()
+    out = value.detach().to(collective_device(), copy=True)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out.to(value.device)
 
 
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
@@ -108,19 +118,18 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     return out / (dist.get_world_size() if dist.is_initialized() else 1)
 
 
-def reduce_scalars(values: dict[str, float], device: torch.device | None = None) -> dict[str, float]:
+def reduce_scalars(values: dict[str, float]) -> dict[str, float]:
     """Mean of a dict of floats over ranks (one collective), for logging the global loss."""
     if not dist.is_initialized() or not values:
         return dict(values)
     keys = sorted(values)
-    t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
-    t = all_reduce_mean(t)
+    t = all_reduce_mean(torch.tensor([float(values[k]) for k in keys], dtype=torch.float64))
     return {k: float(v) for k, v in zip(keys, t.tolist())}
 
 
-def normaliser(count: float, device: torch.device | None = None) -> float:
+def normaliser(count: float) -> float:
     """Mask2Former's loss normaliser: targets per rank, averaged over ranks, clamped ≥ 1."""
-    t = all_reduce_mean(torch.tensor([float(count)], dtype=torch.float64, device=device))
+    t = all_reduce_mean(torch.tensor([float(count)], dtype=torch.float64))
     return max(float(t.item()), 1.0)
 
 

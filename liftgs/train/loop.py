@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -49,11 +49,16 @@ class LoopConfig:
     tensorboard: bool = True
     progress: bool = True
     """show a tqdm progress bar with the live loss"""
+    precision: Literal["fp32", "bf16"] = "fp32"
+    """bf16: forward and losses under ``torch.autocast`` in bfloat16 (weights, gradients and the
+    optimiser stay float32; rendering always runs in float32); fp32: everything in float32"""
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.keep_last < 0:
             raise ValueError(f"keep_last must be >= 0 (0 keeps every checkpoint), got {self.keep_last}")
 
@@ -173,7 +178,9 @@ def _one_step(train_model: nn.Module, model: nn.Module, step_fn: StepFn,
     positions = shard_positions(step, loop.batch_size, info.rank, info.world_size)
     train_model.train()
     optimizer.zero_grad(set_to_none=True)
-    loss, scalars = step_fn(train_model, positions, step)
+    with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=loop.precision == "bf16"):
+        loss, scalars = step_fn(train_model, positions, step)
+    loss = loss.float()
     if not torch.isfinite(loss.detach()).all():
         raise FloatingPointError(
             f"step {step + 1}: the loss is {loss.item()} ({scalars}); lower --optim.lr or "

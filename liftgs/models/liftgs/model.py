@@ -268,7 +268,7 @@ class LiftGS(nn.Module):
         slot = torch.arange(U, device=feats.device) - (cell_offsets - counts)[cbatch]
         B, C = vox.batch_size, feats.shape[1]
         tokens = feats.new_zeros(B, L, C).index_put((cbatch, slot), pooled)
-        token_xyz = feats.new_zeros(B, L, 3).index_put((cbatch, slot), xyz)
+        token_xyz = xyz.new_zeros(B, L, 3).index_put((cbatch, slot), xyz)
         pad = torch.ones(B, L, dtype=torch.bool, device=feats.device).index_put(
             (cbatch, slot), torch.zeros(U, dtype=torch.bool, device=feats.device))
         return tokens, token_xyz, pad

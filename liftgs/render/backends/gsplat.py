@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from liftgs.render.composite import RenderInfo
-from liftgs.render.projection import EPS_2D, NEAR_PLANE
+from liftgs.render.projection import EPS_2D, NEAR_PLANE, float32
 
 Rasterize = Callable[..., tuple[Tensor, Tensor, dict]]
 """A function with ``gsplat.rasterization``'s signature: (render_colors [C, H, W, D],
@@ -66,11 +66,13 @@ def rasterize_view(rasterize: Rasterize, means: Tensor, quats: Tensor, scales: T
     rasterisation, post-activation values: ``sh_degree=None``); gsplat chunks the channels
     ``channel_chunk`` at a time and pads counts its kernels lack."""
     C = attributes.shape[1]
+    means, quats, scales, opacities, attributes = float32(means, quats, scales, opacities, attributes)
     bg = None if background is None else background.to(attributes).reshape(1, C)
-    colors, alphas, _ = rasterize(
-        means, quats, scales, opacities, attributes, viewmat[None].to(means), K[None].to(means),
-        int(width), int(height), near_plane=NEAR_PLANE, eps2d=eps2d, sh_degree=None,
-        backgrounds=bg, render_mode="RGB", rasterize_mode="classic", channel_chunk=channel_chunk)
+    with torch.autocast(means.device.type, enabled=False):  # gsplat's kernels are float32
+        colors, alphas, _ = rasterize(
+            means, quats, scales, opacities, attributes, viewmat[None].to(means), K[None].to(means),
+            int(width), int(height), near_plane=NEAR_PLANE, eps2d=eps2d, sh_degree=None,
+            backgrounds=bg, render_mode="RGB", rasterize_mode="classic", channel_chunk=channel_chunk)
     return colors.reshape(int(height) * int(width), C), alphas.reshape(-1)
 
 
