@@ -31,23 +31,22 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 import warnings
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
 from liftgs.config import name_positional, parse_cli
-from liftgs.models.provenance import check_text_width, run_configs
+from liftgs.models.liftgs.grounding import (MIN_MASK_POINTS, GroundOutput, Timer, check_mask_options,  # noqa: F401
+                                            ground_cloud, ground_points, model_input,
+                                            resolve_mode, training_ranges)
 
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
                     [1.0, 0.55, 0.1], [0.7, 0.4, 1.0]], dtype=np.float32)
 DIM, TINT = 0.7, 0.85  # highlight_colors: rest of the scene x DIM; a mask's colour -> TINT palette
-MIN_MASK_POINTS = 20  # a top mask smaller than this is no object at 5 cm: say so
 DEFAULT_CHECKPOINT = "liftgs-tiny-finetuned"  # the LIFT-GS model grounded with by default
 GENSPLAT_SCORE = "sigmoid of the mean mask logit over the mask's Gaussians"  # --model gensplat's score
 
@@ -129,31 +128,6 @@ class GroundConfig:
                                  "are the reconstruction's (--recon DIR/<scene_id>/gaussians.ply)")
 
 
-@dataclass
-class GroundOutput:
-    masks: np.ndarray  # [k, P] bool
-    scores: np.ndarray  # [k]
-    point_mask_ids: np.ndarray  # [P] int32, -1 = none
-    boxes: np.ndarray  # [k, 6]
-    timings: dict[str, float]
-    out: Path | None = None  # where the files were written
-    warnings: list[str] = field(default_factory=list)  # one line each (also printed to stderr)
-    model_points: int = 0  # points the model ran on (voxel means when downsampled)
-    frames: np.ndarray | None = None  # gensplat: the frame indices the reasoner read
-    frame_selection: str | None = None  # gensplat: "gafs" or "uniform"
-
-
-class Timer:
-    def __init__(self) -> None:
-        self.timings: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        t0 = time.perf_counter()
-        yield
-        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
-
-
 def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     """Points [P, 3], colours [P, 3] in [0, 1] and a name, from a scene dir or a point-cloud file."""
     from liftgs.io.errors import DataError
@@ -176,86 +150,6 @@ def load_scene_points(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     if len(points) == 0:
         raise DataError(f"{path}: the point cloud is empty")
     return np.asarray(points, np.float32), np.asarray(colors, np.float32), name
-
-
-def check_mask_options(top_k: int, threshold: float, component_radius: float) -> None:
-    """The mask options ``liftgs ground`` and ``liftgs view`` share, checked at the door."""
-    if top_k < 1:
-        raise ValueError(f"--top-k must be >= 1, got {top_k}")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"--threshold must be in (0, 1), got {threshold}")
-    if component_radius < 0:
-        raise ValueError(f"--component-radius must be >= 0 metres (0 = off), got {component_radius}")
-
-
-def resolve_mode(config: GroundConfig, model_dir: Path) -> str:
-    """``auto``: expression mode for models fine-tuned on referring expressions, zero-shot for a
-    pre-training run's model, else phrase."""
-    if config.mode != "auto":
-        return config.mode
-    for data in run_configs(model_dir):
-        if data.get("recipe") == "finetune":
-            return "expression" if data.get("finetune", {}).get("task") in ("refer", "both") else "phrase"
-        if data.get("recipe") == "pretrain":
-            return "zero-shot"
-    return "phrase"
-
-
-def training_ranges(model_dir: Path) -> tuple[dict, str]:
-    """Statistics of the scenes the model was pre-trained on (``data_stats`` in its run's
-    config.json, following a fine-tuning run's ``init`` once) and where they come from; the
-    synthetic benchmark's (:data:`liftgs.clouds.SYNTHETIC_RANGES`) when no run records them."""
-    from liftgs.clouds import SYNTHETIC_RANGES
-    from liftgs.train.checkpoint import CheckpointError, resolve_model_dir
-
-    for data in run_configs(model_dir):
-        if isinstance(data.get("data_stats"), dict):
-            return data["data_stats"], "pre-training scenes"
-        init = (data.get("finetune") or {}).get("init")
-        if init:
-            try:
-                parent = resolve_model_dir(init)
-            except CheckpointError:
-                continue
-            for pre in run_configs(parent):
-                if isinstance(pre.get("data_stats"), dict):
-                    return pre["data_stats"], "pre-training scenes"
-    return SYNTHETIC_RANGES, "synthetic benchmark defaults"
-
-
-def ground_points(model, text_encoder, points: np.ndarray, colors: np.ndarray, config: GroundConfig,
-                  mode: str, timer: Timer) -> GroundOutput:
-    """Run the model on one cloud and turn its ranked masks into per-point ids and boxes."""
-    import torch
-
-    from liftgs.geometry import box_from_points
-    from liftgs.models.liftgs.inference import ZERO_SHOT_RANKING, ground, ground_expressions
-
-    with timer("model"), torch.no_grad():
-        if mode in ("phrase", "zero-shot"):
-            result = ground(model, text_encoder, points, colors, [config.phrase],
-                            top_k=config.top_k, threshold=config.threshold,
-                            component_radius=config.component_radius or None,
-                            rank_by=ZERO_SHOT_RANKING if mode == "zero-shot" else "tokens")[0]
-        else:
-            span = None
-            if config.target is not None:
-                start = config.phrase.index(config.target)
-                span = (start, start + len(config.target))
-            result = ground_expressions(model, text_encoder, points, colors, [config.phrase], [span],
-                                        top_k=config.top_k, threshold=config.threshold,
-                            component_radius=config.component_radius or None)[0]
-    with timer("masks"):
-        masks = result.masks.cpu().numpy().astype(bool)
-        scores = result.scores.cpu().numpy().astype(np.float64)
-        keep = (scores >= config.min_score) & masks.any(axis=1)
-        masks, scores = masks[keep], scores[keep]
-        ids = np.full(len(points), -1, dtype=np.int32)
-        for rank in range(len(masks) - 1, -1, -1):  # best mask written last wins
-            ids[masks[rank]] = rank
-        boxes = (np.stack([box_from_points(points[m]) for m in masks]) if len(masks)
-                 else np.zeros((0, 6)))
-    return GroundOutput(masks, scores, ids, boxes, timer.timings)
 
 
 def highlight_colors(colors: np.ndarray, point_mask_ids: np.ndarray) -> np.ndarray:
@@ -354,37 +248,6 @@ def write_outputs(out: Path, config: GroundConfig, points: np.ndarray, colors: n
                 Image.fromarray(img).save(out / f"view_{i}.png")
 
 
-def expand_to_points(result: GroundOutput, inverse: np.ndarray, points: np.ndarray) -> GroundOutput:
-    """Masks over voxel means -> masks over every input point [P, 3]: each point takes its
-    voxel's value (``inverse`` [P]); boxes span the masks' input points."""
-    from liftgs.geometry import box_from_points
-
-    masks = result.masks[:, inverse]  # [k, P] bool
-    boxes = (np.stack([box_from_points(points[m]) for m in masks]) if len(masks) else np.zeros((0, 6)))
-    return GroundOutput(masks, result.scores, result.point_mask_ids[inverse], boxes, result.timings)
-
-
-def model_input(points: np.ndarray, colors: np.ndarray, voxel_size: float, config: GroundConfig,
-                timer: Timer) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """The cloud the model runs on: (points, colours, None), or for more than
-    ``config.max_points`` points their voxel means and each point's voxel [P]
-    (:func:`liftgs.clouds.voxel_downsample`). Refuses a grid no int64 key can index."""
-    from liftgs.clouds import check_grid, voxel_downsample
-    from liftgs.io.errors import DataError
-
-    try:
-        check_grid(points, voxel_size)
-    except ValueError as err:
-        raise DataError(str(err), config.scene) from None
-    if len(points) <= config.max_points:
-        return points, colors, None
-    with timer("downsample"):
-        means, mean_colors, inverse = voxel_downsample(points, colors, voxel_size)
-    print(f"liftgs ground: {len(points):,} points (--max-points {config.max_points:,}): grounding their "
-          f"{len(means):,} voxel means ({voxel_size} m); every point takes its voxel's masks", file=sys.stderr)
-    return means, mean_colors, inverse
-
-
 def run_ground(config: GroundConfig, model=None, text_encoder=None) -> GroundOutput:
     """Load (unless given), ground, write; returns the result with per-stage timings.
 
@@ -444,49 +307,6 @@ def write_predicted_splats(path: Path, model, points: np.ndarray, colors: np.nda
     gaussians = predict_gaussians(model, points, colors)
     extra = {"mask_id": ids.astype(np.float32), "mask_score": table[ids].astype(np.float32)}
     return write_splat_ply(path, splat_from_gaussians(gaussians, extra))
-
-
-def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, config: GroundConfig,
-                 model_dir: Path, timer: Timer | None = None, notes: list[str] | None = None,
-                 warn=None) -> tuple[GroundOutput, tuple[np.ndarray, np.ndarray, np.ndarray] | None]:
-    """Ground ``config.phrase`` in a loaded cloud [P, 3] with a loaded model; writes nothing.
-
-    Checks the text width, picks the cloud the model runs on (:func:`model_input`), warns
-    about a cloud far from the model's training scenes and about a top mask under
-    :data:`MIN_MASK_POINTS` points, grounds in the model's mode (:func:`resolve_mode`) and
-    maps the masks back to every input point. ``notes`` are warnings gathered before (e.g.
-    while loading); ``warn(lines)`` reports the warnings as they arise (default: one
-    ``liftgs ground: warning:`` line each on stderr), and all of them are returned in
-    ``GroundOutput.warnings``.
-    Returns the result and, for a downsampled cloud, (voxel means, their colours, their mask
-    ids) to render, else None."""
-    from liftgs.clouds import cloud_stats, distribution_warnings
-
-    timer = timer or Timer()
-    notes = list(notes or [])
-    warn = warn or _print_warnings
-    check_text_width(model, text_encoder, model_dir)
-    seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer)
-    far = distribution_warnings(cloud_stats(seen, seen_colors), *training_ranges(model_dir))
-    notes += [f"{w}; --max-points 0 grounds its voxel means" if w.startswith("density") else w for w in far]
-    warn(notes)
-    result = ground_points(model, text_encoder, seen, seen_colors, config, resolve_mode(config, model_dir), timer)
-    if len(result.masks) and int(result.masks[0].sum()) < MIN_MASK_POINTS:
-        unit = "voxel means" if inverse is not None else "points"
-        notes.append(f"top mask: {int(result.masks[0].sum())} {unit} (of {len(seen):,}), expected >= "
-                     f"{MIN_MASK_POINTS}: no object-sized region found for {config.phrase!r}")
-        warn(notes[-1:])
-    view = None
-    if inverse is not None:
-        view = (seen, seen_colors, result.point_mask_ids)
-        result = expand_to_points(result, inverse, points)
-    result.warnings, result.model_points = notes, len(seen)
-    return result, view
-
-
-def _print_warnings(lines: list[str]) -> None:
-    for line in lines:
-        print(f"liftgs ground: warning: {line}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------------- GenSplat

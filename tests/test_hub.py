@@ -73,3 +73,58 @@ def test_repo_id_shapes(tmp_path, monkeypatch):
     torch.manual_seed(1)
     build_liftgs(ModelConfig.tiny(text_dim=16)).save_pretrained(tmp_path / "owner" / "name")
     assert resolve_model_dir("owner/name").resolve() == (tmp_path / "owner" / "name").resolve()
+
+
+class RecordingApi:
+    """Stands in for huggingface_hub.HfApi (no network here): records the calls and the files
+    of the uploaded folder."""
+
+    def __init__(self):
+        self.calls, self.files = [], {}
+
+    def create_repo(self, repo_id, **kw):
+        self.calls.append(("create_repo", repo_id, kw))
+
+    def upload_folder(self, repo_id, folder_path, **kw):
+        from pathlib import Path
+
+        self.calls.append(("upload_folder", repo_id, kw))
+        self.files = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        return "commit"
+
+
+def test_push_to_hub_uploads_weights_run_config_and_a_card(tmp_path, monkeypatch):
+    """A model loaded from a run: the upload holds config.json, the weights, the run's config and
+    a model card huggingface_hub parses; laid out as a cache snapshot it loads back by repo id."""
+    import json
+
+    from huggingface_hub import ModelCard
+
+    torch.manual_seed(1)
+    model = build_liftgs(ModelConfig.tiny(text_dim=16, preset="tiny", text_encoder="hash-16", recipe="finetune"))
+    model.save_pretrained(tmp_path / "run" / "model")
+    (tmp_path / "run" / "config.json").write_text(json.dumps(
+        {"recipe": "finetune", "finetune": {"steps": 7, "task": "refer"}, "num_scenes": 3, "text_encoder": "hash-16"}))
+    loaded = LiftGS.from_pretrained(tmp_path / "run" / "model")
+    api = RecordingApi()
+    assert loaded.push_to_hub("someone/pushed", private=True, api=api) == "commit"
+    assert [c[0] for c in api.calls] == ["create_repo", "upload_folder"]
+    assert api.calls[0][2]["private"] is True and api.calls[0][2]["exist_ok"] is True
+    assert set(api.files) == {"config.json", "model.safetensors", "run_config.json", "README.md"}
+    card = ModelCard(api.files["README.md"].decode())
+    assert card.data.library_name == "liftgs" and "gaussian-splatting" in card.data.tags
+    for text in ("`hash-16`", "| training steps | 7 |", "| fine-tuning task | refer |",
+                 'LiftGS.from_pretrained("someone/pushed")', "--checkpoint someone/pushed"):
+        assert text in card.text, text
+    upload = tmp_path / "upload"
+    upload.mkdir()
+    for name, data in api.files.items():
+        (upload / name).write_bytes(data)
+    hf_cache(tmp_path / "cache", "someone/pushed", upload)
+    monkeypatch.chdir(tmp_path)
+    back = LiftGS.from_pretrained("someone/pushed", cache_dir=tmp_path / "cache")
+    for (name, a), (_, b) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(a, b), name
+    assert back.config.text_encoder == "hash-16" and back.config.recipe == "finetune"
+    with pytest.raises(ValueError, match="not a Hugging Face repo id"):
+        loaded.push_to_hub("no-slash", api=api)

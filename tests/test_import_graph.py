@@ -1,4 +1,5 @@
-"""The package's import graph has no cycle, counting imports inside functions too."""
+"""The package's import graph has no cycle, counting imports inside functions too (imports
+under ``if TYPE_CHECKING:`` never run and are not counted)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,11 @@ def import_graph() -> dict[str, set[str]]:
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         deps: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text())):
+        tree = ast.parse(path.read_text())
+        for block in ast.walk(tree):  # `if TYPE_CHECKING:` imports never run: not edges
+            if isinstance(block, ast.If) and getattr(block.test, "id", None) == "TYPE_CHECKING":
+                block.body = []
+        for node in ast.walk(tree):
             if isinstance(node, ast.Import):
                 deps.update(a.name for a in node.names if a.name in modules)
             elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and node.module in modules:

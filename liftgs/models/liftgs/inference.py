@@ -37,14 +37,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from liftgs.losses.feature import FEATURE_TEMPERATURE
-from liftgs.models.liftgs.model import LiftGS
 from liftgs.types import Gaussians
+
+if TYPE_CHECKING:  # annotations only: LiftGS.ground calls into this module
+    from liftgs.models.liftgs.model import LiftGS
 
 DEFAULT_COMPONENT_RADIUS = 0.1  # metres: two 5 cm voxels; pieces further apart are separate objects
 ZERO_SHOT_RANKING = "features"  # how zero-shot call sites rank proposals (see the module docstring)

@@ -68,6 +68,7 @@ class LiftGS(nn.Module):
         self.token_stride = int(token_stride)
         self.text_dim = int(text_dim)
         self.config = config
+        self.source_dir: Path | None = None  # the folder it was loaded from (from_pretrained)
 
     # ------------------------------------------------------------------ forward
     def forward(self, points: Tensor, colors: Tensor, offsets: Tensor, queries: Tensor,
@@ -293,8 +294,56 @@ class LiftGS(nn.Module):
         from liftgs.hub import local_or_hub
 
         path = local_or_hub(path, revision=revision, cache_dir=cache_dir, local_files_only=local_files_only)
-        return load_model_folder(path, FAMILY, ModelConfig(), build_liftgs, label="LIFT-GS",
-                                 writer="LiftGS.save_pretrained", map_location=map_location)
+        model = load_model_folder(path, FAMILY, ModelConfig(), build_liftgs, label="LIFT-GS",
+                                  writer="LiftGS.save_pretrained", map_location=map_location)
+        model.source_dir = Path(path)  # its run's config.json (mode, training ranges) sits near it
+        return model
+
+    def push_to_hub(self, repo_id: str, *, token: str | None = None, private: bool | None = None,
+                    revision: str | None = None, commit_message: str = "Upload LIFT-GS model", api=None):
+        """Upload this model with a generated model card to the Hugging Face repo ``repo_id``
+        (:func:`liftgs.hub.push_to_hub`); ``from_pretrained(repo_id)`` loads it back."""
+        from liftgs.hub import push_to_hub
+
+        return push_to_hub(self, repo_id, token=token, private=private, revision=revision,
+                           commit_message=commit_message, api=api)
+
+    # ------------------------------------------------------------------ one-call grounding
+    @torch.no_grad()
+    def ground(self, points, colors, phrases: list[str] | str, text_encoder=None, **options):
+        """Ground ``phrases`` in a point cloud: one result per phrase with ``masks`` [k, P] bool,
+        ``scores`` [k], ``boxes`` [k, 6] (min xyz, max xyz), ``point_mask_ids`` [P] (rank of a
+        point's best mask, -1 none) and ``warnings`` — ranked exactly as ``liftgs ground`` ranks
+        them (:mod:`liftgs.models.liftgs.grounding`).
+
+        ``points`` [P, 3] metres (z up), ``colors`` [P, 3] in [0, 1], numpy or torch.
+        ``text_encoder``: an encoder object, a name / folder / repo id, or None for the one
+        this model records (loaded once and kept). ``options``: ``mode`` ("auto", "zero-shot",
+        "phrase", "expression"), ``top_k`` (3), ``threshold`` (0.5), ``min_score``,
+        ``component_radius`` (0.1 m), ``target`` (expression mode), ``max_points`` (500,000).
+        Runs in eval mode on the model's device; the model's train/eval state is restored."""
+        from liftgs.models.liftgs.grounding import ground_phrases
+
+        encoder = self._grounding_encoder(text_encoder)
+        was_training = self.training
+        self.eval()
+        try:
+            return ground_phrases(self, encoder, points, colors, phrases, model_dir=self.source_dir, **options)
+        finally:
+            self.train(was_training)
+
+    def _grounding_encoder(self, text_encoder):
+        if text_encoder is not None and not isinstance(text_encoder, (str, Path)):
+            return text_encoder
+        from liftgs.models.provenance import text_encoder_for
+
+        key = None if text_encoder is None else str(text_encoder)
+        cached = getattr(self, "_text_encoders", {})
+        if key not in cached:
+            device = next(self.parameters()).device
+            cached[key] = text_encoder_for(self.source_dir, key, device=device, model=self)
+            object.__setattr__(self, "_text_encoders", cached)  # not a submodule, not in state_dict
+        return cached[key]
 
 
 def build_liftgs(config: ModelConfig) -> LiftGS:
