@@ -20,14 +20,15 @@ def build_model(preset: str, text_dim: int, family: str = "liftgs"):
     return build_family_model(family, preset, text_dim)
 
 
-def train_and_save(model, step_fn, config, run_config: dict, info, on_step_end, desc: str):
+def train_and_save(model, step_fn, config, run_config: dict, info, on_step_end, desc: str, images_fn=None):
     """Run :func:`liftgs.train.loop.run_training` with a recipe config's loop, optimiser, output
-    folder and resume flag, then write the final weights to ``OUT/model`` (main process)."""
+    folder and resume flag (``images_fn``: the recipe's pictures, see ``--image-every``), then
+    write the final weights to ``OUT/model`` (main process)."""
     from liftgs.train.loop import run_training
 
     result = run_training(model, step_fn, config.loop_config(), config.optim, config.out,
                           config=run_config, resume=config.resume, info=info,
-                          on_step_end=on_step_end, desc=desc)
+                          on_step_end=on_step_end, desc=desc, images_fn=images_fn)
     if info.is_main:
         model.save_pretrained(Path(config.out) / "model")
     return result

@@ -171,6 +171,40 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
     return step_fn
 
 
+PROBE_POSITION = 0  # the stream position whose view the pictures show
+
+
+def make_images_fn(dataset: PretrainDataset, query_dim: int, device: torch.device):
+    """Pictures of the probe view (the sample at :data:`PROBE_POSITION`) for the training log:
+    its pseudo-label segments next to the rendered masks of the proposals the model ranks first
+    for the same pseudo-queries (one colour per query), and the frame next to the rendered
+    colours of the whole view."""
+    from liftgs.train.pictures import mask_panel, side_by_side
+
+    def images_fn(model: nn.Module, step: int) -> dict[str, "np.ndarray"]:
+        import numpy as np
+
+        s = dataset.sample(PROBE_POSITION)
+        batch, query_scene = collate_groups([[s]], query_dim)
+        batch = batch.to(device)
+        gauss, grounding = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
+                                 query_scene=query_scene.to(device), lazy_masks=True)[0]
+        H, W = s.view.segments.shape
+        view = render_view(gauss, grounding, s.view.viewmat.to(device), s.view.K.to(device), W, H,
+                           torch.arange(H * W, device=device), want_rgb=True, want_features=False)
+        K = int(s.queries.shape[0])
+        best = grounding.token_logits[:, :K].argmax(0)  # the proposal ranked first for query k
+        rendered = view.mask_probs[-1][best].reshape(K, H, W).float().cpu().numpy()
+        labels = (s.view.segments[None] == s.segment_ids[:, None, None]).numpy()
+        frame = s.view.rgb.float().cpu().numpy()
+        masks = side_by_side(mask_panel(labels, frame), mask_panel(rendered, frame))
+        rgb = side_by_side(frame, view.rgb.float().clamp(0, 1).cpu().numpy())
+        return {"pretrain/masks_pseudolabels_vs_rendered": masks,
+                "pretrain/rgb_frame_vs_rendered": np.asarray(rgb)}
+
+    return images_fn
+
+
 @fork_rng()  # the run seeds the global RNGs; its caller gets its own states back
 def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_end=None) -> TrainResult:
     """Build data, model and criterion from ``config`` and train; returns the loop's result."""
@@ -202,7 +236,8 @@ def run_pretrain(config: PretrainConfig, info: DistInfo | None = None, on_step_e
         save_json_atomic(Path(config.out) / "config.json", {**run_config, "data_stats": stats})
     step_fn = make_step_fn(dataset, GroundingCriterion(rank_weight=config.rank_weight), config, info.device,
                            text_dim)
-    return train_and_save(model, step_fn, config, run_config, info, on_step_end, "pretrain")
+    images_fn = make_images_fn(dataset, text_dim, info.device) if config.image_every else None
+    return train_and_save(model, step_fn, config, run_config, info, on_step_end, "pretrain", images_fn)
 
 
 def main(argv: list[str] | None = None) -> int:

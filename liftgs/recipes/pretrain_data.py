@@ -60,6 +60,7 @@ class PretrainSample:
     pixel_segments: Tensor  # [Np] long any segment at the pixel, -1 none (feature loss, eq. 7)
     scene_id: str = ""
     negatives: Tensor | None = None  # [Kn, F] other scenes' segment embeddings (feature loss)
+    segment_ids: Tensor | None = None  # [K] long: the view's segment behind each query
 
 
 @dataclass
@@ -260,4 +261,5 @@ class PretrainDataset:
         target_masks = (seg_at[None, :] == chosen_t[:, None]).float()  # [K, Np]
         return PretrainSample(points=entry.points, colors=entry.colors, view=view,
                               queries=view.embeddings[chosen_t], target_masks=target_masks,
-                              pixels=pixels, pixel_segments=seg_at, scene_id=entry.scene_id)
+                              pixels=pixels, pixel_segments=seg_at, scene_id=entry.scene_id,
+                              segment_ids=chosen_t)

@@ -1,4 +1,5 @@
-"""Training logs: a tqdm bar with the live loss, TensorBoard scalars and a JSONL file.
+"""Training logs: a tqdm bar with the live loss, TensorBoard scalars and pictures, a JSONL
+file, and Weights & Biases when asked for (``wandb_project``; needs ``pip install wandb``).
 
 Only the main process logs (``enabled=False`` elsewhere makes every method a no-op). The
 JSONL log (``<run>/log.jsonl``, one JSON object per logged step) is the machine-readable
@@ -26,15 +27,19 @@ class TrainLogger:
 
     def __init__(self, run_dir: str | Path, total_steps: int, start_step: int = 0,
                  enabled: bool = True, tensorboard: bool = True, desc: str = "train",
-                 show_progress: bool = True):
+                 show_progress: bool = True, wandb_project: str | None = None,
+                 wandb_mode: str = "online", config: dict[str, Any] | None = None):
         self.enabled = enabled
         self.run_dir = Path(run_dir)
         self._writer = None
         self._fh = None
         self._bar = None
+        self._wandb = None
         self._t0 = time.perf_counter()
         if not enabled:
             return
+        if wandb_project:
+            self._wandb = start_wandb(wandb_project, wandb_mode, self.run_dir, config, resume=start_step > 0)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.run_dir / LOG_FILE
         truncate_jsonl(log_path, keep_through_step=start_step)
@@ -58,8 +63,22 @@ class TrainLogger:
             for key, value in clean.items():
                 if math.isfinite(value):
                     self._writer.add_scalar(key, value, step)
+        if self._wandb is not None:
+            self._wandb.log({k: v for k, v in clean.items() if math.isfinite(v)}, step=int(step))
         if self._bar is not None and "loss" in clean:
             self._bar.set_postfix(loss=f"{clean['loss']:.4f}", refresh=False)
+
+    def log_images(self, step: int, images: dict[str, Any]) -> None:
+        """Record pictures (uint8 [H, W, 3]) of training step ``step`` under their tags."""
+        if not self.enabled or not images:
+            return
+        if self._writer is not None:
+            for tag, image in images.items():
+                self._writer.add_image(tag, image, step, dataformats="HWC")
+        if self._wandb is not None:
+            import wandb  # noqa: PLC0415  (present: start_wandb imported it)
+
+            self._wandb.log({tag: wandb.Image(image) for tag, image in images.items()}, step=int(step))
 
     def advance(self, n: int = 1) -> None:
         if self._bar is not None:
@@ -77,13 +96,40 @@ class TrainLogger:
             self._writer.close()
         if self._fh is not None:
             self._fh.close()
-        self._bar = self._writer = self._fh = None
+        if self._wandb is not None:
+            self._wandb.finish()
+        self._bar = self._writer = self._fh = self._wandb = None
 
     def __enter__(self) -> "TrainLogger":
         return self
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def check_wandb() -> None:
+    """Refuse ``--wandb-project`` at the door when the wandb package is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is None:
+        raise ValueError("--wandb-project needs the wandb package: pip install wandb")
+
+
+def start_wandb(project: str, mode: str, run_dir: Path, config: dict[str, Any] | None, resume: bool):
+    """A Weights & Biases run for ``run_dir`` (its name; files under it), mode "online" or
+    "offline" by argument (no environment variable is read or set here). A resumed training
+    run continues the same wandb run (id kept in ``run_dir/wandb_id``)."""
+    check_wandb()
+    import wandb  # noqa: PLC0415  (optional dependency)
+
+    id_file = run_dir / "wandb_id"
+    run_id = id_file.read_text().strip() if resume and id_file.is_file() else None
+    run = wandb.init(project=project, mode=mode, dir=str(run_dir), name=run_dir.name, config=config or {},
+                     id=run_id, resume="allow" if run_id else None)
+    if run_id is None:
+        with atomic_write(id_file) as fh:
+            fh.write(str(run.id))
+    return run
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

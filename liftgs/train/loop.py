@@ -26,6 +26,7 @@ from liftgs.train.optim import OptimConfig, build_optimizer
 
 StepFn = Callable[[nn.Module, list[int], int], tuple[Tensor, dict[str, float]]]
 Hook = Callable[[int, dict[str, float]], None]
+ImagesFn = Callable[[nn.Module, int], dict[str, np.ndarray]]
 
 
 @dataclass
@@ -49,6 +50,14 @@ class LoopConfig:
     tensorboard: bool = True
     progress: bool = True
     """show a tqdm progress bar with the live loss"""
+    image_every: int = 0
+    """write pictures to TensorBoard (and wandb) every this many steps, 0 = never: pre-training
+    draws its probe view's pseudo-labels next to the rendered masks, the frame next to the
+    rendered colours"""
+    wandb_project: str | None = None
+    """also log to this Weights & Biases project (needs ``pip install wandb``); None = off"""
+    wandb_mode: Literal["online", "offline"] = "online"
+    """offline: wandb writes under the run folder only (``wandb sync`` uploads it later)"""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16: forward and losses under ``torch.autocast`` in bfloat16 (weights, gradients and the
     optimiser stay float32; rendering always runs in float32); fp32: everything in float32"""
@@ -57,6 +66,14 @@ class LoopConfig:
         for name in ("steps", "batch_size", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.image_every < 0:
+            raise ValueError(f"image_every must be >= 0 (0 = no pictures), got {self.image_every}")
+        if self.wandb_mode not in ("online", "offline"):
+            raise ValueError(f"wandb_mode must be 'online' or 'offline', got {self.wandb_mode!r}")
+        if self.wandb_project is not None:
+            from liftgs.train.logging import check_wandb
+
+            check_wandb()
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if self.keep_last < 0:
@@ -112,13 +129,16 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
                  run_dir: str | Path, config: dict[str, Any] | None = None,
                  resume: bool | str | Path = False, info: DistInfo | None = None,
                  on_step_end: Hook | None = None, desc: str = "train",
-                 find_unused_parameters: bool = True) -> TrainResult:
+                 find_unused_parameters: bool = True, images_fn: ImagesFn | None = None) -> TrainResult:
     """Train ``model`` for ``loop.steps`` steps; see the module docstring.
 
     ``resume``: False (fresh run; refuses a run dir that already has checkpoints), True (the
     newest intact checkpoint of ``run_dir``, a damaged newer one reported and skipped; fresh
     when there is none) or a checkpoint path.
     ``on_step_end(step, scalars)`` runs after every step (tests use it to simulate a kill).
+    ``images_fn(model, step) -> {tag: uint8 [H, W, 3]}`` draws pictures every
+    ``loop.image_every`` steps on the main process, in eval mode without gradients and on
+    forked RNGs (so the run's numbers do not depend on whether pictures are drawn).
     Call ``seed_everything`` before building the model so every rank starts identical.
     """
     info = info or current_info()
@@ -127,7 +147,8 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     start_step = _maybe_resume(model, optimizer, scheduler, run_dir, resume, info, config)
     train_model = wrap_ddp(model, info, find_unused_parameters=find_unused_parameters)
     logger = TrainLogger(run_dir, loop.steps, start_step, enabled=info.is_main,
-                         tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress)
+                         tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress,
+                         wandb_project=loop.wandb_project, wandb_mode=loop.wandb_mode, config=config)
     result = TrainResult(run_dir=run_dir, step=start_step, start_step=start_step, model=model)
     try:
         for step in range(start_step, loop.steps):
@@ -137,6 +158,8 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
             result.step, result.last_scalars = done, scalars
             if done % loop.log_every == 0 or done == loop.steps:
                 logger.log(done, reduce_scalars(scalars))
+            if images_fn is not None and loop.image_every and done % loop.image_every == 0 and info.is_main:
+                logger.log_images(done, _draw(images_fn, model, done))
             logger.advance()
             if done % loop.ckpt_every == 0 or done == loop.steps:
                 result.checkpoint = ckpt.save_checkpoint(
@@ -149,6 +172,18 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
     finally:
         logger.close()
     return result
+
+
+def _draw(images_fn: ImagesFn, model: nn.Module, step: int) -> dict[str, np.ndarray]:
+    from liftgs.runtime import fork_rng
+
+    was_training = model.training
+    try:
+        with fork_rng(), torch.no_grad():
+            model.eval()
+            return images_fn(model, step)
+    finally:
+        model.train(was_training)
 
 
 @torch.no_grad()
@@ -225,7 +260,7 @@ def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler:
 
 
 _BOOKKEEPING = {"steps", "resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last",
-                "out", "device"}
+                "out", "device", "image_every", "wandb_project", "wandb_mode"}
 
 
 def _config_changes(saved: Any, current: Any, prefix: str = "") -> list[str]:
