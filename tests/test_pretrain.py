@@ -389,3 +389,40 @@ def test_rgb_feature_loss_set_trains_without_grounding(dataset, tmp_path):
     decoder = [k for k in after if k.startswith("decoder.")]
     assert decoder and all(torch.equal(after[k], init[k]) for k in decoder)
     assert any(not torch.equal(after[k], init[k]) for k in after if k.startswith("encoder."))
+
+
+@pytest.mark.parametrize("recipe", ["pretrain", "finetune"])
+def test_loader_workers_give_bitwise_the_same_run(recipe, dataset, tmp_path):
+    """--num-workers 2 loads the steps' data in two processes: the weights equal the in-process
+    run's bitwise, also after a kill and --resume with workers."""
+    from safetensors.torch import load_file
+
+    from liftgs.recipes.finetune import FinetuneConfig, run_finetune
+    from liftgs.recipes.pretrain import run_pretrain
+    from liftgs.testing.rooms import RoomTextEncoder
+
+    class Killed(Exception):
+        pass
+
+    def kill(step, scalars):
+        if step == 2:
+            raise Killed
+
+    def run(out, workers, **kw):
+        if recipe == "pretrain":
+            return run_pretrain(pretrain_config(dataset, out, steps=4, ckpt_every=2, num_workers=workers,
+                                                losses="ground+rgb+feat", num_pixels=128,
+                                                resume=kw.pop("resume", False)), **kw)
+        return run_finetune(FinetuneConfig(data=dataset / "data", out=out, steps=4, batch_size=1, ckpt_every=2,
+                                           tensorboard=False, progress=False, num_workers=workers,
+                                           resume=kw.pop("resume", False)), text_encoder=RoomTextEncoder(), **kw)
+
+    run(tmp_path / "inline", 0)
+    run(tmp_path / "workers", 2)
+    with pytest.raises(Killed):
+        run(tmp_path / "cut", 2, on_step_end=kill)
+    run(tmp_path / "cut", 2, resume=True)
+    a = load_file(str(tmp_path / "inline" / "model" / "model.safetensors"))
+    for other in ("workers", "cut"):
+        b = load_file(str(tmp_path / other / "model" / "model.safetensors"))
+        assert all(torch.equal(a[k], b[k]) for k in a), other

@@ -28,7 +28,7 @@ from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, positive_map
 from liftgs.train.checkpoint import resolve_model_dir, unwrap_model
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.loop import RunConfig, TrainResult, seed_everything
+from liftgs.train.loop import RunConfig, SplitStep, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
 
@@ -150,19 +150,22 @@ def make_step_fn(dataset: FinetuneDataset, criterion, device: torch.device, quer
                  freeze_encoder: bool = False):
     lazy = dataset.loss_points > 0  # logits only at the sampled points (see _layer_logits)
 
-    def step_fn(model: nn.Module, positions: list[int], step: int):
+    def load(positions: list[int]):  # CPU work (a DataLoader worker's with --num-workers)
+        groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
+        return groups, *collate_groups(groups, dataset.dim)
+
+    def compute(model: nn.Module, data, step: int):
         if freeze_encoder:  # a fixed encoder runs in inference mode (batch-norm statistics as trained)
             unwrap_model(model).encoder.eval()
-        groups = [dataset.sample_group(p, queries_per_scene) for p in positions]
+        groups, batch, query_scene = data
         samples = [s for group in groups for s in group]
-        batch, query_scene = collate_groups(groups, dataset.dim)
         batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
                         query_scene=query_scene.to(device), lazy_masks=lazy)
         return finetune_loss(outputs, samples, batch.queries.shape[1], criterion,
                              groups=query_scene.tolist())
 
-    return step_fn
+    return SplitStep(load, compute)
 
 
 def finetune_text_encoder(config: FinetuneConfig, device="cpu"):

@@ -27,7 +27,7 @@ from liftgs.recipes.render_targets import render_view
 from liftgs.runtime import fork_rng
 from liftgs.train.batching import collate_groups, one_hot_tokens
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.loop import RunConfig, TrainResult, seed_everything
+from liftgs.train.loop import RunConfig, SplitStep, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
 # paper Table 4: (grounding, photometric, feature) per loss set; "rgb+feat" is its row without
@@ -158,17 +158,20 @@ def make_step_fn(dataset: PretrainDataset, criterion, config: PretrainConfig, de
     """The recipe's ``step_fn(model, positions, step)`` for :func:`liftgs.train.loop.run_training`."""
     use_ground, use_rgb, use_feat = LOSS_SETS[config.losses]
 
-    def step_fn(model: nn.Module, positions: list[int], step: int):
+    def load(positions: list[int]):  # CPU work: scenes, views, pixels (a DataLoader worker's)
         groups = [dataset.sample_views(p, config.views_per_scene) for p in positions]
+        return groups, *collate_groups(groups, query_dim)
+
+    def compute(model: nn.Module, data, step: int):
+        groups, batch, query_scene = data
         samples = [s for group in groups for s in group]
-        batch, query_scene = collate_groups(groups, query_dim)
         batch = batch.to(device)
         outputs = model(batch.points, batch.colors, batch.offsets, batch.queries, batch.query_mask,
                         query_scene=query_scene.to(device), lazy_masks=True)  # logits of seen Gaussians only
         return pretrain_loss(outputs, samples, batch.queries.shape[1], criterion, use_rgb,
                              use_feat, config.rgb_weight, config.feature_weight, use_ground)
 
-    return step_fn
+    return SplitStep(load, compute)
 
 
 PROBE_POSITION = 0  # the stream position whose view the pictures show

@@ -25,6 +25,47 @@ from liftgs.train.logging import TrainLogger
 from liftgs.train.optim import OptimConfig, build_optimizer
 
 StepFn = Callable[[nn.Module, list[int], int], tuple[Tensor, dict[str, float]]]
+
+
+class SplitStep:
+    """A step function in two halves: ``load(positions)`` builds the step's data on the CPU (a
+    pure function of the positions; picklable), ``compute(model, data, step)`` runs the model
+    and the losses. Called as one, it is an ordinary ``step_fn``; with ``--num-workers`` the
+    loop runs ``load`` ahead in DataLoader worker processes."""
+
+    def __init__(self, load: Callable[[list[int]], Any], compute: Callable[[nn.Module, Any, int], Any]):
+        self.load, self.compute = load, compute
+
+    def __call__(self, model: nn.Module, positions: list[int], step: int):
+        return self.compute(model, self.load(positions), step)
+
+
+class _StepData(torch.utils.data.Dataset):
+    """Item i = the data of step ``start + i`` for this rank (``SplitStep.load``)."""
+
+    def __init__(self, load, start: int, steps: int, batch_size: int, rank: int, world_size: int):
+        self.load, self.start, self.steps = load, start, steps
+        self.batch_size, self.rank, self.world_size = batch_size, rank, world_size
+
+    def __len__(self) -> int:
+        return self.steps - self.start
+
+    def __getitem__(self, i: int):
+        return self.load(shard_positions(self.start + i, self.batch_size, self.rank, self.world_size))
+
+
+def _worker_init(worker_id: int) -> None:
+    torch.set_num_threads(1)  # a loader process: one thread each, the trainer keeps the cores
+
+
+def _prefetched(step_fn, loop: LoopConfig, start_step: int, info: DistInfo):
+    """An iterator over the steps' data loaded by ``loop.num_workers`` processes, or None."""
+    if not loop.num_workers or not isinstance(step_fn, SplitStep) or start_step >= loop.steps:
+        return None
+    data = _StepData(step_fn.load, start_step, loop.steps, loop.batch_size, info.rank, info.world_size)
+    return iter(torch.utils.data.DataLoader(
+        data, batch_size=None, shuffle=False, num_workers=loop.num_workers, worker_init_fn=_worker_init,
+        pin_memory=info.device.type == "cuda", prefetch_factor=2))
 Hook = Callable[[int, dict[str, float]], None]
 ImagesFn = Callable[[nn.Module, int], dict[str, np.ndarray]]
 
@@ -58,6 +99,10 @@ class LoopConfig:
     """also log to this Weights & Biases project (needs ``pip install wandb``); None = off"""
     wandb_mode: Literal["online", "offline"] = "online"
     """offline: wandb writes under the run folder only (``wandb sync`` uploads it later)"""
+    num_workers: int = 0
+    """processes that load the next steps' scenes and views while the model trains (a torch
+    DataLoader over step positions; samples are pure functions of the position, so the result
+    is the same with any number); 0 = load in the training process"""
     precision: Literal["fp32", "bf16"] = "fp32"
     """bf16: forward and losses under ``torch.autocast`` in bfloat16 (weights, gradients and the
     optimiser stay float32; rendering always runs in float32); fp32: everything in float32"""
@@ -66,6 +111,8 @@ class LoopConfig:
         for name in ("steps", "batch_size", "log_every", "ckpt_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if self.image_every < 0:
             raise ValueError(f"image_every must be >= 0 (0 = no pictures), got {self.image_every}")
         if self.wandb_mode not in ("online", "offline"):
@@ -150,10 +197,12 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
                          tensorboard=loop.tensorboard, desc=desc, show_progress=loop.progress,
                          wandb_project=loop.wandb_project, wandb_mode=loop.wandb_mode, config=config)
     result = TrainResult(run_dir=run_dir, step=start_step, start_step=start_step, model=model)
+    loaded = _prefetched(step_fn, loop, start_step, info)
     try:
         for step in range(start_step, loop.steps):
+            data = next(loaded) if loaded is not None else None
             scalars = _one_step(train_model, model, step_fn, optimizer, scheduler, loop, optim,
-                                step, info)
+                                step, info, data)
             done = step + 1
             result.step, result.last_scalars = done, scalars
             if done % loop.log_every == 0 or done == loop.steps:
@@ -170,6 +219,7 @@ def run_training(model: nn.Module, step_fn: StepFn, loop: LoopConfig, optim: Opt
             if on_step_end is not None:
                 on_step_end(done, scalars)
     finally:
+        del loaded  # stops the loader processes
         logger.close()
     return result
 
@@ -208,13 +258,16 @@ def probe_loss(model: nn.Module, step_fn: StepFn, positions: list[int]) -> dict[
 
 def _one_step(train_model: nn.Module, model: nn.Module, step_fn: StepFn,
               optimizer: torch.optim.Optimizer, scheduler: Any, loop: LoopConfig,
-              optim: OptimConfig, step: int, info: DistInfo) -> dict[str, float]:
+              optim: OptimConfig, step: int, info: DistInfo, data: Any = None) -> dict[str, float]:
     t0 = time.perf_counter()
     positions = shard_positions(step, loop.batch_size, info.rank, info.world_size)
     train_model.train()
     optimizer.zero_grad(set_to_none=True)
     with torch.autocast(info.device.type, dtype=torch.bfloat16, enabled=loop.precision == "bf16"):
-        loss, scalars = step_fn(train_model, positions, step)
+        if data is not None:  # loaded ahead by a worker process
+            loss, scalars = step_fn.compute(train_model, data, step)
+        else:
+            loss, scalars = step_fn(train_model, positions, step)
     loss = loss.float()
     if not torch.isfinite(loss.detach()).all():
         raise FloatingPointError(
@@ -260,7 +313,7 @@ def _maybe_resume(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler:
 
 
 _BOOKKEEPING = {"steps", "resume", "progress", "tensorboard", "log_every", "ckpt_every", "keep_last",
-                "out", "device", "image_every", "wandb_project", "wandb_mode"}
+                "out", "device", "image_every", "wandb_project", "wandb_mode", "num_workers"}
 
 
 def _config_changes(saved: Any, current: Any, prefix: str = "") -> list[str]:
