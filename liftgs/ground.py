@@ -39,9 +39,8 @@ from typing import Literal
 import numpy as np
 
 from liftgs.config import name_positional, parse_cli
-from liftgs.models.liftgs.grounding import (MIN_MASK_POINTS, GroundOutput, Timer, check_mask_options,  # noqa: F401
-                                            ground_cloud, ground_points, model_input,
-                                            resolve_mode, training_ranges)
+from liftgs.models.liftgs.grounding import (MIN_MASK_POINTS, GroundOutput, Timer, check_mask_options,
+                                            ground_cloud, print_warnings)
 
 # highlight colours of ranks 0, 1, 2, ... (RGB in [0, 1])
 PALETTE = np.array([[1.0, 0.85, 0.0], [0.0, 0.75, 1.0], [1.0, 0.3, 0.6], [0.4, 1.0, 0.3],
@@ -468,7 +467,7 @@ def ground_gensplat(config: GroundConfig, model=None, text_encoder=None) -> Grou
     if len(masks) and int(masks[0].sum()) < MIN_MASK_POINTS:
         notes.append(f"top mask: {int(masks[0].sum())} points (of {len(points):,}), expected >= {MIN_MASK_POINTS}: "
                      f"no object-sized region found for {config.phrase!r}")
-    _print_warnings(notes)
+    print_warnings(notes)
     result = GroundOutput(masks, scores, ids, boxes, timer.timings, warnings=notes, model_points=len(points),
                           frames=gs.frames, frame_selection=gs.selection)
     result.out = config.out or Path("ground_out") / name

@@ -63,7 +63,7 @@ def test_ground_writes_outputs(tmp_path, model_dir, kind):
 def test_auto_mode_follows_the_run(tmp_path, model_dir):
     """A pre-training run's model grounds zero-shot (decoder + Gaussian feature relevance); a
     fine-tuned one by expression or phrase, by its task; a bare model folder by phrase."""
-    from liftgs.ground import resolve_mode
+    from liftgs.models.liftgs.grounding import resolve_mode
 
     def run(doc):
         d = tmp_path / str(len(list(tmp_path.iterdir())))

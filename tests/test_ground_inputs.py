@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from liftgs.clouds import SLACK, SYNTHETIC_RANGES, cloud_stats, voxel_downsample, voxel_grid
-from liftgs.ground import MIN_MASK_POINTS, GroundConfig, Timer, ground_points, run_ground
+from liftgs.ground import MIN_MASK_POINTS, GroundConfig, Timer, run_ground
+from liftgs.models.liftgs.grounding import ground_points
 from liftgs.io.errors import DataError
 from liftgs.io.ply import read_point_cloud, write_point_cloud
 from liftgs.models.liftgs import build_liftgs

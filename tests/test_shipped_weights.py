@@ -15,7 +15,8 @@ from liftgs.weights import FINETUNED, PRETRAINED, SHIPPED, shipped_model_dir
 def test_shipped_model_loads_by_name(name, recipe, mode):
     from pathlib import Path
 
-    from liftgs.ground import GroundConfig, resolve_mode
+    from liftgs.ground import GroundConfig
+    from liftgs.models.liftgs.grounding import resolve_mode
     from liftgs.models import load_model, model_family
     from liftgs.train.checkpoint import resolve_model_dir
 

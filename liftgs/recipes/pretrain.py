@@ -184,7 +184,7 @@ def make_images_fn(dataset: PretrainDataset, query_dim: int, device: torch.devic
     colours of the whole view."""
     from liftgs.train.pictures import mask_panel, side_by_side
 
-    def images_fn(model: nn.Module, step: int) -> dict[str, "np.ndarray"]:
+    def images_fn(model: nn.Module, step: int) -> dict:
         import numpy as np
 
         s = dataset.sample(PROBE_POSITION)

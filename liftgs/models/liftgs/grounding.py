@@ -215,7 +215,7 @@ def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, co
 
     timer = timer or Timer()
     notes = list(notes or [])
-    warn = warn or _print_warnings
+    warn = warn or print_warnings
     check_text_width(model, text_encoder, model_dir or "given")
     seen, seen_colors, inverse = model_input(points, colors, model.voxel_size, config, timer, say)
     far = distribution_warnings(cloud_stats(seen, seen_colors), *training_ranges(model_dir))
@@ -235,7 +235,7 @@ def ground_cloud(model, text_encoder, points: np.ndarray, colors: np.ndarray, co
     return result, view
 
 
-def _print_warnings(lines: list[str]) -> None:
+def print_warnings(lines: list[str]) -> None:
     for line in lines:
         print(f"liftgs ground: warning: {line}", file=sys.stderr)
 
