@@ -6,6 +6,10 @@
 * :mod:`liftgs.eval.grounding` - ScanRefer Acc@IoU and Multi3DRefer F1@IoU;
 * :mod:`liftgs.eval.referring` - referring segmentation on point / Gaussian masks: mask IoU,
   ScanRefer mIoU and Acc@IoU, Multi3DRefer F1@IoU and union mIoU;
+* :mod:`liftgs.eval.mesh_vertices` - instance AP on ScanNet mesh vertices (masks moved from the
+  scene's points by nearest neighbour, GT per vertex), the official benchmark's domain;
+* :mod:`liftgs.eval.submission` - grounding predictions in the ScanRefer, ReferIt3D and
+  Multi3DRefer benchmarks' submission formats;
 * :mod:`liftgs.eval.runner` - scenes + a grounder -> all of the above;
 * :mod:`liftgs.eval.report` - Markdown / JSON tables; :mod:`liftgs.eval.cli` - ``liftgs eval``;
 * :mod:`liftgs.eval.gensplat` - GenSplat's instance AP and semantic mIoU on reconstructed scenes
@@ -24,6 +28,7 @@ from liftgs.eval.grounding import (
     multi3drefer_f1,
 )
 from liftgs.eval.instance_ap import ClassSet, InstanceAPResult, InstancePrediction, evaluate_instances
+from liftgs.eval.mesh_vertices import MeshVertices, read_mesh_vertices
 from liftgs.eval.open_vocab import predict_instances, scene_gt_ids, vocabulary_of
 from liftgs.eval.referring import (
     MultiSegReferQuery,
@@ -36,6 +41,7 @@ from liftgs.eval.referring import (
 )
 from liftgs.eval.runner import EvalResults, Grounder, ModelGrounder, evaluate_scenes
 from liftgs.eval.scannet_format import evaluate_prediction_dir, read_predictions, write_predictions
+from liftgs.eval.submission import Submission
 
 __all__ = [
     "ClassSet",
@@ -64,6 +70,9 @@ __all__ = [
     "multi3drefer_segmentation",
     "evaluate_scenes",
     "EvalResults",
+    "MeshVertices",
+    "read_mesh_vertices",
+    "Submission",
     "Grounder",
     "ModelGrounder",
 ]

@@ -6,6 +6,10 @@
 The first form runs the open-vocabulary protocol (every category name as a query) and grounds
 every referring expression of each scene; the second scores ScanNet-format prediction files of
 any method. Both print the tables and write ``<out>/metrics.md`` and ``<out>/metrics.json``.
+With ``--scannet-scans DIR`` instance AP is counted per vertex of each ScanNet scan's mesh (the
+official protocol) rather than per point; ``--write-submission`` also writes the grounding
+predictions in the ScanRefer, ReferIt3D and Multi3DRefer benchmarks' formats under
+``<out>/submission``.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ from typing import Literal
 
 from liftgs.config import parse_cli, to_dict
 from liftgs.eval.instance_ap import ClassSet
+from liftgs.eval.mesh_vertices import check_scans
 from liftgs.eval.report import Table, grounding_tables, instance_tables, to_markdown, write_report
 from liftgs.eval.runner import TASKS, EvalResults, Grounder, ModelGrounder, evaluate_scenes
 from liftgs.eval.scannet_format import evaluate_prediction_dir
+from liftgs.eval.submission import Submission, check_submission_scenes
 
 __all__ = ["EvalConfig", "main", "run_checkpoint", "run_prediction_dir", "load_class_set", "results_report"]
 
@@ -43,6 +49,12 @@ class EvalConfig:
     score_threshold: float = 0.5  # masks scoring >= this form the predicted set for F1@IoU
     max_scenes: int | None = None  # evaluate only the first N scenes of the split
     write_predictions: bool = False  # also write ScanNet-format predictions + GT under <out>/benchmark
+    # also write the grounding predictions in the ScanRefer / ReferIt3D / Multi3DRefer benchmark
+    # formats under <out>/submission (docs/metrics.md#submission-files)
+    write_submission: bool = False
+    # ScanNet's scans/ folder (<scene>/<scene>_vh_clean_2.ply, .aggregation.json, segs): count
+    # instance AP per mesh vertex, as the official benchmark, instead of per point
+    scannet_scans: Path | None = None
     predictions: Path | None = None  # folder of <scene>.txt prediction files (official format)
     gt: Path | None = None  # folder of <scene>.txt GT files (label*1000+instance per vertex)
     device: str = "cpu"
@@ -67,6 +79,12 @@ class EvalConfig:
             raise ValueError(f"--top-k must be >= 1, got {self.top_k}")
         if self.max_scenes is not None and self.max_scenes < 1:
             raise ValueError(f"--max-scenes must be >= 1, got {self.max_scenes}")
+        if self.write_submission and (files_mode or "grounding" not in self.task_list):
+            raise ValueError("--write-submission writes grounding predictions: it needs --checkpoint, --data and "
+                             "the grounding task")
+        if self.scannet_scans is not None and (files_mode or "instseg" not in self.task_list):
+            raise ValueError("--scannet-scans scores instance masks on mesh vertices: it needs --checkpoint, --data "
+                             "and the instseg task")
 
     @property
     def task_list(self) -> list[str]:
@@ -101,10 +119,14 @@ def load_class_set(spec: str, scene_paths=None) -> ClassSet:
 
 
 def results_report(results: EvalResults, heading: str) -> tuple[list[Table], dict]:
+    """Tables and JSON data; instance AP names what it was counted on (``info["instseg_protocol"]``:
+    "points", "mesh vertices", or "benchmark files" for ``--predictions``)."""
     tables, data = [], {"info": results.info}
     if results.instseg is not None:
-        tables += instance_tables(results.instseg)
-        data["instseg"] = {"summary": results.instseg.summary(), "per_class": results.instseg.per_class(),
+        protocol = results.info.get("instseg_protocol", "benchmark files")
+        tables += instance_tables(results.instseg, title=f"Instance segmentation on {protocol}")
+        data["instseg"] = {"protocol": protocol,
+                           "summary": results.instseg.summary(), "per_class": results.instseg.per_class(),
                            "overlaps": results.instseg.overlaps, "ap_per_overlap": results.instseg.ap,
                            "classes": {"ids": results.instseg.classes.ids, "names": results.instseg.classes.names}}
     if results.accuracy is not None or results.f1 is not None:
@@ -116,12 +138,14 @@ def results_report(results: EvalResults, heading: str) -> tuple[list[Table], dic
 def run_prediction_dir(cfg: EvalConfig) -> EvalResults:
     classes = load_class_set("scannet20" if cfg.classes == "auto" else cfg.classes)
     result = evaluate_prediction_dir(cfg.predictions, cfg.gt, classes)
-    return EvalResults(instseg=result, info={"predictions": str(cfg.predictions), "gt": str(cfg.gt)})
+    return EvalResults(instseg=result, info={"predictions": str(cfg.predictions), "gt": str(cfg.gt),
+                                             "instseg_protocol": "benchmark files"})
 
 
 def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalResults:
     """Evaluate ``cfg.checkpoint`` on ``cfg.data``/``cfg.split`` (``grounder`` overrides the model,
-    for tests and for other methods)."""
+    for tests and for other methods). The inputs ``--scannet-scans`` and ``--write-submission``
+    need are checked before anything runs; the submission is written once every scene is done."""
     from liftgs.io import list_scenes, read_scene
 
     paths = list_scenes(cfg.data) if cfg.split == "all" else list_scenes(cfg.data, cfg.split)
@@ -132,13 +156,23 @@ def run_checkpoint(cfg: EvalConfig, grounder: Grounder | None = None) -> EvalRes
     classes = None
     if "instseg" in cfg.task_list:
         classes = load_class_set("data" if cfg.classes == "auto" else cfg.classes, paths)
+    if cfg.scannet_scans is not None:
+        check_scans(cfg.scannet_scans, paths)
+    submission = None
+    if cfg.write_submission:
+        check_submission_scenes(paths)
+        submission = Submission(cfg.score_threshold)
     if grounder is None:
         grounder = _load_model_grounder(cfg)
     scenes = (read_scene(p, load_frames=False) for p in paths)
     pred_dir = cfg.out / "benchmark" if cfg.write_predictions else None
     results = evaluate_scenes(scenes, grounder, classes, cfg.task_list, cfg.vocabulary, cfg.score_threshold,
-                              pred_dir=pred_dir, num_scenes=len(paths))
+                              pred_dir=pred_dir, num_scenes=len(paths), scans_root=cfg.scannet_scans,
+                              submission=submission)
     results.info.update({"checkpoint": str(cfg.checkpoint), "data": str(cfg.data), "split": cfg.split})
+    if submission is not None:
+        folder = submission.write(cfg.out / "submission")
+        results.info["submission"] = {"folder": str(folder), "queries": submission.counts()}
     return results
 
 
@@ -169,4 +203,6 @@ def main(argv: list[str]) -> int:
     md, js = write_report(cfg.out, tables, data, heading=heading)
     print(to_markdown(tables, heading))
     print(f"wrote {md} and {js}")
+    if "submission" in results.info:
+        print(f"wrote the benchmark submission files under {results.info['submission']['folder']}")
     return 0

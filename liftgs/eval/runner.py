@@ -33,8 +33,16 @@ from liftgs.eval.instance_ap import (
     assign_instances,
     evaluate_matches,
 )
+from liftgs.eval.mesh_vertices import (
+    PROTOCOL_POINTS,
+    PROTOCOL_VERTICES,
+    read_mesh_vertices,
+    to_vertices,
+    vertex_gt_ids,
+)
 from liftgs.eval.open_vocab import predict_instances, scene_gt_ids
 from liftgs.eval.scannet_format import write_ids, write_predictions
+from liftgs.eval.submission import Submission
 from liftgs.types import Expression, Scene
 
 __all__ = ["Ranked", "Grounder", "ModelGrounder", "EvalResults", "evaluate_scenes", "scene_predictions",
@@ -124,10 +132,11 @@ def _has_distractor(scene: Scene, e: Expression) -> bool:
     return any(o.category in cats and k not in e.target_ids for k, o in scene.objects.items())
 
 
-def _ground_scene(scene: Scene, grounder: Grounder, score_threshold: float
+def _ground_scene(scene: Scene, grounder: Grounder, score_threshold: float, submission: Submission | None = None
                   ) -> tuple[list[ReferQuery], list[MultiReferQuery]]:
     """Acc@IoU queries (single-target expressions, top-1 mask) and F1 queries (every
-    expression; predicted set = masks scoring >= ``score_threshold``)."""
+    expression; predicted set = masks scoring >= ``score_threshold``); ``submission`` also
+    collects the benchmark entries of the scene's expressions."""
     exprs = list(scene.expressions)
     if not exprs:
         return [], []
@@ -144,6 +153,8 @@ def _ground_scene(scene: Scene, grounder: Grounder, score_threshold: float
         chosen = [b for b, s in zip(pred_boxes, scores) if b is not None and s >= score_threshold]
         multi.append(MultiReferQuery(np.array(chosen).reshape(-1, 6), np.array(targets).reshape(-1, 6),
                                      _has_distractor(scene, e)))
+    if submission is not None:
+        submission.add_scene(scene, exprs, ranked)
     return refer, multi
 
 
@@ -179,9 +190,16 @@ def scene_predictions(scene: Scene, grounder: Grounder, classes: ClassSet, vocab
 
 
 def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabulary: str,
-                   pred_dir: Path | None) -> SceneMatches:
-    gt = scene_gt_ids(scene, classes)
-    preds = scene_predictions(scene, grounder, classes, vocabulary)
+                   pred_dir: Path | None, scans_root: Path | None = None) -> SceneMatches:
+    """One scene's matches on its points, or on its ScanNet mesh's vertices when ``scans_root``
+    is given (masks moved by nearest neighbour, :mod:`liftgs.eval.mesh_vertices`)."""
+    if scans_root is None:
+        gt = scene_gt_ids(scene, classes)
+        preds = scene_predictions(scene, grounder, classes, vocabulary)
+    else:
+        mesh = read_mesh_vertices(scans_root, scene)
+        gt = vertex_gt_ids(mesh, scene, classes)
+        preds = to_vertices(scene_predictions(scene, grounder, classes, vocabulary), mesh.nearest_point)
     if pred_dir is not None:
         write_predictions(pred_dir / "predictions", scene.scene_id, preds)
         write_ids(pred_dir / "gt" / f"{scene.scene_id}.txt", gt)
@@ -190,13 +208,17 @@ def _instseg_scene(scene: Scene, grounder: Grounder, classes: ClassSet, vocabula
 
 def evaluate_scenes(scenes: Iterable[Scene], grounder: Grounder, classes: ClassSet | None,
                     tasks: Sequence[str] = TASKS, vocabulary: str = "all", score_threshold: float = 0.5,
-                    pred_dir: str | Path | None = None, num_scenes: int | None = None) -> EvalResults:
+                    pred_dir: str | Path | None = None, num_scenes: int | None = None,
+                    scans_root: str | Path | None = None, submission: Submission | None = None) -> EvalResults:
     """Run the requested tasks over ``scenes`` (an iterable, consumed once with a progress bar).
 
     ``classes`` is the instance vocabulary (required for "instseg"); ``vocabulary`` = "all"
     queries every class name in every scene (the open-vocabulary protocol), "scene" only the
     categories present in the scene. ``pred_dir`` also writes the benchmark's files
-    (``predictions/`` and ``gt/``) so the official script can re-score them.
+    (``predictions/`` and ``gt/``) so the official script can re-score them. ``scans_root``
+    (ScanNet's ``scans/`` folder) scores instance AP per vertex of each scan's mesh instead of per
+    point (``info["instseg_protocol"]`` says which); ``submission`` collects the grounding
+    benchmarks' entries (:class:`~liftgs.eval.submission.Submission`, written by the caller).
     """
     bad = set(tasks) - set(TASKS)
     if bad:
@@ -206,18 +228,20 @@ def evaluate_scenes(scenes: Iterable[Scene], grounder: Grounder, classes: ClassS
     if "instseg" in tasks and classes is None:
         raise ValueError("instance segmentation needs a class vocabulary (classes=...)")
     pred_path = Path(pred_dir) if pred_dir is not None else None
+    scans_path = Path(scans_root) if scans_root is not None else None
     matches, refer, multi, ids = [], [], [], []
     for scene in tqdm(scenes, total=num_scenes, desc="eval", unit="scene"):
         ids.append(scene.scene_id)
         if "instseg" in tasks:
-            matches.append(_instseg_scene(scene, grounder, classes, vocabulary, pred_path))
+            matches.append(_instseg_scene(scene, grounder, classes, vocabulary, pred_path, scans_path))
         if "grounding" in tasks:
-            r, m = _ground_scene(scene, grounder, score_threshold)
+            r, m = _ground_scene(scene, grounder, score_threshold, submission)
             refer += r
             multi += m
     out = EvalResults(info={"scenes": ids, "tasks": list(tasks), "vocabulary": vocabulary,
                             "score_threshold": score_threshold})
     if "instseg" in tasks:
+        out.info["instseg_protocol"] = PROTOCOL_POINTS if scans_path is None else PROTOCOL_VERTICES
         ap = evaluate_matches(matches, classes, OVERLAPS, MIN_REGION_SIZE)
         out.instseg = InstanceAPResult(classes=classes, overlaps=OVERLAPS.copy(), ap=ap, num_scenes=len(matches))
     if "grounding" in tasks:
