@@ -216,3 +216,23 @@ def test_class_set_validation():
         ClassSet(ids=(0,), names=("x",))
     with pytest.raises(ValueError, match="one name per id"):
         ClassSet(ids=(1, 2), names=("x",))
+
+
+def test_scannet_objects_are_labelled_by_their_mapped_ids():
+    """Converted with ScanNet's label map, an object carries the tsv id (ScanNet200) and its NYU40
+    id (ScanNet v2): the benchmarks label it by those, whatever its raw category; without them,
+    by name."""
+    from liftgs.eval.open_vocab import object_labels
+    from liftgs.types import ObjectInfo, Scene
+
+    objects = {0: ObjectInfo("kitchen cabinet", {"label_id": 29, "nyu40_id": 3}),  # raw name, mapped ids
+               1: ObjectInfo("chair", {"label_id": 2, "nyu40_id": 5}),
+               2: ObjectInfo("wall", {"label_id": 1, "nyu40_id": 1}),  # not an instance class of v2
+               3: ObjectInfo("chair")}  # no label map: by name
+    scene = Scene("s", np.zeros((4, 3), np.float32), np.zeros((4, 3), np.float32), [],
+                  np.arange(4, dtype=np.int32), objects)
+    s200, s20 = ClassSet.scannet200(), ClassSet.scannet20()
+    assert s200.name_of(29) == "kitchen cabinet" and s20.name_of(3) == "cabinet"
+    assert object_labels(scene, s200) == {0: 29, 1: 2, 3: 2}
+    assert object_labels(scene, s20) == {0: 3, 1: 5, 3: 5}
+    assert object_labels(scene, ClassSet.from_names(["chair", "kitchen cabinet"])) == {0: 2, 1: 1, 3: 1}

@@ -113,9 +113,13 @@ def load_class_set(spec: str, scene_paths=None) -> ClassSet:
     try:
         doc = json.loads(path.read_text())
         groups = {k: tuple(v) for k, v in doc.get("groups", {}).items()}
-        return ClassSet(ids=tuple(doc["ids"]), names=tuple(doc["names"]), groups=groups)
+        id_attribute = doc.get("id_attribute")
+        if id_attribute is not None and not isinstance(id_attribute, str):
+            raise ValueError(f"'id_attribute' must be an attribute name or null, got {id_attribute!r}")
+        return ClassSet(ids=tuple(doc["ids"]), names=tuple(doc["names"]), groups=groups, id_attribute=id_attribute)
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"class file {path}: expected JSON with 'ids' and 'names' lists ({exc})") from exc
+        raise ValueError(f"class file {path}: expected JSON with 'ids' and 'names' lists and optionally "
+                         f"'groups' and 'id_attribute' ({exc})") from exc
 
 
 def results_report(results: EvalResults, heading: str) -> tuple[list[Table], dict]:

@@ -56,6 +56,9 @@ class ClassSet:
     ids: tuple[int, ...]
     names: tuple[str, ...]
     groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    id_attribute: str | None = None  # the object attribute holding a benchmark's label id (set by
+    # `liftgs convert scannet --label-map`): "label_id" (the tsv id, ScanNet200's), "nyu40_id"
+    # (ScanNet v2's); None: objects are labelled by category name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ids", tuple(int(i) for i in self.ids))
@@ -75,7 +78,7 @@ class ClassSet:
     @classmethod
     def scannet20(cls) -> "ClassSet":
         """The 18 ScanNet v2 instance classes."""
-        return cls(ids=_sn.SCANNET20_INSTANCE_IDS, names=_sn.SCANNET20_INSTANCE_LABELS)
+        return cls(ids=_sn.SCANNET20_INSTANCE_IDS, names=_sn.SCANNET20_INSTANCE_LABELS, id_attribute="nyu40_id")
 
     @classmethod
     def scannet200(cls) -> "ClassSet":
@@ -85,10 +88,22 @@ class ClassSet:
             "common": tuple(_sn.COMMON_CATS_SCANNET200),
             "tail": tuple(_sn.TAIL_CATS_SCANNET200),
         }
-        return cls(ids=_sn.SCANNET200_INSTANCE_IDS, names=_sn.SCANNET200_INSTANCE_LABELS, groups=groups)
+        return cls(ids=_sn.SCANNET200_INSTANCE_IDS, names=_sn.SCANNET200_INSTANCE_LABELS, groups=groups,
+                   id_attribute="label_id")
 
     def name_of(self, label_id: int) -> str | None:
         return dict(zip(self.ids, self.names)).get(int(label_id))
+
+    def label_of(self, category: str, attributes: dict | None = None) -> int | None:
+        """The GT label id of an object, None = void. As the official scripts do, an object
+        converted with ScanNet's label map is labelled by its mapped id (``id_attribute``:
+        the raw category "kitchen cabinet" is ScanNet200's "kitchen cabinet" and ScanNet v2's
+        NYU40 "cabinet"); otherwise by its category name."""
+        attributes = attributes or {}
+        if self.id_attribute is not None and self.id_attribute in attributes:
+            value = int(attributes[self.id_attribute])
+            return value if value in self.ids else None
+        return dict(zip(self.names, self.ids)).get(category)
 
 
 @dataclass

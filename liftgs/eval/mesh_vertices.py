@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from liftgs.eval.instance_ap import ClassSet, InstancePrediction
+from liftgs.eval.open_vocab import object_labels
 from liftgs.eval.scannet_format import gt_ids_from_instances
 from liftgs.io.errors import DataError
 from liftgs.types import Scene
@@ -139,9 +140,7 @@ def read_mesh_vertices(scans_root: str | Path, scene: Scene) -> MeshVertices:
 def vertex_gt_ids(mesh: MeshVertices, scene: Scene, classes: ClassSet) -> np.ndarray:
     """Benchmark GT ids [V] (``label*1000+instance``) per vertex; objects whose category is not
     in ``classes`` are void (the labelling :func:`liftgs.eval.open_vocab.scene_gt_ids` uses on points)."""
-    name_to_id = dict(zip(classes.names, classes.ids))
-    labels = {oid: name_to_id[o.category] for oid, o in scene.objects.items() if o.category in name_to_id}
-    return gt_ids_from_instances(mesh.instance_ids, labels)
+    return gt_ids_from_instances(mesh.instance_ids, object_labels(scene, classes))
 
 
 def to_vertices(preds: Sequence[InstancePrediction], nearest_point: np.ndarray) -> list[InstancePrediction]:

@@ -56,11 +56,16 @@ def vocabulary_of(scenes: Sequence[Scene]) -> ClassSet:
     return ClassSet.from_names(cats)
 
 
+def object_labels(scene: Scene, classes: ClassSet) -> dict[int, int]:
+    """object id -> GT label id of every object of ``classes`` (:meth:`ClassSet.label_of`);
+    the others are void."""
+    labels = {oid: classes.label_of(o.category, o.attributes) for oid, o in scene.objects.items()}
+    return {oid: label for oid, label in labels.items() if label is not None}
+
+
 def scene_gt_ids(scene: Scene, classes: ClassSet) -> np.ndarray:
     """Benchmark GT ids [P] (``label*1000+instance``) of a scene with per-point instance ids;
-    objects whose category is not in ``classes`` become void."""
+    objects outside ``classes`` become void."""
     if scene.instance_ids is None:
         raise ValueError(f"scene {scene.scene_id} has no per-point instance ids: cannot score instance masks")
-    name_to_id = dict(zip(classes.names, classes.ids))
-    labels = {oid: name_to_id[o.category] for oid, o in scene.objects.items() if o.category in name_to_id}
-    return gt_ids_from_instances(scene.instance_ids, labels)
+    return gt_ids_from_instances(scene.instance_ids, object_labels(scene, classes))
