@@ -385,3 +385,27 @@ def test_ddp_two_processes_both_stages(rooms, tmp_path):
                 assert torch.equal(v, r1[k]), f"{name}: {k} differs between ranks"
         cfg = json.loads((tmp_path / name / "config.json").read_text())
         assert cfg["world_size"] == 2
+
+
+@pytest.mark.parametrize("stage", ["semantic", "instance"])
+def test_loader_workers_give_bitwise_the_same_run(rooms, tmp_path, stage):
+    from safetensors.torch import load_file
+
+    from liftgs.recipes.gensplat import run_gensplat_instance, run_gensplat_semantic
+
+    run, make = ((run_gensplat_semantic, semantic_config) if stage == "semantic"
+                 else (run_gensplat_instance, instance_config))
+    run(make(rooms, tmp_path / "inline", steps=3), text_encoder=RoomTextEncoder())
+    run(make(rooms, tmp_path / "workers", steps=3, num_workers=2), text_encoder=RoomTextEncoder())
+    a = load_file(str(tmp_path / "inline" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "workers" / "model" / "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_feature_recipes_refuse_loader_workers(tmp_path):
+    from liftgs.recipes.gensplat_frames import GenSplatFramesConfig
+    from liftgs.recipes.gensplat_language import GenSplatLanguageConfig
+
+    for cls in (GenSplatLanguageConfig, GenSplatFramesConfig):
+        with pytest.raises(ValueError, match="--num-workers: this recipe trains on scene features"):
+            cls(num_workers=2)

@@ -54,7 +54,7 @@ from liftgs.recipes.gensplat_data import GenSplatDataset, GenSplatSample, Sample
 from liftgs.runtime import fork_rng
 from liftgs.train.checkpoint import resolve_model_dir, unwrap_model
 from liftgs.train.distributed import DistInfo, init_distributed, normaliser
-from liftgs.train.loop import RunConfig, TrainResult, seed_everything
+from liftgs.train.loop import RunConfig, SplitStep, TrainResult, seed_everything
 from liftgs.train.optim import paper_optim
 
 SEMANTIC, INSTANCE = "gensplat-semantic", "gensplat-instance"  # recipe (command) names
@@ -338,11 +338,13 @@ def instance_loss(outputs: list[InstanceOutput], samples: list[GenSplatSample],
 def make_semantic_step_fn(dataset: GenSplatDataset):
     """Stage I's ``step_fn(model, positions, step)`` for :func:`liftgs.train.loop.run_training`."""
 
-    def step_fn(model: nn.Module, positions: list[int], step: int):
-        samples = [dataset.sample(p) for p in positions]
+    def load(positions: list[int]):  # views, pixels, targets (a DataLoader worker's with --num-workers)
+        return [dataset.sample(p) for p in positions]
+
+    def compute(model: nn.Module, samples, step: int):
         return semantic_loss(model(samples), samples)
 
-    return step_fn
+    return SplitStep(load, compute)
 
 
 def make_instance_step_fn(dataset: GenSplatDataset, criterion: InstanceCriterion, device: torch.device,
@@ -350,14 +352,16 @@ def make_instance_step_fn(dataset: GenSplatDataset, criterion: InstanceCriterion
     """Stage II's ``step_fn(model, positions, step)``."""
     class_text = dataset.class_text.to(device)
 
-    def step_fn(model: nn.Module, positions: list[int], step: int):
+    def load(positions: list[int]):  # views, pixels, targets (a DataLoader worker's with --num-workers)
+        return [dataset.sample(p) for p in positions]
+
+    def compute(model: nn.Module, samples, step: int):
         if freeze_encoder:  # fixed encoder: inference mode (its batch-norm statistics as trained)
             inner = unwrap_model(model)
             inner.encoder.eval()
-        samples = [dataset.sample(p) for p in positions]
         return instance_loss(model(samples, class_text), samples, criterion)
 
-    return step_fn
+    return SplitStep(load, compute)
 
 
 def _load_text_encoder(config: GenSplatRunConfig, text_encoder):

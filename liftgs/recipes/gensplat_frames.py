@@ -119,6 +119,9 @@ class GenSplatFramesConfig(RunConfig):
     init_scale: float = _SCORER.init_scale
 
     def __post_init__(self) -> None:
+        if self.num_workers:
+            raise ValueError("--num-workers: this recipe trains on scene features computed once and held in "
+                             "memory, so a step loads nothing; leave it at 0")
         if self.min_pixels < 1:
             raise ValueError(f"min_pixels must be >= 1, got {self.min_pixels}")
         if self.latent_dim is not None and self.latent_dim < 1:

@@ -128,6 +128,9 @@ class GenSplatLanguageConfig(RunConfig):
     keep_last: int = 1
 
     def __post_init__(self) -> None:
+        if self.num_workers:
+            raise ValueError("--num-workers: this recipe trains on scene features computed once and held in "
+                             "memory, so a step loads nothing; leave it at 0")
         for name in ("num_views", "min_pixels", "image_size", "max_per_view"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
