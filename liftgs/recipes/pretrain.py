@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,8 @@ LOSS_SETS = {"ground": (True, False, False), "ground+rgb": (True, True, False),
 @dataclass
 class PretrainConfig(RunConfig):
     """Pre-training run. Presets (``--preset``) fill model size and recipe numbers."""
+
+    draws_pictures: ClassVar[bool] = True  # --image-every: the probe view's masks and colours
 
     data: Path | None = None
     """dataset root of scene directories (``liftgs synth`` / ``liftgs convert`` output)"""

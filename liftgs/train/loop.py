@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -134,6 +134,8 @@ class RunConfig(LoopConfig):
     ``PretrainConfig`` and ``FinetuneConfig`` extend it with their data and loss settings.
     """
 
+    draws_pictures: ClassVar[bool] = False  # the recipe has pictures for --image-every
+
     resume: bool = False
     """continue from the latest checkpoint in --out (bitwise the same result as no interruption)"""
     device: str = "auto"
@@ -144,6 +146,8 @@ class RunConfig(LoopConfig):
 
         super().__post_init__()
         check_device(self.device)
+        if self.image_every and not self.draws_pictures:
+            raise ValueError("--image-every: this recipe draws no pictures (pre-training does); leave it at 0")
 
     def loop_config(self) -> LoopConfig:
         """The loop's fields alone, for :func:`run_training`."""

@@ -107,7 +107,8 @@ def cluster_mean_pool(latents: Tensor, means: Tensor, num_tokens: int, iters: in
     c_l); each of ``iters`` rounds then moves every non-empty cluster to the mean centre and
     the normalised mean latent direction of its members and reassigns."""
     m = int(num_tokens)
-    with torch.no_grad():
+    # the clustering is a discrete decision: float32 even under mixed precision
+    with torch.no_grad(), torch.autocast(means.device.type, enabled=False):
         origin = means.detach().float().mean(0)
         x = means.detach().float() - origin  # centred: see assign_clusters
         d = F.normalize(latents.detach().float(), dim=1)
