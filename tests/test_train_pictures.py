@@ -106,3 +106,12 @@ def test_wandb_without_the_package_is_refused_at_the_door(dataset, tmp_path, mon
     with pytest.raises(ValueError, match="pip install wandb"):
         pretrain_config(dataset, tmp_path / "x", wandb_project="p")
     assert not (tmp_path / "x").exists()
+
+
+def test_recipes_without_pictures_refuse_image_every():
+    from liftgs.recipes.finetune import FinetuneConfig
+    from liftgs.recipes.gensplat import GenSplatSemanticConfig
+
+    for cls in (FinetuneConfig, GenSplatSemanticConfig):
+        with pytest.raises(ValueError, match="--image-every: this recipe draws no pictures"):
+            cls(image_every=10)
