@@ -128,3 +128,30 @@ def test_push_to_hub_uploads_weights_run_config_and_a_card(tmp_path, monkeypatch
     assert back.config.text_encoder == "hash-16" and back.config.recipe == "finetune"
     with pytest.raises(ValueError, match="not a Hugging Face repo id"):
         loaded.push_to_hub("no-slash", api=api)
+
+
+def test_push_command(tmp_path, monkeypatch, cli_error):
+    """`liftgs push MODEL REPO_ID`: the token from --token-file reaches the Hub client, the upload
+    holds the card; a bad repo id or a missing token file is one line, before anything loads."""
+    import huggingface_hub
+
+    from liftgs.cli import main as cli_main
+
+    torch.manual_seed(2)
+    folder = build_liftgs(ModelConfig.tiny(text_dim=16)).save_pretrained(tmp_path / "m")
+    made = []
+
+    class Api(RecordingApi):
+        def __init__(self, token=None):
+            super().__init__()
+            self.token = token
+            made.append(self)
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", Api)
+    (tmp_path / "token").write_text("hf_secret\n")
+    assert cli_main(["push", str(folder), "someone/pushed", "--private", "--token-file", str(tmp_path / "token")]) == 0
+    api = made[-1]
+    assert api.token == "hf_secret" and api.calls[0][2]["private"] is True
+    assert {"config.json", "model.safetensors", "README.md"} <= set(api.files)
+    assert "REPO_ID must be a Hugging Face repo id" in cli_error(["push", str(folder), "no-slash"])
+    assert "no such file" in cli_error(["push", str(folder), "someone/x", "--token-file", str(tmp_path / "none")])
