@@ -75,3 +75,18 @@ def test_bf16_training_keeps_float32_weights(recipe, dataset, tmp_path):
     assert any(not torch.equal(w16[k], w32[k]) for k in w32)  # the computation did change
     with pytest.raises(ValueError, match="precision must be"):
         pretrain_config(dataset, tmp_path / "x", precision="fp16")
+
+
+def test_photometric_loss_is_float32_under_autocast():
+    """SSIM's local variances underflow in bfloat16 (inf loss at 128 px); the loss runs in float32."""
+    from liftgs.losses import photometric_loss
+
+    g = torch.Generator().manual_seed(3)
+    target = torch.rand(128, 128, 3, generator=g)
+    pred = (target + 0.05 * torch.randn(128, 128, 3, generator=g)).clamp(0, 1)
+    ref, _ = photometric_loss(pred, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss, parts = photometric_loss(pred.bfloat16(), target)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    torch.testing.assert_close(loss, photometric_loss(pred.bfloat16().float(), target)[0])
+    assert abs(float(loss) - float(ref)) < 0.01
