@@ -90,3 +90,23 @@ def test_photometric_loss_is_float32_under_autocast():
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     torch.testing.assert_close(loss, photometric_loss(pred.bfloat16().float(), target)[0])
     assert abs(float(loss) - float(ref)) < 0.01
+
+
+def test_grounding_criterion_is_finite_for_saturated_bf16_masks():
+    """sigmoid(logit) rounds to exactly 1 in bfloat16 for confident points; the criterion
+    computes in float32, so the clamped log-probabilities stay finite."""
+    from liftgs.losses import GroundingCriterion
+
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(6, 200, generator=g) * 12  # many |logit| > 9: sigmoid saturates in bf16
+    targets = (torch.rand(2, 200, generator=g) < 0.3).float()
+    tokens = torch.zeros(2, 4)
+    tokens[0, 0] = tokens[1, 1] = 1.0
+    token_logits = torch.randn(6, 4, generator=g)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        probs = torch.sigmoid(logits.bfloat16())
+        assert (probs == 1).any()
+        loss, parts = GroundingCriterion()([(probs, token_logits.bfloat16())], targets, tokens)
+    assert torch.isfinite(loss) and loss.dtype == torch.float32
+    ref, _ = GroundingCriterion()([(probs.float(), token_logits.bfloat16().float())], targets, tokens)
+    torch.testing.assert_close(loss, ref)  # the rounded inputs, scored in float32

@@ -83,10 +83,14 @@ class GroundingCriterion:
         if norm is None:
             norm = distributed_count(target_masks.shape[0], device)
         norm = max(float(norm), 1.0)
+        # float32 whatever autocast says: in bfloat16, 1 - 1e-6 rounds to 1 and the clamped
+        # log-probabilities of the mask terms become infinite
+        layers = [(probs.float(), logits.float()) for probs, logits in layers]
         total = layers[-1][0].new_zeros(())
         loss_dict: dict[str, float] = {}
         for i, (probs, logits) in enumerate(layers):
-            terms = self.layer_losses(probs, logits, target_masks, target_tokens)
+            with torch.autocast(device.type, enabled=False):
+                terms = self.layer_losses(probs, logits, target_masks.float(), target_tokens.float())
             suffix = "" if i == len(layers) - 1 else f"_{i}"
             for name, value in terms.items():
                 value = value / norm
