@@ -52,7 +52,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
                                "evaluate GenSplat stage III: referring segmentation, frame selection, VQA"),
     "answer": ("liftgs.vqa.answer:main", "answer a question about a scene with a GenSplat stage-III model"),
     "ground": ("liftgs.ground:main", "ground a phrase in a scene or a bare point cloud and write masks, boxes, renders"),
-    "push": ("liftgs.hub:push_main", "upload a LIFT-GS model with a generated model card to a Hugging Face repo"),
+    "push": ("liftgs.push:main", "upload a LIFT-GS model with a generated model card to a Hugging Face repo"),
     "view": ("liftgs.viewer.cli:main", "browse a scene in the browser: points, cameras, pseudo-labels, grounded phrases"),
     "demo": ("liftgs.demo:main", "the end-to-end demo on the synthetic benchmark (writes report.md)"),
 }
