@@ -73,7 +73,8 @@ def model_card(model, run_config: dict | None = None, repo_id: str | None = None
 
     cfg = model.config
     run = run_config or {}
-    settings = run.get(run.get("recipe", ""), {}) if isinstance(run.get(run.get("recipe", "")), dict) else {}
+    settings = run.get(run.get("recipe", ""))
+    settings = settings if isinstance(settings, dict) else {}
     encoder = cfg.text_encoder or (run.get("text_encoder") if isinstance(run.get("text_encoder"), str) else None)
     rows = [("model family", "LIFT-GS (point cloud + phrase -> 3D Gaussians and 3D masks)"),
             ("size preset", cfg.preset or settings.get("preset") or "not recorded"),

@@ -240,16 +240,8 @@ def scorer_logits(scorer, feats, text):
 
 def test_bf16_run_keeps_float32_weights(rooms, tmp_path):
     """--precision bf16: the first-step loss within 10 % of float32's, float32 weights out."""
-    from safetensors.torch import load_file
-
+    from helpers.precision import run_both_precisions
     from liftgs.recipes.gensplat_frames import run_gensplat_frames
-    from liftgs.train.logging import read_jsonl
 
-    losses = {}
-    for precision in ("fp32", "bf16"):
-        run_gensplat_frames(config(rooms, tmp_path / precision, steps=2, precision=precision))
-        losses[precision] = read_jsonl(tmp_path / precision)[0]["loss"]
-    files = list((tmp_path / "bf16" / "model").rglob("*.safetensors"))
-    assert files and all(v.dtype == torch.float32 for f in files for v in load_file(str(f)).values()
-                         if v.is_floating_point())
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)
+    run_both_precisions(lambda out, precision: run_gensplat_frames(config(rooms, out, steps=2, precision=precision)),
+                        tmp_path)

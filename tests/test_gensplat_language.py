@@ -289,15 +289,7 @@ def test_inputs_are_checked_with_one_line_errors(rooms, tmp_path, cli_error):
 
 def test_bf16_run_keeps_float32_weights(rooms, tmp_path):
     """--precision bf16: the first-step loss within 10 % of float32's, float32 weights out."""
-    from safetensors.torch import load_file
+    from helpers.precision import run_both_precisions
 
-    from liftgs.train.logging import read_jsonl
-
-    losses = {}
-    for precision in ("fp32", "bf16"):
-        run_gensplat_language(config(rooms, tmp_path / precision, steps=2, precision=precision))
-        losses[precision] = read_jsonl(tmp_path / precision)[0]["loss"]
-    files = list((tmp_path / "bf16" / "model").rglob("*.safetensors"))
-    assert files and all(v.dtype == torch.float32 for f in files for v in load_file(str(f)).values()
-                         if v.is_floating_point())
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)
+    run_both_precisions(lambda out, precision: run_gensplat_language(config(rooms, out, steps=2, precision=precision)),
+                        tmp_path)

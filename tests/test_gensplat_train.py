@@ -414,17 +414,11 @@ def test_feature_recipes_refuse_loader_workers(tmp_path):
 @pytest.mark.parametrize("stage", ["semantic", "instance"])
 def test_bf16_runs_keep_float32_weights(rooms, tmp_path, stage):
     """--precision bf16: the first-step loss within 10 % of float32's, float32 weights out."""
-    from safetensors.torch import load_file
+    from helpers.precision import run_both_precisions
 
     from liftgs.recipes.gensplat import run_gensplat_instance, run_gensplat_semantic
-    from liftgs.train.logging import read_jsonl
 
     run, make = ((run_gensplat_semantic, semantic_config) if stage == "semantic"
                  else (run_gensplat_instance, instance_config))
-    losses = {}
-    for precision in ("fp32", "bf16"):
-        run(make(rooms, tmp_path / precision, steps=2, precision=precision), text_encoder=RoomTextEncoder())
-        losses[precision] = read_jsonl(tmp_path / precision)[0]["loss"]
-    weights = load_file(str(tmp_path / "bf16" / "model" / "model.safetensors"))
-    assert all(v.dtype == torch.float32 for v in weights.values() if v.is_floating_point())
-    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.1)
+    run_both_precisions(lambda out, precision: run(make(rooms, out, steps=2, precision=precision),
+                                                   text_encoder=RoomTextEncoder()), tmp_path)

@@ -187,8 +187,6 @@ def make_images_fn(dataset: PretrainDataset, query_dim: int, device: torch.devic
     from liftgs.train.pictures import mask_panel, side_by_side
 
     def images_fn(model: nn.Module, step: int) -> dict:
-        import numpy as np
-
         s = dataset.sample(PROBE_POSITION)
         batch, query_scene = collate_groups([[s]], query_dim)
         batch = batch.to(device)
@@ -205,7 +203,7 @@ def make_images_fn(dataset: PretrainDataset, query_dim: int, device: torch.devic
         masks = side_by_side(mask_panel(labels, frame), mask_panel(rendered, frame))
         rgb = side_by_side(frame, view.rgb.float().clamp(0, 1).cpu().numpy())
         return {"pretrain/masks_pseudolabels_vs_rendered": masks,
-                "pretrain/rgb_frame_vs_rendered": np.asarray(rgb)}
+                "pretrain/rgb_frame_vs_rendered": rgb}
 
     return images_fn
 

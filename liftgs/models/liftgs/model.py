@@ -69,6 +69,7 @@ class LiftGS(nn.Module):
         self.text_dim = int(text_dim)
         self.config = config
         self.source_dir: Path | None = None  # the folder it was loaded from (from_pretrained)
+        self._text_encoders: dict[str | None, object] = {}  # ground()'s encoders by name, loaded once
 
     # ------------------------------------------------------------------ forward
     def forward(self, points: Tensor, colors: Tensor, offsets: Tensor, queries: Tensor,
@@ -338,12 +339,10 @@ class LiftGS(nn.Module):
         from liftgs.models.provenance import text_encoder_for
 
         key = None if text_encoder is None else str(text_encoder)
-        cached = getattr(self, "_text_encoders", {})
-        if key not in cached:
+        if key not in self._text_encoders:
             device = next(self.parameters()).device
-            cached[key] = text_encoder_for(self.source_dir, key, device=device, model=self)
-            object.__setattr__(self, "_text_encoders", cached)  # not a submodule, not in state_dict
-        return cached[key]
+            self._text_encoders[key] = text_encoder_for(self.source_dir, key, device=device, model=self)
+        return self._text_encoders[key]
 
 
 def build_liftgs(config: ModelConfig) -> LiftGS:
